@@ -1,0 +1,159 @@
+// Package bot is invitebot's Slack adapter: HTTP and Socket Mode ingress,
+// request verification, payload parsing and Block Kit rendering. It holds no
+// business rules: it turns Slack payloads into calls on *flows.Service and
+// flows' notices into Slack messages and views. It implements
+// flows.Notifier.
+package bot
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"text/template"
+
+	"github.com/slack-go/slack"
+
+	"github.com/invitebot/invitebot/flows"
+)
+
+// MaxBodyBytes bounds a request body from Slack. Interaction payloads carry
+// the whole view; 1 MiB is far above what the invitation dialogs produce.
+const MaxBodyBytes = 1 << 20
+
+// Config configures a Bot.
+type Config struct {
+	Client        *slack.Client
+	Service       *flows.Service // set with SetService when the service needs the Bot as its Notifier
+	SigningSecret string         // HTTP mode; "" rejects every /slack/* request
+	// InvitationTemplate renders the ready-to-forward invitation text.
+	InvitationTemplate *template.Template
+	Logger             *slog.Logger
+}
+
+// Bot handles Slack requests and notifies inviters.
+type Bot struct {
+	api    *slack.Client
+	svc    *flows.Service
+	secret string
+	tmpl   *template.Template
+	log    *slog.Logger
+}
+
+var _ flows.Notifier = (*Bot)(nil)
+
+// New returns a Bot.
+func New(cfg Config) *Bot {
+	b := &Bot{api: cfg.Client, svc: cfg.Service, secret: cfg.SigningSecret, tmpl: cfg.InvitationTemplate, log: cfg.Logger}
+	if b.log == nil {
+		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return b
+}
+
+// SetService sets the service; call it once, before serving.
+func (b *Bot) SetService(s *flows.Service) { b.svc = s }
+
+// Handler returns the HTTP mode endpoints: POST /slack/commands,
+// /slack/interactions and /slack/events. Every request is verified (HMAC
+// v0, 5-minute window) before anything else; a bad or stale signature gets
+// 401 and causes no side effect.
+func (b *Bot) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST /slack/commands", b.verified(b.serveCommand))
+	mux.Handle("POST /slack/interactions", b.verified(b.serveInteraction))
+	mux.Handle("POST /slack/events", b.verified(b.serveEvent))
+	return mux
+}
+
+// verified checks the request's Slack signature over its raw body and
+// hands the handler a request whose body can be read again.
+func (b *Bot) verified(next func(http.ResponseWriter, *http.Request)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+				return
+			}
+			http.Error(w, "cannot read body", http.StatusBadRequest)
+			return
+		}
+		sv, err := slack.NewSecretsVerifier(r.Header, b.secret)
+		if err == nil {
+			_, _ = sv.Write(body)
+			err = sv.Ensure()
+		}
+		if err != nil {
+			b.log.Warn("rejected unsigned or stale Slack request", "path", r.URL.Path, "err", err)
+			http.Error(w, "invalid signature", http.StatusUnauthorized)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		next(w, r)
+	})
+}
+
+func (b *Bot) serveCommand(w http.ResponseWriter, r *http.Request) {
+	cmd, err := slack.SlashCommandParse(r)
+	if err != nil {
+		http.Error(w, "bad slash command", http.StatusBadRequest)
+		return
+	}
+	writeJSON(w, b.command(r.Context(), cmd))
+}
+
+func (b *Bot) serveInteraction(w http.ResponseWriter, r *http.Request) {
+	var cb slack.InteractionCallback
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	if err := json.Unmarshal([]byte(r.PostForm.Get("payload")), &cb); err != nil {
+		http.Error(w, "bad payload", http.StatusBadRequest)
+		return
+	}
+	writeJSON(w, b.interaction(r.Context(), cb))
+}
+
+func (b *Bot) serveEvent(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	var ev struct {
+		Type      string `json:"type"`
+		Challenge string `json:"challenge"`
+	}
+	if err := json.Unmarshal(body, &ev); err != nil {
+		http.Error(w, "bad event", http.StatusBadRequest)
+		return
+	}
+	if ev.Type == "url_verification" {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, ev.Challenge)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// writeJSON answers 200 with v as JSON, or an empty body when v is nil
+// (Slack reads an empty 200 as "accepted").
+func writeJSON(w http.ResponseWriter, v any) {
+	if v == nil {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ephemeral is a slash command response only the user sees.
+func ephemeral(text string) *slack.Msg {
+	return &slack.Msg{ResponseType: slack.ResponseTypeEphemeral, Text: text}
+}
+
+// detach returns a context for work that must outlive the Slack request
+// (e.g. a views.open that Slack is waiting for) but keep its values.
+func detach(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }

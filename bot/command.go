@@ -1,0 +1,67 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+)
+
+// viewsOpenTimeout bounds views.open: the trigger_id expires 3 s after the
+// user ran the command, so waiting longer cannot help.
+const viewsOpenTimeout = 2500 * time.Millisecond
+
+// HelpText is the /invite-guest help shown to users.
+const HelpText = "*/invite-guest* opens a dialog to invite an external collaborator into our Microsoft Entra tenant as a B2B guest.\n" +
+	"• `/invite-guest` — open the dialog\n" +
+	"• `/invite-guest bob@contoso.com Bob Smith` — open it pre-filled\n" +
+	"• `/invite-guest help` — this text\n" +
+	"invitebot checks the directory for an existing account first, then invites, adds the guest to the groups you chose and DMs you the result."
+
+// ParseCommandText reads "/invite-guest [email] [display name…]".
+func ParseCommandText(text string) Prefill {
+	fields := strings.Fields(text)
+	if len(fields) == 0 {
+		return Prefill{}
+	}
+	var p Prefill
+	if strings.Contains(fields[0], "@") {
+		p.Email = strings.Trim(fields[0], "<>")
+		// Slack may send an address as a mailto link: <mailto:a@b|a@b>.
+		if i := strings.IndexByte(p.Email, '|'); i >= 0 {
+			p.Email = p.Email[i+1:]
+		}
+		p.Email = strings.TrimPrefix(p.Email, "mailto:")
+		fields = fields[1:]
+	}
+	p.DisplayName = strings.Join(fields, " ")
+	return p
+}
+
+// command answers a slash command. It opens the dialog before returning, so
+// the trigger_id is used within its 3 seconds and before any Graph or store
+// work. It returns the response body (nil: empty 200).
+func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) any {
+	if cmd.Command != Command {
+		return ephemeral("Unknown command " + Escape(cmd.Command) + ".")
+	}
+	text := strings.TrimSpace(cmd.Text)
+	if text == "help" {
+		return ephemeral(HelpText)
+	}
+	p := b.svc.Policy()
+	modal := InviteModal(ParseCommandText(text), p, p.IsAdmin(cmd.UserID))
+	octx, cancel := context.WithTimeout(detach(ctx), viewsOpenTimeout)
+	defer cancel()
+	if _, err := b.api.OpenViewContext(octx, cmd.TriggerID, modal); err != nil {
+		b.log.Warn("views.open", "user", cmd.UserID, "err", err)
+		var se slack.SlackErrorResponse
+		if errors.As(err, &se) && (se.Err == "expired_trigger_id" || se.Err == "exchanged_trigger_id") {
+			return ephemeral("Slack took too long to open the dialog. Please run /invite-guest again.")
+		}
+		return ephemeral("Could not open the invitation dialog (Slack said: " + Escape(err.Error()) + "). Please try again.")
+	}
+	return nil
+}

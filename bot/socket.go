@@ -1,0 +1,78 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/slackevents"
+	"github.com/slack-go/slack/socketmode"
+)
+
+// RunSocketMode serves Slack over Socket Mode until ctx is done: the same
+// commands and interactions as HTTP mode, acknowledged over the socket. The
+// app-level token authenticates the socket, so there is no signature.
+func (b *Bot) RunSocketMode(ctx context.Context, client *socketmode.Client) error {
+	errc := make(chan error, 1)
+	go func() { errc <- client.RunContext(ctx) }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errc:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		case evt, ok := <-client.Events:
+			if !ok {
+				return errors.New("socket mode: event channel closed")
+			}
+			b.socketEvent(ctx, client, evt)
+		}
+	}
+}
+
+func (b *Bot) socketEvent(ctx context.Context, client *socketmode.Client, evt socketmode.Event) {
+	var payload any
+	switch evt.Type {
+	case socketmode.EventTypeConnected:
+		b.log.Info("socket mode connected")
+		return
+	case socketmode.EventTypeConnectionError, socketmode.EventTypeInvalidAuth:
+		b.log.Warn("socket mode connection problem", "type", evt.Type)
+		return
+	case socketmode.EventTypeSlashCommand:
+		cmd, ok := evt.Data.(slack.SlashCommand)
+		if !ok {
+			break
+		}
+		payload = b.command(ctx, cmd)
+	case socketmode.EventTypeInteractive:
+		cb, ok := evt.Data.(slack.InteractionCallback)
+		if !ok {
+			break
+		}
+		payload = b.interaction(ctx, cb)
+	case socketmode.EventTypeEventsAPI:
+		if _, ok := evt.Data.(slackevents.EventsAPIEvent); !ok {
+			break
+		}
+	default:
+		return
+	}
+	if evt.Request == nil {
+		return
+	}
+	if payload != nil {
+		// Socket Mode frames over 20 KB are dropped by Slack; our views
+		// are far smaller, but say so if one ever is not.
+		if raw, err := json.Marshal(payload); err == nil && len(raw) >= 20<<10 {
+			b.log.Error("socket mode ack too large", "bytes", len(raw))
+		}
+	}
+	if err := client.AckCtx(ctx, evt.Request.EnvelopeID, payload); err != nil {
+		b.log.Warn("socket mode ack", "err", err)
+	}
+}

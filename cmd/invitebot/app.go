@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+
+	"github.com/invitebot/invitebot/bot"
+	"github.com/invitebot/invitebot/flows"
+	"github.com/invitebot/invitebot/internal/config"
+	"github.com/invitebot/invitebot/internal/graph"
+	"github.com/invitebot/invitebot/internal/store"
+)
+
+// deps are what tests and the demo replace; the zero value is production.
+type deps struct {
+	graphHTTP   *http.Client           // Graph transport; nil: the SDK's
+	authHTTP    *http.Client           // token transport; nil: azidentity's
+	credential  azcore.TokenCredential // nil: from the config
+	slackHTTP   *http.Client           // nil: http.DefaultClient
+	sleep       func(context.Context, time.Duration) error
+	transient   flows.Backoff
+	replication flows.Backoff
+}
+
+// app is invitebot wired together.
+type app struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	db    *store.DB
+	svc   *flows.Service
+	bot   *bot.Bot
+	slack *slack.Client
+	mux   *http.ServeMux
+}
+
+// newApp wires the adapters around flows. The caller must Close it.
+func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
+	tmpl, err := cfg.Policy.InvitationTemplate()
+	if err != nil {
+		return nil, fmt.Errorf("INVITEBOT_CONFIG: templates.invitation: %w", err)
+	}
+	dir, err := graph.New(graph.Config{
+		TenantID: cfg.TenantID, ClientID: cfg.ClientID,
+		ClientSecret:    cfg.ClientSecret.Reveal(),
+		CertificatePath: cfg.CertificatePath, CertificatePassword: cfg.CertificatePassword.Reveal(),
+		Credential:    d.credential,
+		AuthorityHost: cfg.AuthorityHost, BaseURL: cfg.GraphBaseURL,
+		HTTPClient: d.graphHTTP, AuthHTTPClient: d.authHTTP,
+		Logger: log.With("component", "graph"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("graph: %w", err)
+	}
+	db, err := store.Open(cfg.DBPath, store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	opts := []slack.Option{slack.OptionAPIURL(cfg.SlackAPIURL)}
+	if d.slackHTTP != nil {
+		opts = append(opts, slack.OptionHTTPClient(d.slackHTTP))
+	}
+	if cfg.SocketMode() {
+		opts = append(opts, slack.OptionAppLevelToken(cfg.SlackAppToken.Reveal()))
+	}
+	api := slack.New(cfg.SlackBotToken.Reveal(), opts...)
+	b := bot.New(bot.Config{
+		Client: api, SigningSecret: cfg.SlackSigningSecret.Reveal(),
+		InvitationTemplate: tmpl, Logger: log.With("component", "bot"),
+	})
+	svc := flows.New(flows.Config{
+		Directory: dir, Store: db, Notifier: b, Policy: cfg.FlowsPolicy(),
+		Logger: log.With("component", "flows"), Sleep: d.sleep,
+		Transient: d.transient, Replication: d.replication,
+	})
+	b.SetService(svc)
+	a := &app{cfg: cfg, log: log, db: db, svc: svc, bot: b, slack: api, mux: http.NewServeMux()}
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	if !cfg.SocketMode() {
+		a.mux.Handle("/slack/", b.Handler())
+	}
+	return a, nil
+}
+
+// Close stops background work and closes the store.
+func (a *app) Close() error {
+	a.svc.Close()
+	return a.db.Close()
+}
+
+// serve runs the bot until ctx is done: it resumes unfinished invitations,
+// serves HTTP (health, and Slack in HTTP mode) on ln, and in Socket Mode
+// connects to Slack. On shutdown it stops accepting, lets requests finish,
+// and leaves unfinished invitations recorded for the next start.
+func (a *app) serve(ctx context.Context, ln net.Listener) error {
+	n, err := a.svc.Start(ctx)
+	if err != nil {
+		return err
+	}
+	mode := "http"
+	if a.cfg.SocketMode() {
+		mode = "socket"
+	}
+	a.log.Info("invitebot serving", "addr", ln.Addr().String(), "mode", mode, "resumed", n, "db", a.cfg.DBPath)
+	srv := &http.Server{Handler: a.mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	if a.cfg.SocketMode() {
+		go func() { errc <- a.bot.RunSocketMode(ctx, socketmode.New(a.slack)) }()
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil && err == nil {
+		err = serr
+	}
+	a.log.Info("invitebot stopped")
+	return err
+}
+
+// newLogger builds the process logger: JSON unless LOG_FORMAT=text or
+// stderr is a terminal.
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	format := cfg.LogFormat
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

@@ -1,0 +1,60 @@
+// Command invitebot is a Slack app that invites external collaborators into
+// a Microsoft Entra ID tenant as B2B guests.
+//
+//	invitebot serve    run the bot (configuration from the environment)
+//	invitebot demo     run the whole flow against built-in emulators
+//	invitebot help     usage and the environment variables
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "invitebot:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = `invitebot invites external collaborators into Microsoft Entra ID as B2B
+guests from Slack (/invite-guest).
+
+Usage:
+  invitebot serve    run the bot; configuration comes from the environment
+  invitebot demo     run the whole invitation flow against built-in emulators
+                     of Slack and Microsoft Graph (no tenant, no Slack app needed)
+  invitebot help     this text
+
+Run "invitebot COMMAND -h" for a command's help.
+`
+
+// run is the whole program; main only adds signals and the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("missing command")
+	}
+	switch args[0] {
+	case "serve":
+		return serveCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "demo":
+		return demoCmd(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}

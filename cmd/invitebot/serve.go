@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/invitebot/invitebot/internal/config"
+)
+
+func serveCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: invitebot serve
+
+Runs invitebot. Configuration comes only from the environment (secrets are
+never flags). With SLACK_APP_TOKEN set it connects over Socket Mode and needs
+no public URL; otherwise Slack sends requests to POST /slack/commands,
+/slack/interactions and /slack/events on INVITEBOT_ADDR. GET /healthz is
+served in both modes.
+
+Environment:
+`)
+		for _, e := range config.Env {
+			fmt.Fprintf(stderr, "  %-34s %s\n", e[0], e[1])
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	log := newLogger(cfg, stderr)
+	a, err := newApp(cfg, log, deps{})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("INVITEBOT_ADDR: %w", err)
+	}
+	return a.serve(ctx, ln)
+}

@@ -1,0 +1,231 @@
+package flows
+
+import (
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+)
+
+// State is a step of an invitation's state machine. Every state change is
+// written to the store before the side effect that follows it, so a restart
+// resumes an invitation from its last recorded state.
+//
+//	requested → checking → (awaiting_pick) → inviting → invited
+//	          → attributes_set → groups_added → provisioned → notified
+//	any step → failed
+type State string
+
+// The states of an invitation, in the order a successful one passes them.
+const (
+	StateRequested     State = "requested"
+	StateChecking      State = "checking"
+	StateAwaitingPick  State = "awaiting_pick"
+	StateInviting      State = "inviting"
+	StateInvited       State = "invited"
+	StateAttributesSet State = "attributes_set"
+	StateGroupsAdded   State = "groups_added"
+	StateProvisioned   State = "provisioned"
+	StateNotified      State = "notified"
+	StateAccepted      State = "accepted"
+	StateFailed        State = "failed"
+)
+
+// Terminal reports whether no further automatic step follows s.
+func (s State) Terminal() bool {
+	return s == StateNotified || s == StateAccepted || s == StateFailed
+}
+
+// Waiting reports whether s waits for a person (the inviter's pick) rather
+// than for the bot.
+func (s State) Waiting() bool { return s == StateAwaitingPick }
+
+// Delivery says who delivers the redeem link to the invitee.
+type Delivery string
+
+const (
+	// DeliverySlackLink suppresses Microsoft's email (sendInvitationMessage
+	// false) and gives the inviter the redeem link in a Slack DM.
+	DeliverySlackLink Delivery = "slack_link"
+	// DeliveryMicrosoftEmail lets Microsoft send its invitation email.
+	DeliveryMicrosoftEmail Delivery = "microsoft_email"
+)
+
+// UserType is the Entra user type the guest is created with.
+type UserType string
+
+// The user types Graph accepts in invitedUserType.
+const (
+	UserTypeGuest  UserType = "Guest"
+	UserTypeMember UserType = "Member"
+)
+
+// Attributes are optional user properties written after the invitation
+// (PATCH /users/{id}).
+type Attributes struct {
+	GivenName   string `json:"givenName,omitempty"`
+	Surname     string `json:"surname,omitempty"`
+	CompanyName string `json:"companyName,omitempty"`
+	JobTitle    string `json:"jobTitle,omitempty"`
+}
+
+// IsZero reports whether no attribute is set.
+func (a Attributes) IsZero() bool { return a == Attributes{} }
+
+// Request is what the inviter asked for: the modal's fields.
+type Request struct {
+	Email       string     `json:"email"`
+	DisplayName string     `json:"displayName,omitempty"`
+	RedirectURL string     `json:"redirectUrl"`
+	Delivery    Delivery   `json:"delivery"`
+	Message     string     `json:"message,omitempty"`
+	CC          string     `json:"cc,omitempty"`
+	UserType    UserType   `json:"userType"`
+	Groups      []string   `json:"groups,omitempty"` // Entra group object IDs
+	Attributes  Attributes `json:"attributes,omitzero"`
+}
+
+// Inviter identifies the Slack user who asked for an invitation.
+type Inviter struct {
+	TeamID string `json:"teamId"`
+	UserID string `json:"userId"`
+}
+
+// DirectoryUser is a user found in the directory.
+type DirectoryUser struct {
+	ID                string   `json:"id"`
+	DisplayName       string   `json:"displayName,omitempty"`
+	Mail              string   `json:"mail,omitempty"`
+	UserPrincipalName string   `json:"userPrincipalName,omitempty"`
+	UserType          UserType `json:"userType,omitempty"`
+	// ExternalUserState is "PendingAcceptance", "Accepted" or "" (null: not
+	// an invited external user, or a self-service sign-up).
+	ExternalUserState string `json:"externalUserState,omitempty"`
+}
+
+// Failure records why an invitation stopped.
+type Failure struct {
+	Code FailureCode `json:"code"`
+	// Message is Graph's own message, when Graph rejected the request.
+	Message string `json:"message,omitempty"`
+	// Step is the state the invitation was in when it failed.
+	Step State `json:"step"`
+	// Retryable reports whether trying again later may succeed.
+	Retryable bool `json:"retryable"`
+}
+
+// FailureCode classifies a Failure; bot turns it into words.
+type FailureCode string
+
+// The failure codes.
+const (
+	FailForbidden    FailureCode = "forbidden"     // Graph 403: missing permission or invitations restricted
+	FailRejected     FailureCode = "rejected"      // Graph 400: Graph's message says why
+	FailThrottled    FailureCode = "throttled"     // 429 beyond the retry budget
+	FailUnavailable  FailureCode = "unavailable"   // 5xx/timeouts beyond the retry budget
+	FailNotFound     FailureCode = "not_found"     // object still missing after the replication budget
+	FailInternalUser FailureCode = "internal_user" // address in one of the tenant's verified domains
+	FailCancelled    FailureCode = "cancelled"     // the inviter closed the pick dialog
+	FailNotify       FailureCode = "notify_failed" // done in Entra, but Slack could not be told
+	FailInternal     FailureCode = "internal"      // a bug or a store error
+)
+
+// Event is one entry of an invitation's history and of the audit log.
+type Event struct {
+	At           time.Time `json:"at"`
+	InvitationID string    `json:"invitationId"`
+	ObjectID     string    `json:"objectId,omitempty"`
+	Actor        string    `json:"actor"` // Slack user ID, or "invitebot"
+	Action       string    `json:"action"`
+	Detail       string    `json:"detail,omitempty"`
+}
+
+// ActorBot is the Event actor for steps the bot takes on its own.
+const ActorBot = "invitebot"
+
+// Invitation is the durable record of one invitation request, keyed by ID
+// until the guest has an Entra object ID.
+type Invitation struct {
+	ID      string  `json:"id"`
+	ViewID  string  `json:"viewId,omitempty"` // the Slack modal that submitted it
+	Inviter Inviter `json:"inviter"`
+	Request Request `json:"request"`
+	State   State   `json:"state"`
+
+	// Matches are the existing directory users shown to the inviter.
+	Matches []DirectoryUser `json:"matches,omitempty"`
+	// Picked is true when the inviter chose an existing user.
+	Picked bool `json:"picked,omitempty"`
+
+	ObjectID      string `json:"objectId,omitempty"`
+	InviteAttempt int    `json:"inviteAttempt,omitempty"` // POST /invitations attempts, counted before each
+	// RedeemURL is the invitation redemption link. It is a bearer credential:
+	// it is kept only in the store, shown only to the inviter (or DMed to the
+	// invitee) and never logged (see LogValue).
+	RedeemURL   string   `json:"redeemUrl,omitempty"`
+	GroupsAdded []string `json:"groupsAdded,omitempty"`
+
+	Failure *Failure `json:"failure,omitempty"`
+	History []Event  `json:"history,omitempty"`
+
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Clone returns a deep copy of inv.
+func (inv *Invitation) Clone() *Invitation {
+	c := *inv
+	c.Request.Groups = slices.Clone(inv.Request.Groups)
+	c.Matches = slices.Clone(inv.Matches)
+	c.GroupsAdded = slices.Clone(inv.GroupsAdded)
+	c.History = slices.Clone(inv.History)
+	if inv.Failure != nil {
+		f := *inv.Failure
+		c.Failure = &f
+	}
+	return &c
+}
+
+// LogValue implements slog.LogValuer. It omits the redeem link, the message
+// and the guest's full address: only the domain is logged.
+func (inv *Invitation) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("id", inv.ID),
+		slog.String("state", string(inv.State)),
+		slog.String("object_id", inv.ObjectID),
+		slog.String("guest_domain", Domain(inv.Request.Email)),
+		slog.String("inviter", inv.Inviter.UserID),
+	)
+}
+
+// Guest is a provisioned guest in invitebot's own store, keyed by Entra
+// object ID (the immutable ID).
+type Guest struct {
+	ObjectID     string    `json:"objectId"`
+	Email        string    `json:"email"`
+	DisplayName  string    `json:"displayName,omitempty"`
+	UserType     UserType  `json:"userType"`
+	InvitedBy    Inviter   `json:"invitedBy"`
+	Groups       []string  `json:"groups,omitempty"`
+	RedirectURL  string    `json:"redirectUrl,omitempty"`
+	Delivery     Delivery  `json:"delivery"`
+	State        State     `json:"state"`
+	Existing     bool      `json:"existing,omitempty"` // picked from the directory, not invited
+	InvitationID string    `json:"invitationId"`
+	CreatedAt    time.Time `json:"createdAt"`
+	UpdatedAt    time.Time `json:"updatedAt"`
+}
+
+// NormalizeEmail returns the key under which an address is deduplicated.
+func NormalizeEmail(email string) string {
+	return strings.ToLower(strings.TrimSpace(email))
+}
+
+// Domain returns the lower-cased domain of an address, or "".
+func Domain(email string) string {
+	at := strings.LastIndexByte(email, '@')
+	if at < 0 {
+		return ""
+	}
+	return strings.ToLower(email[at+1:])
+}

@@ -1,0 +1,107 @@
+package flows
+
+import (
+	"context"
+	"time"
+)
+
+// Invite is what is sent to POST /invitations.
+type Invite struct {
+	Email           string
+	DisplayName     string
+	RedirectURL     string
+	SendMessage     bool // sendInvitationMessage
+	Message         string
+	CC              string
+	UserType        UserType
+	ExistingUserID  string // invitedUser.id (convert internal user / reset redemption)
+	ResetRedemption bool
+	MessageLanguage string // ISO 639; ignored by Graph when Message is set
+}
+
+// Invited is Graph's answer to an invitation.
+type Invited struct {
+	InvitationID string
+	UserID       string // invitedUser.id: the guest's Entra object ID
+	RedeemURL    string // inviteRedeemUrl: a bearer credential, never log it
+	Status       string
+}
+
+// Directory is the tenant's directory (Microsoft Graph). Errors are
+// *DirectoryError values (or wrap them), so callers can tell throttling,
+// outages, 403 and 404 apart.
+type Directory interface {
+	// VerifiedDomains returns the tenant's verified domains, lower-cased.
+	VerifiedDomains(ctx context.Context) ([]string, error)
+	// FindUsers returns the users whose mail, otherMails or SMTP proxy
+	// addresses equal email (and userPrincipalName when withUPN is set).
+	FindUsers(ctx context.Context, email string, withUPN bool) ([]DirectoryUser, error)
+	// Invite creates (or re-sends) an invitation. It is not retried by the
+	// adapter: the caller decides, because a retried POST may have effects.
+	Invite(ctx context.Context, inv Invite) (Invited, error)
+	// UpdateUser writes attrs to the user. ErrNotFound right after an
+	// invitation usually means replication delay.
+	UpdateUser(ctx context.Context, userID string, attrs Attributes) error
+	// AddGroupMember adds the user to the group. It returns nil when the
+	// user already is a member.
+	AddGroupMember(ctx context.Context, groupID, userID string) error
+}
+
+// Store keeps invitations, guests and the audit log durably. Every new Event
+// in an invitation's History is appended to the audit log in the same
+// transaction that stores the invitation.
+type Store interface {
+	// CreateInvitation stores a new invitation. If inv.ViewID already
+	// submitted one, it returns that one and ErrDuplicate; if another
+	// unfinished invitation exists for the same address, it returns that one
+	// and ErrInFlight. Nothing is written in either case.
+	CreateInvitation(ctx context.Context, inv *Invitation) (*Invitation, error)
+	// Invitation returns the invitation with the given ID, or ErrNotFound.
+	Invitation(ctx context.Context, id string) (*Invitation, error)
+	// UpdateInvitation applies fn to the stored invitation atomically and
+	// returns the result. If fn returns an error nothing is written.
+	UpdateInvitation(ctx context.Context, id string, fn func(*Invitation) error) (*Invitation, error)
+	// Invitations returns the invitations for which keep returns true
+	// (all if keep is nil), oldest first.
+	Invitations(ctx context.Context, keep func(*Invitation) bool) ([]*Invitation, error)
+	// SaveGuest inserts or replaces the guest with g.ObjectID.
+	SaveGuest(ctx context.Context, g Guest) error
+	// Guest returns the guest with the given object ID, or ErrNotFound.
+	Guest(ctx context.Context, objectID string) (*Guest, error)
+	// AuditLog returns the audit events at or after since, oldest first.
+	AuditLog(ctx context.Context, since time.Time) ([]Event, error)
+}
+
+// NoticeKind says what a Notice tells the inviter.
+type NoticeKind string
+
+// The notice kinds.
+const (
+	// NoticeProgress: the invitation moved to a new state (best effort).
+	NoticeProgress NoticeKind = "progress"
+	// NoticeRetrying: Graph throttled or failed; the step is retried after RetryIn.
+	NoticeRetrying NoticeKind = "retrying"
+	// NoticeMatches: existing users were found; the inviter must pick.
+	NoticeMatches NoticeKind = "matches"
+	// NoticeDone: the guest is invited/granted and provisioned.
+	NoticeDone NoticeKind = "done"
+	// NoticeFailed: the invitation failed; Invitation.Failure says why.
+	NoticeFailed NoticeKind = "failed"
+)
+
+// Notice is a domain message to the inviter. The Notifier (bot) renders it.
+type Notice struct {
+	Kind       NoticeKind
+	Invitation *Invitation // a copy: the notifier may keep it
+	RetryIn    time.Duration
+}
+
+// Final reports whether the notice ends the conversation with the inviter,
+// so it must be delivered (retried), not only attempted.
+func (n Notice) Final() bool { return n.Kind == NoticeDone || n.Kind == NoticeFailed }
+
+// Notifier tells the inviter about their invitation.
+type Notifier interface {
+	// Notify delivers n. An error means it may not have been delivered.
+	Notify(ctx context.Context, n Notice) error
+}

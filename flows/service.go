@@ -1,0 +1,352 @@
+package flows
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config configures a Service. Directory, Store and Notifier are required;
+// every other field has a default.
+type Config struct {
+	Directory Directory
+	Store     Store
+	Notifier  Notifier
+	Policy    Policy
+
+	Logger *slog.Logger                               // nil: discard
+	Now    func() time.Time                           // nil: time.Now
+	Sleep  func(context.Context, time.Duration) error // nil: SleepContext
+	NewID  func() string                              // nil: random "inv_…" IDs
+
+	Transient   Backoff       // zero: DefaultTransient
+	Replication Backoff       // zero: DefaultReplication
+	CallTimeout time.Duration // per directory call; zero: 30s
+	// PickTimeout is how long an unanswered "pick a match" dialog blocks a
+	// new invitation for the same address; zero: 15 minutes.
+	PickTimeout time.Duration
+	// DomainRefresh is how often the verified domains are re-read; zero: 1h.
+	DomainRefresh time.Duration
+}
+
+// Service runs invitations. Submissions are validated synchronously; the
+// Graph work runs in the background on the Service's own context, so a
+// Slack acknowledgement never waits for it.
+type Service struct {
+	dir   Directory
+	store Store
+	note  Notifier
+	log   *slog.Logger
+	now   func() time.Time
+	sleep func(context.Context, time.Duration) error
+	newID func() string
+
+	transient, replication   Backoff
+	callTimeout, pickTimeout time.Duration
+	domainRefresh            time.Duration
+	policy                   atomic.Pointer[Policy]
+	domains                  atomic.Pointer[[]string]
+	ctx                      context.Context
+	cancel                   context.CancelFunc
+	wg                       sync.WaitGroup
+	mu                       sync.Mutex
+	running                  map[string]bool
+	idle                     chan struct{} // closed when a run ends
+	startOnce                sync.Once
+}
+
+// New returns a Service. Call Start to load the tenant's domains and resume
+// unfinished invitations, and Close to stop.
+func New(cfg Config) *Service {
+	s := &Service{
+		dir: cfg.Directory, store: cfg.Store, note: cfg.Notifier,
+		log: cfg.Logger, now: cfg.Now, sleep: cfg.Sleep, newID: cfg.NewID,
+		transient: cfg.Transient, replication: cfg.Replication,
+		callTimeout: cfg.CallTimeout, pickTimeout: cfg.PickTimeout, domainRefresh: cfg.DomainRefresh,
+		running: map[string]bool{},
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.sleep == nil {
+		s.sleep = SleepContext
+	}
+	if s.newID == nil {
+		s.newID = randomID
+	}
+	if s.transient.Attempts == 0 {
+		s.transient = DefaultTransient
+	}
+	if s.replication.Attempts == 0 {
+		s.replication = DefaultReplication
+	}
+	if s.callTimeout == 0 {
+		s.callTimeout = 30 * time.Second
+	}
+	if s.pickTimeout == 0 {
+		s.pickTimeout = 15 * time.Minute
+	}
+	if s.domainRefresh == 0 {
+		s.domainRefresh = time.Hour
+	}
+	p := cfg.Policy
+	s.policy.Store(&p)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+func randomID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return "inv_" + hex.EncodeToString(b[:])
+}
+
+// Start reads the tenant's verified domains (a failure is logged and retried
+// in the background: validation then re-checks before inviting), starts the
+// domain refresher and resumes every unfinished invitation. It returns the
+// number of invitations resumed.
+func (s *Service) Start(ctx context.Context) (int, error) {
+	if err := s.RefreshDomains(ctx); err != nil {
+		s.log.Warn("verified domains not loaded; will retry", "err", err)
+	}
+	s.startOnce.Do(func() {
+		s.wg.Add(1)
+		go s.refreshLoop()
+	})
+	return s.Resume(ctx)
+}
+
+// Close stops background work and waits for it. Unfinished invitations keep
+// their last recorded state and are resumed by the next Start.
+func (s *Service) Close() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+// Policy returns the policy in force.
+func (s *Service) Policy() Policy { return *s.policy.Load() }
+
+// SetPolicy replaces the policy; in-flight invitations are not affected.
+func (s *Service) SetPolicy(p Policy) { s.policy.Store(&p) }
+
+// Domains returns the tenant's verified domains, or nil if not yet known.
+func (s *Service) Domains() []string {
+	if d := s.domains.Load(); d != nil {
+		return *d
+	}
+	return nil
+}
+
+// RefreshDomains re-reads the tenant's verified domains.
+func (s *Service) RefreshDomains(ctx context.Context) error {
+	var got []string
+	err := s.retryDirectory(ctx, false, nil, func(ctx context.Context) error {
+		var err error
+		got, err = s.dir.VerifiedDomains(ctx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read verified domains: %w", err)
+	}
+	s.domains.Store(&got)
+	return nil
+}
+
+func (s *Service) refreshLoop() {
+	defer s.wg.Done()
+	every := s.domainRefresh
+	if s.Domains() == nil {
+		every = min(every, time.Minute)
+	}
+	for s.sleep(s.ctx, every) == nil {
+		if err := s.RefreshDomains(s.ctx); err != nil && s.ctx.Err() == nil {
+			s.log.Warn("refresh verified domains", "err", err)
+			continue
+		}
+		every = s.domainRefresh
+	}
+}
+
+// Submit validates an inviter's request and, if it is valid, records it and
+// starts the invitation in the background. It returns FieldErrors for bad
+// input (nothing is recorded then). A re-delivered submission of the same
+// Slack view returns the invitation it started the first time.
+func (s *Service) Submit(ctx context.Context, viewID string, who Inviter, r Request) (*Invitation, error) {
+	p := s.Policy()
+	r = r.Normalize(p)
+	if errs := Validate(r, p.IsAdmin(who.UserID), p, s.Domains()); errs != nil {
+		return nil, errs
+	}
+	now := s.now()
+	inv := &Invitation{
+		ID: s.newID(), ViewID: viewID, Inviter: who, Request: r,
+		State: StateRequested, CreatedAt: now, UpdatedAt: now,
+	}
+	inv.History = []Event{s.event(inv, who.UserID, "requested",
+		fmt.Sprintf("type=%s delivery=%s groups=%d", r.UserType, r.Delivery, len(r.Groups)))}
+	got, err := s.store.CreateInvitation(ctx, inv)
+	if errors.Is(err, ErrInFlight) && got.State == StateAwaitingPick && now.Sub(got.UpdatedAt) > s.pickTimeout {
+		// An abandoned pick dialog must not block the address forever.
+		if err := s.Cancel(ctx, got.ID, got.Inviter); err != nil && !errors.Is(err, ErrWrongState) {
+			return nil, fmt.Errorf("submit: %w", err)
+		}
+		got, err = s.store.CreateInvitation(ctx, inv)
+	}
+	switch {
+	case errors.Is(err, ErrDuplicate):
+		s.log.Info("duplicate submission", "invitation", got)
+		s.start(got.ID)
+		return got, nil
+	case errors.Is(err, ErrInFlight):
+		return nil, FieldErrors{FieldEmail: fmt.Sprintf(
+			"An invitation for this address is already in progress (started %s ago).", age(now.Sub(got.CreatedAt)))}
+	case err != nil:
+		return nil, fmt.Errorf("submit: %w", err)
+	}
+	s.log.Info("invitation requested", "invitation", got)
+	s.start(got.ID)
+	return got, nil
+}
+
+// Pick records the inviter's choice among the matches shown to them:
+// objectID of one of them, or "" to invite the address as a new guest.
+// It returns ErrNotAuthorized if who is not the inviter and ErrWrongState if
+// the invitation no longer waits for a pick (e.g. a double click).
+func (s *Service) Pick(ctx context.Context, id string, who Inviter, objectID string) (*Invitation, error) {
+	inv, err := s.store.UpdateInvitation(ctx, id, func(inv *Invitation) error {
+		if inv.Inviter != who {
+			return ErrNotAuthorized
+		}
+		if inv.State != StateAwaitingPick {
+			return ErrWrongState
+		}
+		if objectID == "" {
+			s.setState(inv, StateInviting, who.UserID, "chose to invite as new", "")
+			return nil
+		}
+		i := slices.IndexFunc(inv.Matches, func(u DirectoryUser) bool { return u.ID == objectID })
+		if i < 0 {
+			return fmt.Errorf("pick %s: %w", objectID, ErrNotFound)
+		}
+		inv.ObjectID, inv.Picked = objectID, true
+		s.setState(inv, StateInvited, who.UserID, "picked existing user", objectID)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.start(id)
+	return inv, nil
+}
+
+// Cancel ends an invitation that waits for the inviter's pick.
+func (s *Service) Cancel(ctx context.Context, id string, who Inviter) error {
+	_, err := s.store.UpdateInvitation(ctx, id, func(inv *Invitation) error {
+		if inv.Inviter != who {
+			return ErrNotAuthorized
+		}
+		if inv.State != StateAwaitingPick {
+			return ErrWrongState
+		}
+		inv.Failure = &Failure{Code: FailCancelled, Step: inv.State}
+		s.setState(inv, StateFailed, who.UserID, "cancelled", "")
+		return nil
+	})
+	return err
+}
+
+// Invitation returns the stored invitation.
+func (s *Service) Invitation(ctx context.Context, id string) (*Invitation, error) {
+	return s.store.Invitation(ctx, id)
+}
+
+// Resume starts every invitation that is neither finished nor waiting for a
+// person. It is safe to call while invitations run: each runs once.
+func (s *Service) Resume(ctx context.Context) (int, error) {
+	invs, err := s.store.Invitations(ctx, func(inv *Invitation) bool {
+		return !inv.State.Terminal() && !inv.State.Waiting()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("resume: %w", err)
+	}
+	for _, inv := range invs {
+		s.log.Info("resuming invitation", "invitation", inv)
+		s.start(inv.ID)
+	}
+	return len(invs), nil
+}
+
+// Wait blocks until no invitation runs in the background. Tests and the
+// demo use it; the bot never needs to.
+func (s *Service) Wait() {
+	for {
+		s.mu.Lock()
+		if len(s.running) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		if s.idle == nil {
+			s.idle = make(chan struct{})
+		}
+		idle := s.idle
+		s.mu.Unlock()
+		<-idle
+	}
+}
+
+// start runs invitation id in the background unless it already runs.
+func (s *Service) start(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running[id] || s.ctx.Err() != nil {
+		return
+	}
+	s.running[id] = true
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.run(s.ctx, id)
+		s.mu.Lock()
+		delete(s.running, id)
+		if s.idle != nil {
+			close(s.idle)
+			s.idle = nil
+		}
+		s.mu.Unlock()
+	}()
+}
+
+func (s *Service) event(inv *Invitation, actor, action, detail string) Event {
+	return Event{At: s.now(), InvitationID: inv.ID, ObjectID: inv.ObjectID, Actor: actor, Action: action, Detail: detail}
+}
+
+// setState moves inv to state and records why.
+func (s *Service) setState(inv *Invitation, to State, actor, action, detail string) {
+	inv.State = to
+	inv.UpdatedAt = s.now()
+	inv.History = append(inv.History, s.event(inv, actor, action, detail))
+}
+
+func age(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return "less than a minute"
+	case d < time.Hour:
+		return fmt.Sprintf("%d min", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h", int(d.Hours()))
+	default:
+		return fmt.Sprintf("%d days", int(d.Hours()/24))
+	}
+}

@@ -1,0 +1,336 @@
+package flows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// run drives invitation id until it finishes, waits for a person, fails, or
+// the service stops (then the record keeps its state for the next Start).
+func (s *Service) run(ctx context.Context, id string) {
+	for ctx.Err() == nil {
+		inv, err := s.store.Invitation(ctx, id)
+		if err != nil {
+			s.log.Error("load invitation", "id", id, "err", err)
+			return
+		}
+		if inv.State.Terminal() || inv.State.Waiting() {
+			return
+		}
+		err = s.step(ctx, inv)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			s.fail(ctx, inv, err)
+			return
+		}
+	}
+}
+
+// step performs the side effect that follows inv's state and records the
+// next state.
+func (s *Service) step(ctx context.Context, inv *Invitation) error {
+	switch inv.State {
+	case StateRequested:
+		return s.advance(ctx, inv, StateChecking, "checking directory", "", nil)
+	case StateChecking:
+		return s.check(ctx, inv)
+	case StateInviting:
+		return s.invite(ctx, inv)
+	case StateInvited:
+		return s.setAttributes(ctx, inv)
+	case StateAttributesSet:
+		return s.addGroups(ctx, inv)
+	case StateGroupsAdded:
+		return s.provision(ctx, inv)
+	case StateProvisioned:
+		return s.notifyDone(ctx, inv)
+	}
+	return fmt.Errorf("invitation %s: no step for state %q", inv.ID, inv.State)
+}
+
+// advance moves inv from its current state to `to`, applying mut in the same
+// write, and tells the inviter (best effort).
+func (s *Service) advance(ctx context.Context, inv *Invitation, to State, action, detail string, mut func(*Invitation)) error {
+	from := inv.State
+	got, err := s.store.UpdateInvitation(ctx, inv.ID, func(cur *Invitation) error {
+		if cur.State != from {
+			return fmt.Errorf("advance %s→%s: state is %s: %w", from, to, cur.State, ErrWrongState)
+		}
+		if mut != nil {
+			mut(cur)
+		}
+		s.setState(cur, to, ActorBot, action, detail)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	*inv = *got
+	s.log.Info("invitation step", "invitation", got, "from", from)
+	if to != StateNotified && !to.Waiting() {
+		s.tell(ctx, Notice{Kind: NoticeProgress, Invitation: got.Clone()})
+	}
+	return nil
+}
+
+// tell delivers a best-effort notice: failures are logged, not retried.
+func (s *Service) tell(ctx context.Context, n Notice) {
+	cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+	defer cancel()
+	if err := s.note.Notify(cctx, n); err != nil && ctx.Err() == nil {
+		s.log.Warn("notify", "kind", n.Kind, "invitation", n.Invitation, "err", err)
+	}
+}
+
+// waiting returns an onWait callback that tells the inviter about retries.
+func (s *Service) waiting(ctx context.Context, inv *Invitation) func(time.Duration) {
+	return func(d time.Duration) {
+		s.log.Info("retrying directory call", "invitation", inv, "in", d)
+		s.tell(ctx, Notice{Kind: NoticeRetrying, Invitation: inv.Clone(), RetryIn: d})
+	}
+}
+
+func (s *Service) check(ctx context.Context, inv *Invitation) error {
+	if s.Domains() == nil {
+		if err := s.RefreshDomains(ctx); err != nil {
+			return err
+		}
+	}
+	if IsInternal(inv.Request.Email, s.Domains()) {
+		return s.failWith(ctx, inv, &Failure{Code: FailInternalUser, Step: inv.State})
+	}
+	var users []DirectoryUser
+	err := s.retryDirectory(ctx, false, s.waiting(ctx, inv), func(ctx context.Context) error {
+		var err error
+		users, err = s.dir.FindUsers(ctx, inv.Request.Email, inv.Request.UserType == UserTypeMember)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if len(users) == 0 {
+		return s.advance(ctx, inv, StateInviting, "no existing user", "", nil)
+	}
+	err = s.advance(ctx, inv, StateAwaitingPick, "existing users found", fmt.Sprintf("%d match(es)", len(users)),
+		func(cur *Invitation) { cur.Matches = users })
+	if err != nil {
+		return err
+	}
+	s.tell(ctx, Notice{Kind: NoticeMatches, Invitation: inv.Clone()})
+	return nil
+}
+
+// invite POSTs the invitation. The attempt counter is written before each
+// POST. A POST that failed ambiguously (5xx, lost answer) may still have
+// created the guest; re-POSTing returns the same user, which is harmless
+// when Microsoft's email is suppressed (it only yields a fresh redeem link)
+// but would send a second email otherwise. So with DeliveryMicrosoftEmail a
+// retry first looks the address up and adopts the user it finds.
+func (s *Service) invite(ctx context.Context, inv *Invitation) error {
+	for {
+		if inv.InviteAttempt > 0 && inv.Request.Delivery == DeliveryMicrosoftEmail {
+			u, err := s.findInvited(ctx, inv)
+			if err != nil {
+				return err
+			}
+			if u != nil {
+				return s.advance(ctx, inv, StateInvited, "invitation recovered",
+					"an earlier attempt had reached Graph; not re-sent", func(cur *Invitation) { cur.ObjectID = u.ID })
+			}
+		}
+		got, err := s.store.UpdateInvitation(ctx, inv.ID, func(cur *Invitation) error {
+			if cur.State != StateInviting {
+				return ErrWrongState
+			}
+			cur.InviteAttempt++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		*inv = *got
+		r := inv.Request
+		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+		res, err := s.dir.Invite(cctx, Invite{
+			Email: r.Email, DisplayName: r.DisplayName, RedirectURL: r.RedirectURL,
+			SendMessage: r.Delivery == DeliveryMicrosoftEmail, Message: r.Message, CC: r.CC, UserType: r.UserType,
+		})
+		cancel()
+		if err == nil {
+			return s.advance(ctx, inv, StateInvited, "invited", "invitation "+res.InvitationID,
+				func(cur *Invitation) { cur.ObjectID, cur.RedeemURL = res.UserID, res.RedeemURL })
+		}
+		var de *DirectoryError
+		if ctx.Err() != nil || !errors.As(err, &de) || !de.Temporary() || inv.InviteAttempt >= s.transient.Attempts {
+			return err
+		}
+		wait := s.transient.Delay(inv.InviteAttempt, de.RetryAfter)
+		s.waiting(ctx, inv)(wait)
+		if err := s.sleep(ctx, wait); err != nil {
+			return err
+		}
+	}
+}
+
+// findInvited looks for a user created by an earlier invitation attempt.
+func (s *Service) findInvited(ctx context.Context, inv *Invitation) (*DirectoryUser, error) {
+	var users []DirectoryUser
+	err := s.retryDirectory(ctx, false, s.waiting(ctx, inv), func(ctx context.Context) error {
+		var err error
+		users, err = s.dir.FindUsers(ctx, inv.Request.Email, false)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range users {
+		if strings.EqualFold(u.Mail, inv.Request.Email) {
+			return &u, nil
+		}
+	}
+	return nil, nil
+}
+
+func (s *Service) setAttributes(ctx context.Context, inv *Invitation) error {
+	attrs := inv.Request.Attributes
+	if attrs.IsZero() {
+		return s.advance(ctx, inv, StateAttributesSet, "no attributes to set", "", nil)
+	}
+	err := s.retryDirectory(ctx, true, s.waiting(ctx, inv), func(ctx context.Context) error {
+		return s.dir.UpdateUser(ctx, inv.ObjectID, attrs)
+	})
+	if err != nil {
+		return err
+	}
+	return s.advance(ctx, inv, StateAttributesSet, "attributes set", "", nil)
+}
+
+// addGroups adds the guest to each requested group, recording each add so a
+// restart does not repeat it (a repeat would be harmless: "already a
+// member" is success).
+func (s *Service) addGroups(ctx context.Context, inv *Invitation) error {
+	for _, gid := range inv.Request.Groups {
+		if slices.Contains(inv.GroupsAdded, gid) {
+			continue
+		}
+		err := s.retryDirectory(ctx, true, s.waiting(ctx, inv), func(ctx context.Context) error {
+			return s.dir.AddGroupMember(ctx, gid, inv.ObjectID)
+		})
+		if err != nil {
+			return fmt.Errorf("add to group %s: %w", gid, err)
+		}
+		got, err := s.store.UpdateInvitation(ctx, inv.ID, func(cur *Invitation) error {
+			cur.GroupsAdded = append(cur.GroupsAdded, gid)
+			cur.History = append(cur.History, s.event(cur, ActorBot, "added to group", s.Policy().GroupName(gid)))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		*inv = *got
+	}
+	return s.advance(ctx, inv, StateGroupsAdded, "groups done", fmt.Sprintf("%d group(s)", len(inv.GroupsAdded)), nil)
+}
+
+func (s *Service) provision(ctx context.Context, inv *Invitation) error {
+	r := inv.Request
+	now := s.now()
+	state := StateProvisioned
+	g := Guest{
+		ObjectID: inv.ObjectID, Email: r.Email, DisplayName: r.DisplayName, UserType: r.UserType,
+		InvitedBy: inv.Inviter, Groups: inv.GroupsAdded, RedirectURL: r.RedirectURL, Delivery: r.Delivery,
+		State: state, Existing: inv.Picked, InvitationID: inv.ID, CreatedAt: now, UpdatedAt: now,
+	}
+	if old, err := s.store.Guest(ctx, inv.ObjectID); err == nil {
+		g.CreatedAt = old.CreatedAt
+		g.Groups = mergeGroups(old.Groups, g.Groups)
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if err := s.store.SaveGuest(ctx, g); err != nil {
+		return err
+	}
+	return s.advance(ctx, inv, StateProvisioned, "provisioned", inv.ObjectID, nil)
+}
+
+func mergeGroups(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, g := range b {
+		if !slices.Contains(out, g) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// notifyDone tells the inviter, retrying Slack failures; the state moves to
+// notified only after Slack accepted the message (at least once delivery).
+func (s *Service) notifyDone(ctx context.Context, inv *Invitation) error {
+	if err := s.deliver(ctx, Notice{Kind: NoticeDone, Invitation: inv.Clone()}); err != nil {
+		return s.failWith(ctx, inv, &Failure{Code: FailNotify, Step: inv.State, Retryable: true})
+	}
+	return s.advance(ctx, inv, StateNotified, "inviter notified", "", nil)
+}
+
+// deliver sends a final notice with the transient retry budget.
+func (s *Service) deliver(ctx context.Context, n Notice) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+		err = s.note.Notify(cctx, n)
+		cancel()
+		if err == nil || ctx.Err() != nil || attempt >= s.transient.Attempts {
+			break
+		}
+		s.log.Warn("notify failed; retrying", "kind", n.Kind, "invitation", n.Invitation, "err", err)
+		if s.sleep(ctx, s.transient.Delay(attempt, waitFor(err))) != nil {
+			break
+		}
+	}
+	if err != nil {
+		s.log.Error("notify failed", "kind", n.Kind, "invitation", n.Invitation, "err", err)
+	}
+	return err
+}
+
+// fail records err as the invitation's failure and tells the inviter.
+func (s *Service) fail(ctx context.Context, inv *Invitation, err error) {
+	s.log.Warn("invitation failed", "invitation", inv, "err", err)
+	if errors.Is(err, ErrWrongState) {
+		return // someone else moved it on; nothing to record
+	}
+	if err := s.failWith(ctx, inv, failureFor(inv.State, err)); err != nil {
+		s.log.Error("record failure", "invitation", inv, "err", err)
+	}
+}
+
+// failWith records f and tells the inviter (unless Slack is what failed).
+func (s *Service) failWith(ctx context.Context, inv *Invitation, f *Failure) error {
+	got, err := s.store.UpdateInvitation(ctx, inv.ID, func(cur *Invitation) error {
+		if cur.State.Terminal() {
+			return ErrWrongState
+		}
+		f.Step = cur.State
+		cur.Failure = f
+		detail := string(f.Code)
+		if f.Message != "" {
+			detail += ": " + f.Message
+		}
+		s.setState(cur, StateFailed, ActorBot, "failed", detail)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	*inv = *got
+	if f.Code != FailNotify {
+		_ = s.deliver(ctx, Notice{Kind: NoticeFailed, Invitation: got.Clone()})
+	}
+	return nil
+}

@@ -1,0 +1,234 @@
+// Package config reads invitebot's configuration from the environment and
+// the optional policy file (INVITEBOT_CONFIG), and validates it at start-up.
+// Every error names the variable or the file line it is about. Secrets are
+// of type Secret, which never prints its value.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/invitebot/invitebot/flows"
+)
+
+// Secret is a credential. It formats and logs as "REDACTED".
+type Secret string
+
+// String implements fmt.Stringer.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "REDACTED"
+}
+
+// GoString implements fmt.GoStringer.
+func (s Secret) GoString() string { return s.String() }
+
+// LogValue implements slog.LogValuer.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// Reveal returns the secret's value, for the one place that uses it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Defaults of the optional variables.
+const (
+	DefaultSlackAPIURL   = "https://slack.com/api/"
+	DefaultGraphBaseURL  = "https://graph.microsoft.com/v1.0"
+	DefaultAddr          = ":3000"
+	DefaultDB            = "invitebot.db"
+	DefaultRedirectURL   = "https://myapplications.microsoft.com"
+	DefaultPollInterval  = 5 * time.Minute
+	DefaultAuthorityHost = "https://login.microsoftonline.com/"
+)
+
+// Config is invitebot's whole configuration.
+type Config struct {
+	SlackBotToken      Secret // SLACK_BOT_TOKEN, xoxb-…
+	SlackSigningSecret Secret // SLACK_SIGNING_SECRET; required in HTTP mode
+	SlackAppToken      Secret // SLACK_APP_TOKEN, xapp-…; set = Socket Mode
+	SlackAPIURL        string // SLACK_API_URL
+
+	TenantID            string // AZURE_TENANT_ID
+	ClientID            string // AZURE_CLIENT_ID
+	ClientSecret        Secret // AZURE_CLIENT_SECRET
+	CertificatePath     string // AZURE_CLIENT_CERTIFICATE_PATH
+	CertificatePassword Secret // AZURE_CLIENT_CERTIFICATE_PASSWORD
+	FederatedTokenFile  string // AZURE_FEDERATED_TOKEN_FILE (workload identity)
+	AuthorityHost       string // AZURE_AUTHORITY_HOST; "" = public cloud
+	GraphBaseURL        string // GRAPH_BASE_URL
+
+	Addr         string        // INVITEBOT_ADDR
+	DBPath       string        // INVITEBOT_DB
+	PolicyPath   string        // INVITEBOT_CONFIG
+	RedirectURL  string        // INVITEBOT_REDIRECT_URL
+	PollInterval time.Duration // INVITEBOT_POLL_INTERVAL
+	LogLevel     slog.Level    // LOG_LEVEL: debug, info, warn, error
+	LogFormat    string        // LOG_FORMAT: json, text ("" = json, text on a terminal)
+
+	Policy *Policy // from PolicyPath; an empty policy when unset
+}
+
+// SocketMode reports whether the bot connects over Socket Mode.
+func (c *Config) SocketMode() bool { return c.SlackAppToken != "" }
+
+// FlowsPolicy returns the policy in flows' terms.
+func (c *Config) FlowsPolicy() flows.Policy {
+	p := flows.Policy{Admins: c.Policy.Admins, DefaultRedirectURL: c.RedirectURL}
+	for _, g := range c.Policy.Groups {
+		p.Groups = append(p.Groups, flows.Group{Name: g.Name, ID: g.ID})
+	}
+	return p
+}
+
+// Env lists every variable Load reads, with its meaning, for --help.
+var Env = [][2]string{
+	{"SLACK_BOT_TOKEN", "bot token, xoxb-… (required)"},
+	{"SLACK_SIGNING_SECRET", "request signing secret (required in HTTP mode)"},
+	{"SLACK_APP_TOKEN", "app-level token xapp-…; when set, Socket Mode is used"},
+	{"SLACK_API_URL", "Slack Web API base URL (default " + DefaultSlackAPIURL + ")"},
+	{"AZURE_TENANT_ID", "Entra tenant ID (required)"},
+	{"AZURE_CLIENT_ID", "app registration's client ID (required)"},
+	{"AZURE_CLIENT_SECRET", "client secret (or a certificate or workload identity)"},
+	{"AZURE_CLIENT_CERTIFICATE_PATH", "PEM/PFX certificate with private key"},
+	{"AZURE_CLIENT_CERTIFICATE_PASSWORD", "password of the certificate, if any"},
+	{"AZURE_FEDERATED_TOKEN_FILE", "workload identity token file (Kubernetes)"},
+	{"AZURE_AUTHORITY_HOST", "token authority (default public cloud)"},
+	{"GRAPH_BASE_URL", "Graph base URL incl. version (default " + DefaultGraphBaseURL + ")"},
+	{"INVITEBOT_ADDR", "HTTP listen address (default " + DefaultAddr + ")"},
+	{"INVITEBOT_DB", "bbolt file (default " + DefaultDB + ")"},
+	{"INVITEBOT_CONFIG", "policy file (YAML): admins, groups, templates"},
+	{"INVITEBOT_REDIRECT_URL", "default inviteRedirectUrl (default " + DefaultRedirectURL + ")"},
+	{"INVITEBOT_POLL_INTERVAL", "acceptance check interval (default 5m)"},
+	{"LOG_LEVEL", "debug, info, warn or error (default info)"},
+	{"LOG_FORMAT", "json or text (default json; text on a terminal)"},
+}
+
+var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// Load reads the configuration through getenv (os.Getenv in main) and
+// validates it. The error lists every problem, one per line, each naming
+// its variable.
+func Load(getenv func(string) string) (*Config, error) {
+	get := func(k, def string) string {
+		if v := strings.TrimSpace(getenv(k)); v != "" {
+			return v
+		}
+		return def
+	}
+	c := &Config{
+		SlackBotToken:       Secret(get("SLACK_BOT_TOKEN", "")),
+		SlackSigningSecret:  Secret(get("SLACK_SIGNING_SECRET", "")),
+		SlackAppToken:       Secret(get("SLACK_APP_TOKEN", "")),
+		SlackAPIURL:         get("SLACK_API_URL", DefaultSlackAPIURL),
+		TenantID:            get("AZURE_TENANT_ID", ""),
+		ClientID:            get("AZURE_CLIENT_ID", ""),
+		ClientSecret:        Secret(get("AZURE_CLIENT_SECRET", "")),
+		CertificatePath:     get("AZURE_CLIENT_CERTIFICATE_PATH", ""),
+		CertificatePassword: Secret(get("AZURE_CLIENT_CERTIFICATE_PASSWORD", "")),
+		FederatedTokenFile:  get("AZURE_FEDERATED_TOKEN_FILE", ""),
+		AuthorityHost:       get("AZURE_AUTHORITY_HOST", ""),
+		GraphBaseURL:        get("GRAPH_BASE_URL", DefaultGraphBaseURL),
+		Addr:                get("INVITEBOT_ADDR", DefaultAddr),
+		DBPath:              get("INVITEBOT_DB", DefaultDB),
+		PolicyPath:          get("INVITEBOT_CONFIG", ""),
+		RedirectURL:         get("INVITEBOT_REDIRECT_URL", DefaultRedirectURL),
+		LogFormat:           get("LOG_FORMAT", ""),
+	}
+	var errs []error
+	bad := func(k, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{k}, a...)...))
+	}
+
+	switch tok := c.SlackBotToken.Reveal(); {
+	case tok == "":
+		bad("SLACK_BOT_TOKEN", "required (the bot token, xoxb-…)")
+	case !strings.HasPrefix(tok, "xoxb-"):
+		bad("SLACK_BOT_TOKEN", "must start with xoxb- (a bot token)")
+	}
+	if tok := c.SlackAppToken.Reveal(); tok != "" && !strings.HasPrefix(tok, "xapp-") {
+		bad("SLACK_APP_TOKEN", "must start with xapp- (an app-level token with connections:write)")
+	}
+	if !c.SocketMode() && c.SlackSigningSecret == "" {
+		bad("SLACK_SIGNING_SECRET", "required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)")
+	}
+	checkURL(bad, "SLACK_API_URL", c.SlackAPIURL, true)
+	if !strings.HasSuffix(c.SlackAPIURL, "/") {
+		c.SlackAPIURL += "/"
+	}
+	for k, v := range map[string]string{"AZURE_TENANT_ID": c.TenantID, "AZURE_CLIENT_ID": c.ClientID} {
+		switch {
+		case v == "":
+			bad(k, "required")
+		case !guidRE.MatchString(v) && k == "AZURE_CLIENT_ID":
+			bad(k, "must be a GUID (the app registration's Application (client) ID)")
+		}
+	}
+	if c.ClientSecret == "" && c.CertificatePath == "" && c.FederatedTokenFile == "" {
+		bad("AZURE_CLIENT_SECRET", "required unless AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE is set")
+	}
+	if c.CertificatePath != "" {
+		if _, err := os.Stat(c.CertificatePath); err != nil {
+			bad("AZURE_CLIENT_CERTIFICATE_PATH", "%v", err)
+		}
+	}
+	if c.AuthorityHost != "" {
+		checkURL(bad, "AZURE_AUTHORITY_HOST", c.AuthorityHost, false)
+	}
+	checkURL(bad, "GRAPH_BASE_URL", c.GraphBaseURL, true)
+	c.GraphBaseURL = strings.TrimSuffix(c.GraphBaseURL, "/")
+	if msg := flows.CheckRedirectURL(c.RedirectURL); msg != "" {
+		bad("INVITEBOT_REDIRECT_URL", "%s", msg)
+	}
+	c.PollInterval = DefaultPollInterval
+	if v := get("INVITEBOT_POLL_INTERVAL", ""); v != "" {
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			bad("INVITEBOT_POLL_INTERVAL", "not a duration like 5m: %q", v)
+		case d < 10*time.Second:
+			bad("INVITEBOT_POLL_INTERVAL", "at least 10s (Graph throttles)")
+		default:
+			c.PollInterval = d
+		}
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
+		bad("LOG_LEVEL", "one of debug, info, warn, error")
+	}
+	if c.LogFormat != "" && c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("LOG_FORMAT", "json or text")
+	}
+	c.Policy = &Policy{}
+	if c.PolicyPath != "" {
+		p, err := LoadPolicy(c.PolicyPath)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("INVITEBOT_CONFIG: %w", err))
+		} else {
+			c.Policy = p
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// checkURL checks an absolute URL; https is required unless the host is a
+// loopback address (the emulators) and allowHTTP is set.
+func checkURL(bad func(string, string, ...any), k, v string, allowLoopbackHTTP bool) {
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" {
+		bad(k, "not an absolute URL: %q", v)
+		return
+	}
+	loopback := u.Hostname() == "localhost" || u.Hostname() == "127.0.0.1" || u.Hostname() == "::1"
+	if u.Scheme != "https" && !(u.Scheme == "http" && loopback && allowLoopbackHTTP) {
+		bad(k, "must be an https:// URL")
+	}
+}

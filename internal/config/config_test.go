@@ -1,0 +1,158 @@
+package config_test
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/invitebot/invitebot/internal/config"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func validEnv() map[string]string {
+	return map[string]string{
+		"SLACK_BOT_TOKEN":      "xoxb-1-2-secret",
+		"SLACK_SIGNING_SECRET": "signing-secret-value",
+		"AZURE_TENANT_ID":      "11111111-1111-1111-1111-111111111111",
+		"AZURE_CLIENT_ID":      "22222222-2222-2222-2222-222222222222",
+		"AZURE_CLIENT_SECRET":  "client-secret-value",
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := config.Load(env(validEnv()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != ":3000" || c.DBPath != "invitebot.db" || c.GraphBaseURL != config.DefaultGraphBaseURL ||
+		c.SlackAPIURL != config.DefaultSlackAPIURL || c.PollInterval != 5*time.Minute || c.SocketMode() ||
+		c.RedirectURL != config.DefaultRedirectURL {
+		t.Errorf("defaults = %+v", c)
+	}
+}
+
+func TestLoadErrorsNameTheVariable(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(map[string]string)
+		want string
+	}{
+		{"MissingBotToken", func(e map[string]string) { delete(e, "SLACK_BOT_TOKEN") }, "SLACK_BOT_TOKEN: required"},
+		{"UserToken", func(e map[string]string) { e["SLACK_BOT_TOKEN"] = "xoxp-1" }, "SLACK_BOT_TOKEN: must start with xoxb-"},
+		{"BadAppToken", func(e map[string]string) { e["SLACK_APP_TOKEN"] = "xoxb-1" }, "SLACK_APP_TOKEN"},
+		{"NoSigningSecretInHTTPMode", func(e map[string]string) { delete(e, "SLACK_SIGNING_SECRET") }, "SLACK_SIGNING_SECRET: required in HTTP mode"},
+		{"MissingTenant", func(e map[string]string) { delete(e, "AZURE_TENANT_ID") }, "AZURE_TENANT_ID: required"},
+		{"ClientIDNotGUID", func(e map[string]string) { e["AZURE_CLIENT_ID"] = "app" }, "AZURE_CLIENT_ID: must be a GUID"},
+		{"NoCredential", func(e map[string]string) { delete(e, "AZURE_CLIENT_SECRET") }, "AZURE_CLIENT_SECRET: required unless"},
+		{"HTTPGraph", func(e map[string]string) { e["GRAPH_BASE_URL"] = "http://graph.example.com/v1.0" }, "GRAPH_BASE_URL: must be an https:// URL"},
+		{"HTTPRedirect", func(e map[string]string) { e["INVITEBOT_REDIRECT_URL"] = "http://x.com" }, "INVITEBOT_REDIRECT_URL"},
+		{"BadPoll", func(e map[string]string) { e["INVITEBOT_POLL_INTERVAL"] = "often" }, "INVITEBOT_POLL_INTERVAL"},
+		{"PollTooShort", func(e map[string]string) { e["INVITEBOT_POLL_INTERVAL"] = "1s" }, "INVITEBOT_POLL_INTERVAL: at least"},
+		{"MissingPolicyFile", func(e map[string]string) { e["INVITEBOT_CONFIG"] = "/nonexistent/policy.yaml" }, "INVITEBOT_CONFIG"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := validEnv()
+			tt.edit(e)
+			_, err := config.Load(env(e))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Load error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSocketModeNeedsNoSigningSecret(t *testing.T) {
+	e := validEnv()
+	delete(e, "SLACK_SIGNING_SECRET")
+	e["SLACK_APP_TOKEN"] = "xapp-1-2"
+	c, err := config.Load(env(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.SocketMode() {
+		t.Error("SocketMode() = false with SLACK_APP_TOKEN set")
+	}
+}
+
+// Ensure secrets never print, whichever way a config is formatted or logged.
+func TestSecretsNeverPrint(t *testing.T) {
+	c, err := config.Load(env(validEnv()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%v %+v %#v %s", c, c, c, c.SlackBotToken)
+	slog.New(slog.NewJSONHandler(&sb, nil)).Info("cfg", "token", c.SlackBotToken, "secret", c.ClientSecret)
+	for _, s := range []string{"xoxb-1-2-secret", "signing-secret-value", "client-secret-value"} {
+		if strings.Contains(sb.String(), s) {
+			t.Errorf("secret %q printed: %s", s, sb.String())
+		}
+	}
+}
+
+func TestPolicyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	data := `admins: [U0123ABCD]
+groups:
+  - name: Partner portal users
+    id: 11111111-2222-3333-4444-555555555555
+`
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := validEnv()
+	e["INVITEBOT_CONFIG"] = path
+	c, err := config.Load(env(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.FlowsPolicy()
+	if !p.IsAdmin("U0123ABCD") || len(p.Groups) != 1 || p.Groups[0].Name != "Partner portal users" {
+		t.Errorf("policy = %+v", p)
+	}
+}
+
+func TestParsePolicyErrorsNameLineAndField(t *testing.T) {
+	tests := []struct{ name, yaml, want string }{
+		{"BadAdmin", "admins: [U0123ABCD, bob]\n", "line 1: admins[1]"},
+		{"GroupNotGUID", "groups:\n  - name: A\n    id: nope\n", "line 3: groups[0].id"},
+		{"GroupNoName", "groups:\n  - id: 11111111-2222-3333-4444-555555555555\n", "groups[0].name: required"},
+		{"DuplicateGroup", "groups:\n  - {name: A, id: 11111111-2222-3333-4444-555555555555}\n  - {name: B, id: 11111111-2222-3333-4444-555555555555}\n", "line 3: groups[1].id"},
+		{"UnknownKey", "admin: [U0123ABCD]\n", "field admin not found"},
+		{"BadTemplate", "templates:\n  invitation: \"{{.Nope\"\n", "line 2: templates.invitation"},
+		{"NotYAML", "groups: [\n", "yaml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.ParsePolicy([]byte(tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("ParsePolicy error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDefaultInvitationTemplateRenders(t *testing.T) {
+	tmpl, err := (&config.Policy{}).InvitationTemplate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	err = tmpl.Execute(&sb, map[string]string{"GuestName": "Bob", "GuestEmail": "bob@x.com", "RedeemURL": "https://r", "Message": "Welcome", "InviterName": "Ann"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Hi Bob", "Ann has invited you", "Welcome", "https://r", "bob@x.com"} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("template output lacks %q:\n%s", want, sb.String())
+		}
+	}
+}

@@ -1,0 +1,179 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"text/template"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Policy is the policy file (INVITEBOT_CONFIG). Its first keys, admins and
+// groups, are fixed by invitebot's contract; later keys sit beside them.
+type Policy struct {
+	// Admins are Slack user IDs who may use admin-only options.
+	Admins []string `yaml:"admins"`
+	// Groups are offered in the invitation dialog.
+	Groups []Group `yaml:"groups"`
+	// Templates are texts the bot renders.
+	Templates Templates `yaml:"templates"`
+}
+
+// Group is a group offered in the dialog.
+type Group struct {
+	Name string `yaml:"name"` // shown to the inviter (at most 75 characters)
+	ID   string `yaml:"id"`   // Entra group object ID
+}
+
+// Templates are Go text/template texts.
+type Templates struct {
+	// Invitation is the ready-to-forward invitation text DMed to the
+	// inviter (and to the invitee on request) when Microsoft's email is
+	// suppressed. Fields: .GuestName .GuestEmail .RedeemURL .Message
+	// .InviterName. Empty: DefaultInvitationTemplate.
+	Invitation string `yaml:"invitation"`
+}
+
+// DefaultInvitationTemplate is used when templates.invitation is unset.
+const DefaultInvitationTemplate = `Hi {{.GuestName}},
+
+{{.InviterName}} has invited you to collaborate with us as a guest in our Microsoft Entra organisation.
+{{- if .Message}}
+
+{{.Message}}
+{{- end}}
+
+To accept, open this link and sign in with {{.GuestEmail}}:
+{{.RedeemURL}}`
+
+// Block Kit limits the policy must respect (static_select options).
+const (
+	maxGroups       = 100
+	maxGroupNameLen = 75
+)
+
+var slackUserRE = regexp.MustCompile(`^[UW][A-Z0-9]{2,20}$`)
+
+// LoadPolicy reads and validates a policy file.
+func LoadPolicy(path string) (*Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := ParsePolicy(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}
+
+// ParsePolicy parses and validates a policy file's contents. Errors name the
+// line and the field.
+func ParsePolicy(data []byte) (*Policy, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, err
+	}
+	p := &Policy{}
+	if len(root.Content) == 0 {
+		return p, nil // empty file
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(p); err != nil {
+		return nil, err
+	}
+	var errs []error
+	bad := func(path []any, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("line %d: %s: %s", lineOf(root.Content[0], path), fieldName(path), fmt.Sprintf(format, a...)))
+	}
+	for i, a := range p.Admins {
+		if !slackUserRE.MatchString(a) {
+			bad([]any{"admins", i}, "%q is not a Slack user ID (like U0123ABCD)", a)
+		}
+	}
+	if len(p.Groups) > maxGroups {
+		bad([]any{"groups"}, "at most %d groups can be offered in a dialog", maxGroups)
+	}
+	seen := map[string]bool{}
+	for i, g := range p.Groups {
+		switch {
+		case strings.TrimSpace(g.Name) == "":
+			bad([]any{"groups", i, "name"}, "required")
+		case len([]rune(g.Name)) > maxGroupNameLen:
+			bad([]any{"groups", i, "name"}, "at most %d characters", maxGroupNameLen)
+		}
+		switch {
+		case !guidRE.MatchString(g.ID):
+			bad([]any{"groups", i, "id"}, "%q is not an Entra object ID (a GUID)", g.ID)
+		case seen[strings.ToLower(g.ID)]:
+			bad([]any{"groups", i, "id"}, "group %s is listed twice", g.ID)
+		}
+		seen[strings.ToLower(g.ID)] = true
+	}
+	if _, err := p.InvitationTemplate(); err != nil {
+		bad([]any{"templates", "invitation"}, "%v", err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// InvitationTemplate returns the parsed invitation text template.
+func (p *Policy) InvitationTemplate() (*template.Template, error) {
+	text := p.Templates.Invitation
+	if text == "" {
+		text = DefaultInvitationTemplate
+	}
+	return template.New("invitation").Option("missingkey=error").Parse(text)
+}
+
+// lineOf returns the line of the node at path (map keys and list indexes)
+// below n, or of the deepest node found.
+func lineOf(n *yaml.Node, path []any) int {
+	for _, step := range path {
+		switch k := step.(type) {
+		case string:
+			if n.Kind != yaml.MappingNode {
+				return n.Line
+			}
+			found := false
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == k {
+					n, found = n.Content[i+1], true
+					break
+				}
+			}
+			if !found {
+				return n.Line
+			}
+		case int:
+			if n.Kind != yaml.SequenceNode || k >= len(n.Content) {
+				return n.Line
+			}
+			n = n.Content[k]
+		}
+	}
+	return n.Line
+}
+
+func fieldName(path []any) string {
+	var b strings.Builder
+	for _, step := range path {
+		switch k := step.(type) {
+		case string:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(k)
+		case int:
+			fmt.Fprintf(&b, "[%d]", k)
+		}
+	}
+	return b.String()
+}
