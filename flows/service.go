@@ -169,7 +169,7 @@ func (s *Service) refreshLoop() {
 	if s.Domains() == nil {
 		every = min(every, time.Minute)
 	}
-	for s.sleep(s.ctx, every) == nil {
+	for SleepContext(s.ctx, every) == nil { // real time: not the retry clock
 		if err := s.RefreshDomains(s.ctx); err != nil && s.ctx.Err() == nil {
 			s.log.Warn("refresh verified domains", "err", err)
 			continue

@@ -1,0 +1,366 @@
+// Package flowstest provides in-memory fakes of flows' ports, for tests:
+// a Store, a recording Notifier and a scripted Directory. They are
+// hand-written and assert nothing themselves: tests check outcomes.
+package flowstest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/invitebot/invitebot/flows"
+)
+
+// Store is an in-memory flows.Store. Values are copied in and out.
+type Store struct {
+	mu     sync.Mutex
+	invs   map[string]*flows.Invitation
+	guests map[string]flows.Guest
+	audit  []flows.Event
+}
+
+var _ flows.Store = (*Store)(nil)
+
+// NewStore returns an empty Store.
+func NewStore() *Store {
+	return &Store{invs: map[string]*flows.Invitation{}, guests: map[string]flows.Guest{}}
+}
+
+// CreateInvitation implements flows.Store.
+func (s *Store) CreateInvitation(_ context.Context, inv *flows.Invitation) (*flows.Invitation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	email := flows.NormalizeEmail(inv.Request.Email)
+	for _, old := range s.sorted() {
+		if inv.ViewID != "" && old.ViewID == inv.ViewID {
+			return old.Clone(), flows.ErrDuplicate
+		}
+	}
+	for _, old := range s.sorted() {
+		if flows.NormalizeEmail(old.Request.Email) == email && !old.State.Terminal() {
+			return old.Clone(), flows.ErrInFlight
+		}
+	}
+	s.invs[inv.ID] = inv.Clone()
+	s.audit = append(s.audit, inv.History...)
+	return inv.Clone(), nil
+}
+
+// Invitation implements flows.Store.
+func (s *Store) Invitation(_ context.Context, id string) (*flows.Invitation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	inv, ok := s.invs[id]
+	if !ok {
+		return nil, flows.ErrNotFound
+	}
+	return inv.Clone(), nil
+}
+
+// UpdateInvitation implements flows.Store.
+func (s *Store) UpdateInvitation(_ context.Context, id string, fn func(*flows.Invitation) error) (*flows.Invitation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.invs[id]
+	if !ok {
+		return nil, flows.ErrNotFound
+	}
+	inv := old.Clone()
+	if err := fn(inv); err != nil {
+		return nil, err
+	}
+	if len(inv.History) > len(old.History) {
+		s.audit = append(s.audit, inv.History[len(old.History):]...)
+	}
+	s.invs[id] = inv.Clone()
+	return inv, nil
+}
+
+// Invitations implements flows.Store.
+func (s *Store) Invitations(_ context.Context, keep func(*flows.Invitation) bool) ([]*flows.Invitation, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*flows.Invitation
+	for _, inv := range s.sorted() {
+		if keep == nil || keep(inv) {
+			out = append(out, inv.Clone())
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) sorted() []*flows.Invitation {
+	out := make([]*flows.Invitation, 0, len(s.invs))
+	for _, inv := range s.invs {
+		out = append(out, inv)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// SaveGuest implements flows.Store.
+func (s *Store) SaveGuest(_ context.Context, g flows.Guest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g.Groups = slices.Clone(g.Groups)
+	s.guests[g.ObjectID] = g
+	return nil
+}
+
+// Guest implements flows.Store.
+func (s *Store) Guest(_ context.Context, objectID string) (*flows.Guest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.guests[objectID]
+	if !ok {
+		return nil, flows.ErrNotFound
+	}
+	g.Groups = slices.Clone(g.Groups)
+	return &g, nil
+}
+
+// AuditLog implements flows.Store.
+func (s *Store) AuditLog(_ context.Context, since time.Time) ([]flows.Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []flows.Event
+	for _, e := range s.audit {
+		if !e.At.Before(since) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// Notifier records notices. NotifyFunc, if set, decides the result.
+type Notifier struct {
+	NotifyFunc func(context.Context, flows.Notice) error
+
+	mu      sync.Mutex
+	notices []flows.Notice
+	changed chan struct{}
+}
+
+var _ flows.Notifier = (*Notifier)(nil)
+
+// Notify implements flows.Notifier.
+func (n *Notifier) Notify(ctx context.Context, no flows.Notice) error {
+	n.mu.Lock()
+	n.notices = append(n.notices, no)
+	if n.changed != nil {
+		close(n.changed)
+		n.changed = nil
+	}
+	f := n.NotifyFunc
+	n.mu.Unlock()
+	if f != nil {
+		return f(ctx, no)
+	}
+	return nil
+}
+
+// Notices returns the notices so far.
+func (n *Notifier) Notices() []flows.Notice {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.notices)
+}
+
+// WaitFor blocks until cond holds for the notices so far, or ctx is done.
+func (n *Notifier) WaitFor(ctx context.Context, cond func([]flows.Notice) bool) error {
+	for {
+		n.mu.Lock()
+		if cond(slices.Clone(n.notices)) {
+			n.mu.Unlock()
+			return nil
+		}
+		if n.changed == nil {
+			n.changed = make(chan struct{})
+		}
+		ch := n.changed
+		n.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// Call is one recorded Directory call.
+type Call struct {
+	Op   string
+	Args []string
+}
+
+// Directory is a scripted flows.Directory. A nil func field means the
+// default behaviour: an in-memory tenant that verifies contoso.com.
+type Directory struct {
+	VerifiedDomainsFunc func(context.Context) ([]string, error)
+	FindUsersFunc       func(ctx context.Context, email string, withUPN bool) ([]flows.DirectoryUser, error)
+	InviteFunc          func(context.Context, flows.Invite) (flows.Invited, error)
+	UpdateUserFunc      func(ctx context.Context, id string, a flows.Attributes) error
+	AddGroupMemberFunc  func(ctx context.Context, groupID, userID string) error
+
+	mu      sync.Mutex
+	users   []flows.DirectoryUser
+	members map[string][]string
+	calls   []Call
+}
+
+var _ flows.Directory = (*Directory)(nil)
+
+// NewDirectory returns an empty Directory.
+func NewDirectory() *Directory { return &Directory{members: map[string][]string{}} }
+
+// AddUser adds a user to the fake directory.
+func (d *Directory) AddUser(u flows.DirectoryUser) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.users = append(d.users, u)
+}
+
+// Users returns the directory's users.
+func (d *Directory) Users() []flows.DirectoryUser {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.users)
+}
+
+// GroupMembers returns the members of a group.
+func (d *Directory) GroupMembers(gid string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.members[gid])
+}
+
+// Calls returns every call, in order.
+func (d *Directory) Calls() []Call {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.calls)
+}
+
+// Count returns how many calls of op ("Invite", "FindUsers", …) were made.
+func (d *Directory) Count(op string) int {
+	n := 0
+	for _, c := range d.Calls() {
+		if c.Op == op {
+			n++
+		}
+	}
+	return n
+}
+
+func (d *Directory) record(op string, args ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls = append(d.calls, Call{Op: op, Args: args})
+}
+
+// VerifiedDomains implements flows.Directory.
+func (d *Directory) VerifiedDomains(ctx context.Context) ([]string, error) {
+	d.record("VerifiedDomains")
+	if f := d.VerifiedDomainsFunc; f != nil {
+		return f(ctx)
+	}
+	return []string{"contoso.com"}, nil
+}
+
+// FindUsers implements flows.Directory.
+func (d *Directory) FindUsers(ctx context.Context, email string, withUPN bool) ([]flows.DirectoryUser, error) {
+	d.record("FindUsers", email)
+	if f := d.FindUsersFunc; f != nil {
+		return f(ctx, email, withUPN)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []flows.DirectoryUser
+	for _, u := range d.users {
+		if strings.EqualFold(u.Mail, email) || withUPN && strings.EqualFold(u.UserPrincipalName, email) {
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
+// Invite implements flows.Directory.
+func (d *Directory) Invite(ctx context.Context, inv flows.Invite) (flows.Invited, error) {
+	d.record("Invite", inv.Email)
+	if f := d.InviteFunc; f != nil {
+		return f(ctx, inv)
+	}
+	return d.DefaultInvite(ctx, inv)
+}
+
+// DefaultInvite is Invite's default: like Graph, it returns the existing
+// user for an address already invited, else creates one.
+func (d *Directory) DefaultInvite(_ context.Context, inv flows.Invite) (flows.Invited, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	id := ""
+	for _, u := range d.users {
+		if strings.EqualFold(u.Mail, inv.Email) {
+			id = u.ID
+		}
+	}
+	if id == "" {
+		id = "u-" + random()
+		ut := inv.UserType
+		if ut == "" {
+			ut = flows.UserTypeGuest
+		}
+		d.users = append(d.users, flows.DirectoryUser{ID: id, DisplayName: inv.DisplayName, Mail: inv.Email,
+			UserType: ut, ExternalUserState: "PendingAcceptance"})
+	}
+	return flows.Invited{InvitationID: "i-" + random(), UserID: id, Status: "PendingAcceptance",
+		RedeemURL: "https://login.microsoftonline.com/redeem?rd=x&ticket=" + random()}, nil
+}
+
+// UpdateUser implements flows.Directory.
+func (d *Directory) UpdateUser(ctx context.Context, id string, a flows.Attributes) error {
+	d.record("UpdateUser", id)
+	if f := d.UpdateUserFunc; f != nil {
+		return f(ctx, id, a)
+	}
+	return nil
+}
+
+// AddGroupMember implements flows.Directory.
+func (d *Directory) AddGroupMember(ctx context.Context, gid, uid string) error {
+	d.record("AddGroupMember", gid, uid)
+	if f := d.AddGroupMemberFunc; f != nil {
+		return f(ctx, gid, uid)
+	}
+	return d.DefaultAddGroupMember(ctx, gid, uid)
+}
+
+// DefaultAddGroupMember is AddGroupMember's default: idempotent adds.
+func (d *Directory) DefaultAddGroupMember(_ context.Context, gid, uid string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if gid == "" || uid == "" {
+		return errors.New("flowstest: empty id")
+	}
+	if !slices.Contains(d.members[gid], uid) {
+		d.members[gid] = append(d.members[gid], uid)
+	}
+	return nil
+}
+
+func random() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
