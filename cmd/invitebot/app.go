@@ -24,7 +24,7 @@ import (
 
 // deps are what tests and the demo replace; the zero value is production.
 type deps struct {
-	graphHTTP   *http.Client           // Graph transport; nil: the SDK's
+	graphTransport http.RoundTripper // Graph transport under the SDK middleware; nil: default
 	authHTTP    *http.Client           // token transport; nil: azidentity's
 	credential  azcore.TokenCredential // nil: from the config
 	slackHTTP   *http.Client           // nil: http.DefaultClient
@@ -56,7 +56,7 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		CertificatePath: cfg.CertificatePath, CertificatePassword: cfg.CertificatePassword.Reveal(),
 		Credential:    d.credential,
 		AuthorityHost: cfg.AuthorityHost, BaseURL: cfg.GraphBaseURL,
-		HTTPClient: d.graphHTTP, AuthHTTPClient: d.authHTTP,
+		Transport: d.graphTransport, AuthHTTPClient: d.authHTTP,
 		Logger: log.With("component", "graph"),
 	})
 	if err != nil {

@@ -1,0 +1,152 @@
+package graph
+
+import (
+	"context"
+	"strings"
+
+	"github.com/microsoftgraph/msgraph-sdk-go/models"
+	"github.com/microsoftgraph/msgraph-sdk-go/users"
+
+	"github.com/invitebot/invitebot/flows"
+)
+
+// FilterByEmail builds the lookup filter for an address: mail, otherMails,
+// SMTP proxyAddresses (and userPrincipalName when withUPN). It only doubles
+// single quotes, OData's literal escape: the SDK percent-encodes the rest.
+// All forms work without ConsistencyLevel (default, strongly consistent).
+func FilterByEmail(email string, withUPN bool) string {
+	lit := "'" + strings.ReplaceAll(email, "'", "''") + "'"
+	smtp := "'smtp:" + strings.ReplaceAll(email, "'", "''") + "'"
+	f := "mail eq " + lit + " or otherMails/any(x:x eq " + lit + ") or proxyAddresses/any(x:x eq " + smtp + ")"
+	if withUPN {
+		f += " or userPrincipalName eq " + lit
+	}
+	return f
+}
+
+// VerifiedDomains implements flows.Directory.
+func (c *Client) VerifiedDomains(ctx context.Context) ([]string, error) {
+	resp, err := c.graph.Organization().Get(ctx, nil)
+	if err != nil {
+		return nil, translate("read organization", err)
+	}
+	var out []string
+	for _, org := range resp.GetValue() {
+		for _, d := range org.GetVerifiedDomains() {
+			if n := d.GetName(); n != nil {
+				out = append(out, strings.ToLower(*n))
+			}
+		}
+	}
+	return out, nil
+}
+
+// FindUsers implements flows.Directory.
+func (c *Client) FindUsers(ctx context.Context, email string, withUPN bool) ([]flows.DirectoryUser, error) {
+	filter := FilterByEmail(email, withUPN)
+	top := int32(50)
+	resp, err := c.graph.Users().Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{
+		QueryParameters: &users.UsersRequestBuilderGetQueryParameters{
+			Filter: &filter, Top: &top,
+			Select: []string{"id", "displayName", "mail", "userPrincipalName", "userType", "externalUserState"},
+		},
+	})
+	if err != nil {
+		return nil, translate("find users", err)
+	}
+	var out []flows.DirectoryUser
+	for _, u := range resp.GetValue() {
+		out = append(out, flows.DirectoryUser{
+			ID: deref(u.GetId()), DisplayName: deref(u.GetDisplayName()), Mail: deref(u.GetMail()),
+			UserPrincipalName: deref(u.GetUserPrincipalName()), UserType: flows.UserType(deref(u.GetUserType())),
+			ExternalUserState: deref(u.GetExternalUserState()),
+		})
+	}
+	return out, nil
+}
+
+// Invite implements flows.Directory. The SDK's retries are off (see the
+// package doc), so this POSTs exactly once.
+func (c *Client) Invite(ctx context.Context, in flows.Invite) (flows.Invited, error) {
+	body := models.NewInvitation()
+	body.SetInvitedUserEmailAddress(&in.Email)
+	body.SetInviteRedirectUrl(&in.RedirectURL)
+	body.SetSendInvitationMessage(&in.SendMessage)
+	if in.DisplayName != "" {
+		body.SetInvitedUserDisplayName(&in.DisplayName)
+	}
+	if in.UserType != "" {
+		ut := string(in.UserType)
+		body.SetInvitedUserType(&ut)
+	}
+	if in.Message != "" || in.CC != "" || in.MessageLanguage != "" {
+		info := models.NewInvitedUserMessageInfo()
+		if in.Message != "" {
+			info.SetCustomizedMessageBody(&in.Message)
+		}
+		if in.MessageLanguage != "" {
+			info.SetMessageLanguage(&in.MessageLanguage)
+		}
+		if in.CC != "" {
+			addr := models.NewEmailAddress()
+			addr.SetAddress(&in.CC)
+			rcpt := models.NewRecipient()
+			rcpt.SetEmailAddress(addr)
+			info.SetCcRecipients([]models.Recipientable{rcpt})
+		}
+		body.SetInvitedUserMessageInfo(info)
+	}
+	if in.ExistingUserID != "" {
+		u := models.NewUser()
+		u.SetId(&in.ExistingUserID)
+		body.SetInvitedUser(u)
+	}
+	if in.ResetRedemption {
+		body.SetResetRedemption(&in.ResetRedemption)
+	}
+	resp, err := c.graph.Invitations().Post(ctx, body, nil)
+	if err != nil {
+		return flows.Invited{}, translate("invite", err)
+	}
+	out := flows.Invited{InvitationID: deref(resp.GetId()), RedeemURL: deref(resp.GetInviteRedeemUrl()), Status: deref(resp.GetStatus())}
+	if u := resp.GetInvitedUser(); u != nil {
+		out.UserID = deref(u.GetId())
+	}
+	return out, nil
+}
+
+// UpdateUser implements flows.Directory.
+func (c *Client) UpdateUser(ctx context.Context, id string, a flows.Attributes) error {
+	u := models.NewUser()
+	set := func(v string, f func(*string)) {
+		if v != "" {
+			f(&v)
+		}
+	}
+	set(a.GivenName, u.SetGivenName)
+	set(a.Surname, u.SetSurname)
+	set(a.CompanyName, u.SetCompanyName)
+	set(a.JobTitle, u.SetJobTitle)
+	_, err := c.graph.Users().ByUserId(id).Patch(ctx, u, nil)
+	return translate("update user", err)
+}
+
+// AddGroupMember implements flows.Directory. Graph's "already exist…
+// 'members'" 400 is success.
+func (c *Client) AddGroupMember(ctx context.Context, groupID, userID string) error {
+	ref := models.NewReferenceCreate()
+	odataID := c.base.Scheme + "://" + c.base.Host + "/v1.0/directoryObjects/" + userID
+	ref.SetOdataId(&odataID)
+	err := translate("add group member", c.graph.Groups().ByGroupId(groupID).Members().Ref().Post(ctx, ref, nil))
+	if de, ok := err.(*flows.DirectoryError); ok && de.Status == 400 && strings.Contains(de.Message, "already exist") {
+		return nil
+	}
+	return err
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}

@@ -1,0 +1,123 @@
+package graphfake
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// STSConfig configures the token service.
+type STSConfig struct {
+	TenantID, ClientID, ClientSecret string
+	// Roles go into the token's "roles" claim; nil: the three invitebot needs.
+	Roles []string
+}
+
+// STS is a TLS token service with the endpoints azidentity (MSAL) calls
+// for client credentials when instance discovery is disabled:
+// GET /{tenant}/v2.0/.well-known/openid-configuration and
+// POST /{tenant}/oauth2/v2.0/token.
+type STS struct {
+	URL string // https://127.0.0.1:PORT
+	cfg STSConfig
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	tokens   map[string]bool
+	requests int
+}
+
+// NewSTS starts a token service.
+func NewSTS(cfg STSConfig) *STS {
+	if cfg.Roles == nil {
+		cfg.Roles = []string{"User.Invite.All", "User.Read.All", "GroupMember.ReadWrite.All"}
+	}
+	s := &STS{cfg: cfg, tokens: map[string]bool{}}
+	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	s.URL = s.srv.URL
+	return s
+}
+
+// Client returns an HTTP client that trusts the STS's certificate.
+func (s *STS) Client() *http.Client { return s.srv.Client() }
+
+// Close stops the STS.
+func (s *STS) Close() { s.srv.Close() }
+
+// ValidToken reports whether tok was issued by this STS.
+func (s *STS) ValidToken(tok string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokens[tok]
+}
+
+// TokenRequests returns how many tokens were requested.
+func (s *STS) TokenRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
+}
+
+func aadError(w http.ResponseWriter, status int, code, desc string) {
+	writeJSON(w, status, map[string]any{"error": code, "error_description": desc, "error_codes": []int{7000215},
+		"timestamp": time.Now().UTC().Format(time.DateTime), "trace_id": newGUID(), "correlation_id": newGUID()})
+}
+
+func (s *STS) serve(w http.ResponseWriter, r *http.Request) {
+	tenant := s.cfg.TenantID
+	switch r.URL.Path {
+	case "/" + tenant + "/v2.0/.well-known/openid-configuration":
+		base := s.URL + "/" + tenant
+		writeJSON(w, http.StatusOK, map[string]any{
+			"token_endpoint":         base + "/oauth2/v2.0/token",
+			"authorization_endpoint": base + "/oauth2/v2.0/authorize",
+			"issuer":                 base + "/v2.0",
+			"jwks_uri":               base + "/discovery/v2.0/keys",
+			"tenant_region_scope":    "EU",
+		})
+	case "/" + tenant + "/oauth2/v2.0/token":
+		s.token(w, r)
+	default:
+		aadError(w, http.StatusBadRequest, "invalid_tenant", "AADSTS90002: Tenant not found.")
+	}
+}
+
+func (s *STS) token(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.requests++
+	s.mu.Unlock()
+	if err := r.ParseForm(); err != nil {
+		aadError(w, http.StatusBadRequest, "invalid_request", "AADSTS900144: malformed request")
+		return
+	}
+	f := r.PostForm
+	switch {
+	case f.Get("grant_type") != "client_credentials":
+		aadError(w, http.StatusBadRequest, "unsupported_grant_type", "AADSTS70003: unsupported grant type")
+		return
+	case f.Get("client_id") != s.cfg.ClientID:
+		aadError(w, http.StatusBadRequest, "unauthorized_client", "AADSTS700016: Application not found in the directory.")
+		return
+	case f.Get("client_secret") != s.cfg.ClientSecret:
+		aadError(w, http.StatusUnauthorized, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
+		return
+	case !slices.Contains(strings.Fields(f.Get("scope")), "https://graph.microsoft.com/.default"):
+		aadError(w, http.StatusBadRequest, "invalid_scope", "AADSTS1002012: The provided value for scope is not valid.")
+		return
+	}
+	now := time.Now()
+	claims, _ := json.Marshal(map[string]any{"aud": "https://graph.microsoft.com", "iss": s.URL + "/" + s.cfg.TenantID + "/v2.0",
+		"tid": s.cfg.TenantID, "appid": s.cfg.ClientID, "roles": s.cfg.Roles, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+		"jti": newGUID()})
+	enc := base64.RawURLEncoding.EncodeToString
+	tok := enc([]byte(`{"typ":"JWT","alg":"none"}`)) + "." + enc(claims) + "." + enc([]byte(strings.Repeat("s", 16)))
+	s.mu.Lock()
+	s.tokens[tok] = true
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": tok})
+}

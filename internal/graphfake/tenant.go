@@ -1,0 +1,326 @@
+// Package graphfake is an in-memory Microsoft Entra tenant served over HTTP
+// with Microsoft Graph v1.0's request and response shapes, Graph-shaped
+// error bodies and switchable failure modes (throttling with Retry-After,
+// 5xx, latency, 404 until replicated, "already a member"), plus a TLS token
+// service (STS) so the real azidentity credential runs against it. It uses
+// only the standard library; tests and `invitebot demo` use it.
+package graphfake
+
+import (
+	"compress/gzip"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"time"
+)
+
+// User is a directory user.
+type User struct {
+	ID                              string    `json:"id"`
+	DisplayName                     string    `json:"displayName,omitempty"`
+	Mail                            string    `json:"mail,omitempty"`
+	UserPrincipalName               string    `json:"userPrincipalName,omitempty"`
+	UserType                        string    `json:"userType,omitempty"`
+	GivenName                       string    `json:"givenName,omitempty"`
+	Surname                         string    `json:"surname,omitempty"`
+	CompanyName                     string    `json:"companyName,omitempty"`
+	JobTitle                        string    `json:"jobTitle,omitempty"`
+	ExternalUserState               string    `json:"externalUserState,omitempty"`
+	ExternalUserStateChangeDateTime time.Time `json:"externalUserStateChangeDateTime,omitzero"`
+	CreationType                    string    `json:"creationType,omitempty"`
+	OtherMails                      []string  `json:"otherMails,omitempty"`
+	ProxyAddresses                  []string  `json:"proxyAddresses,omitempty"`
+	AccountEnabled                  bool      `json:"accountEnabled"`
+}
+
+// Invitation is a POST /invitations the tenant accepted.
+type Invitation struct {
+	Body   map[string]any // the request body as received
+	UserID string
+}
+
+// Request is a request the tenant received.
+type Request struct {
+	Method, Path, RawQuery string
+	Status                 int
+	Authorization          bool // an Authorization: Bearer header was present and valid
+}
+
+// TenantConfig configures a Tenant.
+type TenantConfig struct {
+	ID              string   // default a fixed GUID
+	VerifiedDomains []string // default {"contoso.com"}
+	// ValidToken checks bearer tokens; nil accepts any non-empty one. A
+	// request without Authorization is always 401.
+	ValidToken func(string) bool
+}
+
+// Tenant is the in-memory tenant. It is safe for concurrent use.
+type Tenant struct {
+	cfg TenantConfig
+
+	mu          sync.Mutex
+	users       []*User
+	groups      map[string]string   // id → name
+	members     map[string][]string // group id → user ids
+	invitations []Invitation
+	requests    []Request
+	faults      map[Route]*fault
+	latency     map[Route]time.Duration
+	replication int            // invisible reads for a new user
+	hidden      map[string]int // user id → remaining invisible reads
+}
+
+// NewTenant returns an empty tenant.
+func NewTenant(cfg TenantConfig) *Tenant {
+	if cfg.ID == "" {
+		cfg.ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
+	}
+	if len(cfg.VerifiedDomains) == 0 {
+		cfg.VerifiedDomains = []string{"contoso.com"}
+	}
+	return &Tenant{cfg: cfg, groups: map[string]string{}, members: map[string][]string{},
+		faults: map[Route]*fault{}, latency: map[Route]time.Duration{}, hidden: map[string]int{}}
+}
+
+// ID returns the tenant ID.
+func (t *Tenant) ID() string { return t.cfg.ID }
+
+// Server is a Tenant served over HTTP.
+type Server struct {
+	URL string // base URL including /v1.0
+	srv *httptest.Server
+}
+
+// NewServer serves t on a loopback port.
+func NewServer(t *Tenant) *Server {
+	srv := httptest.NewServer(t)
+	return &Server{URL: srv.URL + "/v1.0", srv: srv}
+}
+
+// Close stops the server.
+func (s *Server) Close() { s.srv.Close() }
+
+func newGUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// AddUser adds a user (an ID is assigned if empty) and returns it.
+func (t *Tenant) AddUser(u User) User {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if u.ID == "" {
+		u.ID = newGUID()
+	}
+	c := u
+	t.users = append(t.users, &c)
+	return c
+}
+
+// AddGroup adds a group and returns its ID.
+func (t *Tenant) AddGroup(name string) string {
+	id := newGUID()
+	t.AddGroupWithID(id, name)
+	return id
+}
+
+// AddGroupWithID adds a group with a given ID.
+func (t *Tenant) AddGroupWithID(id, name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.groups[id] = name
+}
+
+// User returns a user by ID.
+func (t *Tenant) User(id string) (User, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if u := t.user(id); u != nil {
+		return *u, true
+	}
+	return User{}, false
+}
+
+// Users returns every user.
+func (t *Tenant) Users() []User {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]User, len(t.users))
+	for i, u := range t.users {
+		out[i] = *u
+	}
+	return out
+}
+
+// GroupMembers returns a group's member IDs.
+func (t *Tenant) GroupMembers(gid string) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.members[gid]...)
+}
+
+// Invitations returns the accepted invitations, in order.
+func (t *Tenant) Invitations() []Invitation {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]Invitation(nil), t.invitations...)
+}
+
+// Requests returns every request received, in order.
+func (t *Tenant) Requests() []Request {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]Request(nil), t.requests...)
+}
+
+// SetUserState sets a user's externalUserState ("" is null).
+func (t *Tenant) SetUserState(id, state string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if u := t.user(id); u != nil {
+		u.ExternalUserState, u.ExternalUserStateChangeDateTime = state, time.Now().UTC()
+	}
+}
+
+func (t *Tenant) user(id string) *User {
+	for _, u := range t.users {
+		if u.ID == id {
+			return u
+		}
+	}
+	return nil
+}
+
+// graphError writes Graph's error JSON; never an empty body.
+func graphError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+		"code": code, "message": msg,
+		"innerError": map[string]any{"date": time.Now().UTC().Format(time.RFC3339), "request-id": w.Header().Get("request-id"),
+			"client-request-id": r.Header.Get("client-request-id")},
+	}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func notFound(w http.ResponseWriter, r *http.Request, id string) {
+	graphError(w, r, http.StatusNotFound, "Request_ResourceNotFound",
+		fmt.Sprintf("Resource '%s' does not exist or one of its queried reference-property objects are not present.", id))
+}
+
+// statusRecorder captures the status for the request log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// ServeHTTP implements http.Handler for the /v1.0 routes.
+func (t *Tenant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	rec.Header().Set("request-id", newGUID())
+	auth := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	ok := auth != "" && auth != r.Header.Get("Authorization") && (t.cfg.ValidToken == nil || t.cfg.ValidToken(auth))
+	defer func() {
+		t.mu.Lock()
+		t.requests = append(t.requests, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Status: rec.status, Authorization: ok})
+		t.mu.Unlock()
+	}()
+	if !ok {
+		graphError(rec, r, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+		return
+	}
+	if r.Header.Get("Content-Encoding") == "gzip" { // kiota compresses request bodies
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			graphError(rec, r, http.StatusBadRequest, "BadRequest", "Invalid gzip body.")
+			return
+		}
+		r.Body = zr
+	}
+	route, args := match(r.Method, strings.TrimPrefix(r.URL.Path, "/v1.0"))
+	if route == "" {
+		graphError(rec, r, http.StatusNotFound, "BadRequest", "Resource not found for the segment '"+r.URL.Path+"'.")
+		return
+	}
+	if !t.delay(r, route) {
+		return
+	}
+	f := t.takeFault(route)
+	if f != nil && !f.AfterEffect {
+		f.write(rec, r)
+		return
+	}
+	if f != nil { // the side effect happens, the answer is lost
+		t.dispatch(httptest.NewRecorder(), r, route, args)
+		f.write(rec, r)
+		return
+	}
+	t.dispatch(rec, r, route, args)
+}
+
+func (t *Tenant) dispatch(w http.ResponseWriter, r *http.Request, route Route, args []string) {
+	switch route {
+	case RouteGetOrganization:
+		t.organization(w)
+	case RouteListUsers:
+		t.listUsers(w, r)
+	case RouteGetUser:
+		t.getUser(w, r, args[0])
+	case RoutePatchUser:
+		t.patchUser(w, r, args[0])
+	case RoutePostInvitations:
+		t.invite(w, r)
+	case RouteAddMember:
+		t.addMember(w, r, args[0])
+	}
+}
+
+// Route names a Graph endpoint for failure injection.
+type Route string
+
+// The emulated routes.
+const (
+	RouteGetOrganization Route = "GET /organization"
+	RouteListUsers       Route = "GET /users"
+	RouteGetUser         Route = "GET /users/{id}"
+	RoutePatchUser       Route = "PATCH /users/{id}"
+	RoutePostInvitations Route = "POST /invitations"
+	RouteAddMember       Route = "POST /groups/{id}/members/$ref"
+)
+
+func match(method, path string) (Route, []string) {
+	seg := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case method == "GET" && path == "/organization":
+		return RouteGetOrganization, nil
+	case method == "GET" && path == "/users":
+		return RouteListUsers, nil
+	case len(seg) == 2 && seg[0] == "users" && method == "GET":
+		return RouteGetUser, seg[1:]
+	case len(seg) == 2 && seg[0] == "users" && method == "PATCH":
+		return RoutePatchUser, seg[1:]
+	case method == "POST" && path == "/invitations":
+		return RoutePostInvitations, nil
+	case method == "POST" && len(seg) == 4 && seg[0] == "groups" && seg[2] == "members" && seg[3] == "$ref":
+		return RouteAddMember, []string{seg[1]}
+	}
+	return "", nil
+}
