@@ -24,13 +24,13 @@ import (
 
 // deps are what tests and the demo replace; the zero value is production.
 type deps struct {
-	graphTransport http.RoundTripper // Graph transport under the SDK middleware; nil: default
-	authHTTP    *http.Client           // token transport; nil: azidentity's
-	credential  azcore.TokenCredential // nil: from the config
-	slackHTTP   *http.Client           // nil: http.DefaultClient
-	sleep       func(context.Context, time.Duration) error
-	transient   flows.Backoff
-	replication flows.Backoff
+	graphTransport http.RoundTripper      // Graph transport under the SDK middleware; nil: default
+	authHTTP       *http.Client           // token transport; nil: azidentity's
+	credential     azcore.TokenCredential // nil: from the config
+	slackHTTP      *http.Client           // nil: http.DefaultClient
+	sleep          func(context.Context, time.Duration) error
+	transient      flows.Backoff
+	replication    flows.Backoff
 }
 
 // app is invitebot wired together.

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/invitebot/invitebot/internal/config"
+	"github.com/invitebot/invitebot/internal/graphfake"
+	"github.com/invitebot/invitebot/internal/slackfake"
+)
+
+// Emulated identities: fixed so the demo's output reads well.
+const (
+	emuTenant  = "9188040d-6c67-4c5b-b112-36a304b66dad"
+	emuClient  = "22222222-2222-2222-2222-222222222222"
+	emuSecret  = "emulated-client-secret"
+	emuSigning = "emulated-signing-secret"
+	emuTeam    = "T0CONTOSO"
+	emuAdmin   = "U0ADMIN"
+	emuPortal  = "11111111-2222-3333-4444-555555555555"
+)
+
+// emulated is invitebot serving HTTP mode against the built-in emulators:
+// the Entra tenant and its token service, and the Slack Web API.
+type emulated struct {
+	tenant *graphfake.Tenant
+	sts    *graphfake.STS
+	graph  *graphfake.Server
+	slack  *slackfake.Server
+	app    *app
+	player *slackfake.Player
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startEmulated configures invitebot through the same environment variables
+// as `serve` and runs it on a loopback port.
+func startEmulated(dbPath string, log *slog.Logger, d deps) (*emulated, error) {
+	e := &emulated{}
+	e.sts = graphfake.NewSTS(graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret})
+	e.tenant = graphfake.NewTenant(graphfake.TenantConfig{ID: emuTenant, VerifiedDomains: []string{"contoso.com"}, ValidToken: e.sts.ValidToken})
+	e.tenant.AddGroupWithID(emuPortal, "Partner portal users")
+	e.graph = graphfake.NewServer(e.tenant)
+	e.slack = slackfake.New()
+	env := map[string]string{
+		"SLACK_BOT_TOKEN": "xoxb-emulated", "SLACK_SIGNING_SECRET": emuSigning, "SLACK_API_URL": e.slack.APIURL(),
+		"AZURE_TENANT_ID": emuTenant, "AZURE_CLIENT_ID": emuClient, "AZURE_CLIENT_SECRET": emuSecret,
+		"AZURE_AUTHORITY_HOST": e.sts.URL, "GRAPH_BASE_URL": e.graph.URL, "INVITEBOT_DB": dbPath,
+	}
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	cfg.Policy.Admins = []string{emuAdmin}
+	cfg.Policy.Groups = []config.Group{{Name: "Partner portal users", ID: emuPortal}}
+	d.authHTTP = e.sts.Client()
+	if e.app, err = newApp(cfg, log, d); err != nil {
+		e.Close()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel, e.done = cancel, make(chan error, 1)
+	go func() { e.done <- e.app.serve(ctx, ln) }()
+	e.player = &slackfake.Player{BotURL: "http://" + ln.Addr().String(), Secret: emuSigning, Team: emuTeam, Slack: e.slack}
+	return e, nil
+}
+
+// Close stops invitebot (its store keeps unfinished work) and the emulators.
+func (e *emulated) Close() error {
+	var err error
+	if e.cancel != nil {
+		e.cancel()
+		err = <-e.done
+	}
+	if e.app != nil {
+		err = errors.Join(err, e.app.Close())
+	}
+	if e.graph != nil {
+		e.graph.Close()
+	}
+	if e.sts != nil {
+		e.sts.Close()
+	}
+	if e.slack != nil {
+		e.slack.Close()
+	}
+	return err
+}
+
+// inviteValues is a filled-in invitation dialog.
+func inviteValues(email, name, delivery string, groups ...string) map[string]map[string]any {
+	v := map[string]map[string]any{
+		"email":        {"email": slackfake.Text(email)},
+		"display_name": {"display_name": slackfake.Text(name)},
+		"redirect_url": {"redirect_url": slackfake.Text("https://myapplications.microsoft.com")},
+		"delivery":     {"delivery": slackfake.Radio(delivery)},
+	}
+	if len(groups) > 0 {
+		v["groups"] = map[string]any{"groups": slackfake.Multi(groups...)}
+	}
+	return v
+}
+
+// dmsTo returns the messages posted to a user's DM with the bot.
+func (e *emulated) dmsTo(user string) []slackfake.Message {
+	var out []slackfake.Message
+	for _, m := range e.slack.Messages() {
+		if m.Channel == slackfake.DMChannel(user) && !m.Ephemeral {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// viewCallback returns a view's callback_id.
+func (e *emulated) viewCallback(id string) string {
+	raw, _ := e.slack.View(id)
+	var v struct {
+		CallbackID string `json:"callback_id"`
+	}
+	_ = json.Unmarshal(raw, &v)
+	return v.CallbackID
+}
+
+var ticketRE = regexp.MustCompile(`(?i)ticket(%3d|%253d|=)[0-9a-f]+`)
+
+// render turns Block Kit JSON into the text a person would read. Redeem
+// link tickets are masked: the demo prints, and links are secrets.
+func render(blocks json.RawMessage) string {
+	var bs []struct {
+		Type string `json:"type"`
+		Text struct {
+			Text string `json:"text"`
+		} `json:"text"`
+		Fields []struct {
+			Text string `json:"text"`
+		} `json:"fields"`
+		Elements []struct {
+			Text json.RawMessage `json:"text"`
+		} `json:"elements"`
+		Label struct {
+			Text string `json:"text"`
+		} `json:"label"`
+		Element struct {
+			Options []struct {
+				Text struct {
+					Text string `json:"text"`
+				} `json:"text"`
+			} `json:"options"`
+		} `json:"element"`
+	}
+	_ = json.Unmarshal(blocks, &bs)
+	var sb strings.Builder
+	for _, b := range bs {
+		switch b.Type {
+		case "section":
+			if b.Text.Text != "" {
+				sb.WriteString(b.Text.Text + "\n")
+			}
+			for _, f := range b.Fields {
+				sb.WriteString("  " + strings.ReplaceAll(f.Text, "\n", ": ") + "\n")
+			}
+		case "context", "actions":
+			for _, el := range b.Elements {
+				var t struct {
+					Text string `json:"text"`
+				}
+				if json.Unmarshal(el.Text, &t) != nil {
+					_ = json.Unmarshal(el.Text, &t.Text)
+				}
+				if b.Type == "actions" {
+					t.Text = "[ " + t.Text + " ]"
+				}
+				sb.WriteString(t.Text + "\n")
+			}
+		case "input":
+			sb.WriteString(b.Label.Text + "\n")
+			for _, o := range b.Element.Options {
+				sb.WriteString("  ( ) " + o.Text.Text + "\n")
+			}
+		}
+	}
+	return ticketRE.ReplaceAllString(sb.String(), "ticket=…")
+}
+
+// viewText renders a stored view.
+func (e *emulated) viewText(id string) string {
+	raw, _ := e.slack.View(id)
+	var v struct {
+		Blocks json.RawMessage `json:"blocks"`
+	}
+	_ = json.Unmarshal(raw, &v)
+	return render(v.Blocks)
+}
+
+func ok(r slackfake.Response) error {
+	if r.Status != http.StatusOK {
+		return fmt.Errorf("bot answered %d: %s", r.Status, r.Body)
+	}
+	return nil
+}

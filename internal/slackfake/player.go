@@ -1,0 +1,133 @@
+package slackfake
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Player plays Slack's side towards a bot in HTTP mode: it sends signed
+// slash commands and interaction payloads exactly as Slack does, and
+// applies the bot's view_submission responses to the fake's views.
+type Player struct {
+	BotURL string // base URL of the bot, e.g. http://127.0.0.1:3000
+	Secret string // signing secret
+	Team   string
+	Slack  *Server
+	Client *http.Client
+	Now    func() time.Time // signing time; nil: time.Now
+}
+
+// Response is the bot's HTTP answer.
+type Response struct {
+	Status int
+	Body   []byte
+}
+
+// JSON decodes the answer's body.
+func (r Response) JSON() map[string]any {
+	var m map[string]any
+	_ = json.Unmarshal(r.Body, &m)
+	return m
+}
+
+func (p *Player) post(ctx context.Context, path string, form url.Values) (Response, error) {
+	body := []byte(form.Encode())
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.BotURL+path, bytes.NewReader(body))
+	if err != nil {
+		return Response{}, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	now := time.Now
+	if p.Now != nil {
+		now = p.Now
+	}
+	Sign(req, body, p.Secret, now())
+	c := p.Client
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return Response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return Response{Status: resp.StatusCode, Body: b}, err
+}
+
+// Command runs a slash command as user and returns the answer and the ID
+// of the view the bot opened with its trigger ("" if none).
+func (p *Player) Command(ctx context.Context, user, command, text string) (Response, string, error) {
+	trigger := p.Slack.NewTriggerID()
+	resp, err := p.post(ctx, "/slack/commands", url.Values{
+		"token": {"unused"}, "team_id": {p.Team}, "team_domain": {"contoso"}, "channel_id": {"C0GENERAL"},
+		"channel_name": {"general"}, "user_id": {user}, "user_name": {"inviter"}, "command": {command}, "text": {text},
+		"api_app_id": {"A0INVITEBOT"}, "response_url": {"https://hooks.slack.com/commands/T/1/x"}, "trigger_id": {trigger},
+	})
+	if err != nil {
+		return resp, "", err
+	}
+	return resp, p.Slack.OpenedView(trigger), nil
+}
+
+// Interact posts an interaction payload (payload=<json>).
+func (p *Player) Interact(ctx context.Context, payload any) (Response, error) {
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return Response{}, err
+	}
+	return p.post(ctx, "/slack/interactions", url.Values{"payload": {string(raw)}})
+}
+
+// Submit submits view viewID as user with the given state values
+// (block_id → action_id → value object, as Slack sends them). An "update"
+// answer is applied to the fake, as Slack would.
+func (p *Player) Submit(ctx context.Context, user, viewID string, values map[string]map[string]any) (Response, error) {
+	raw, ok := p.Slack.View(viewID)
+	if !ok {
+		return Response{}, fmt.Errorf("slackfake: no view %s", viewID)
+	}
+	var view map[string]any
+	if err := json.Unmarshal(raw, &view); err != nil {
+		return Response{}, err
+	}
+	view["state"] = map[string]any{"values": values}
+	resp, err := p.Interact(ctx, map[string]any{
+		"type": "view_submission", "team": map[string]any{"id": p.Team}, "user": map[string]any{"id": user},
+		"api_app_id": "A0INVITEBOT", "trigger_id": p.Slack.NewTriggerID(), "view": view,
+	})
+	if err != nil || resp.Status != http.StatusOK {
+		return resp, err
+	}
+	var ack struct {
+		ResponseAction string          `json:"response_action"`
+		View           json.RawMessage `json:"view"`
+	}
+	if json.Unmarshal(resp.Body, &ack) == nil && ack.ResponseAction == "update" {
+		p.Slack.SetView(viewID, ack.View)
+	}
+	return resp, nil
+}
+
+// Text is a plain-text input's state value.
+func Text(s string) map[string]any { return map[string]any{"type": "plain_text_input", "value": s} }
+
+// Radio is a radio group's state value.
+func Radio(v string) map[string]any {
+	return map[string]any{"type": "radio_buttons", "selected_option": map[string]any{"value": v}}
+}
+
+// Multi is a multi-select's state value.
+func Multi(vs ...string) map[string]any {
+	opts := make([]any, len(vs))
+	for i, v := range vs {
+		opts[i] = map[string]any{"value": v}
+	}
+	return map[string]any{"type": "multi_static_select", "selected_options": opts}
+}

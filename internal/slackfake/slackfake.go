@@ -1,0 +1,361 @@
+// Package slackfake is a Slack Web API fake built on slack-go's slacktest:
+// views.open/update (single-use trigger IDs, external_id, Block Kit limits),
+// conversations.open, chat.postMessage/postEphemeral, users.lookupByEmail and
+// users.info, with recording and failure injection. It also signs inbound
+// requests exactly as Slack does, so tests and the demo can play Slack.
+package slackfake
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack/slacktest"
+)
+
+// Call is one recorded Web API call.
+type Call struct {
+	Method string
+	Form   url.Values     // form-encoded calls
+	JSON   map[string]any // JSON calls (views.*)
+	Error  string         // the "error" answered, if not ok
+}
+
+// Message is a posted message.
+type Message struct {
+	Channel, TS, Text, User string
+	Blocks                  json.RawMessage
+	Ephemeral               bool
+}
+
+// Fault fails a method: HTTP status (with Retry-After) or a Slack error.
+type Fault struct {
+	Status     int
+	RetryAfter string
+	Error      string
+}
+
+// Server is the fake.
+type Server struct {
+	ts *slacktest.Server
+
+	mu       sync.Mutex
+	calls    []Call
+	messages []Message
+	views    map[string]json.RawMessage // view id → latest view
+	external map[string]string          // external_id → view id
+	triggers map[string]bool            // issued trigger IDs → still unused
+	opened   map[string]string          // trigger ID → view opened with it
+	users    map[string][2]string       // email → id, real name
+	faults   map[string]*fault
+	seq      int
+	changed  chan struct{}
+}
+
+type fault struct {
+	Fault
+	n int
+}
+
+// New starts a fake.
+func New() *Server {
+	s := &Server{views: map[string]json.RawMessage{}, external: map[string]string{}, triggers: map[string]bool{}, opened: map[string]string{},
+		users: map[string][2]string{}, faults: map[string]*fault{}}
+	s.ts = slacktest.NewTestServer(func(c slacktest.Customize) {
+		for name, h := range map[string]func(http.ResponseWriter, *http.Request, url.Values, map[string]any) any{
+			"views.open":         s.viewsOpen,
+			"views.update":       s.viewsUpdate,
+			"conversations.open": s.conversationsOpen,
+			"chat.postMessage":   s.postMessage,
+			"chat.postEphemeral": s.postMessage,
+			"users.lookupByEmail": func(_ http.ResponseWriter, _ *http.Request, f url.Values, _ map[string]any) any {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				u, ok := s.users[strings.ToLower(f.Get("email"))]
+				if !ok {
+					return slackErr("users_not_found")
+				}
+				return map[string]any{"ok": true, "user": map[string]any{"id": u[0], "name": u[1], "real_name": u[1]}}
+			},
+			"users.info": func(_ http.ResponseWriter, _ *http.Request, f url.Values, _ map[string]any) any {
+				return map[string]any{"ok": true, "user": map[string]any{"id": f.Get("user"), "name": "inviter", "real_name": "Ann Inviter"}}
+			},
+		} {
+			c.Handle("/"+name, s.wrap(name, h))
+		}
+	})
+	s.ts.Start()
+	return s
+}
+
+// APIURL is the base URL for slack.OptionAPIURL.
+func (s *Server) APIURL() string { return s.ts.GetAPIURL() }
+
+// Close stops the fake.
+func (s *Server) Close() { s.ts.Stop() }
+
+func slackErr(code string) map[string]any { return map[string]any{"ok": false, "error": code} }
+
+// wrap parses the request, applies faults, records the call and wakes
+// WaitFor.
+func (s *Server) wrap(name string, h func(http.ResponseWriter, *http.Request, url.Values, map[string]any) any) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		call := Call{Method: name}
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+			_ = json.Unmarshal(body, &call.JSON)
+		} else {
+			call.Form, _ = url.ParseQuery(string(body))
+		}
+		var resp any
+		s.mu.Lock()
+		f := s.faults[name]
+		if f != nil && f.n != 0 {
+			f.n--
+		} else {
+			f = nil
+		}
+		s.mu.Unlock()
+		switch {
+		case !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer xoxb-") && !strings.HasPrefix(call.Form.Get("token"), "xoxb-"):
+			resp = slackErr("not_authed")
+		case f != nil && f.Status != 0:
+			if f.RetryAfter != "" {
+				w.Header().Set("Retry-After", f.RetryAfter)
+			}
+			w.WriteHeader(f.Status)
+			call.Error = strconv.Itoa(f.Status)
+		case f != nil:
+			resp = slackErr(f.Error)
+		default:
+			resp = h(w, r, call.Form, call.JSON)
+		}
+		if m, ok := resp.(map[string]any); ok && m["ok"] == false {
+			call.Error, _ = m["error"].(string)
+		}
+		if resp != nil {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(resp)
+		}
+		s.mu.Lock()
+		s.calls = append(s.calls, call)
+		if s.changed != nil {
+			close(s.changed)
+			s.changed = nil
+		}
+		s.mu.Unlock()
+	}
+}
+
+// NewTriggerID issues a single-use trigger ID, as Slack does per command.
+func (s *Server) NewTriggerID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	id := fmt.Sprintf("%d.%d.trigger", time.Now().Unix(), s.seq)
+	s.triggers[id] = true
+	return id
+}
+
+// AddUser makes users.lookupByEmail find a Slack user.
+func (s *Server) AddUser(id, email, realName string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.users[strings.ToLower(email)] = [2]string{id, realName}
+}
+
+// Fail makes the next n calls of method fail (n < 0: always).
+func (s *Server) Fail(method string, n int, f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults[method] = &fault{Fault: f, n: n}
+}
+
+// Calls returns the calls of method ("" = all), in order.
+func (s *Server) Calls(method string) []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Call
+	for _, c := range s.calls {
+		if method == "" || c.Method == method {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Messages returns the posted messages, in order.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.messages...)
+}
+
+// View returns the latest version of a view.
+func (s *Server) View(id string) (json.RawMessage, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.views[id]
+	return v, ok
+}
+
+// SetView replaces a view, as Slack does when it applies a
+// view_submission's response_action "update".
+func (s *Server) SetView(id string, view json.RawMessage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.views[id] = view
+	var v struct {
+		ExternalID string `json:"external_id"`
+	}
+	if json.Unmarshal(view, &v) == nil && v.ExternalID != "" {
+		s.external[v.ExternalID] = id
+	}
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+}
+
+// WaitFor blocks until cond holds or ctx is done; it re-checks after every
+// call the fake answers.
+func (s *Server) WaitFor(ctx context.Context, cond func() bool) error {
+	for {
+		s.mu.Lock()
+		if s.changed == nil {
+			s.changed = make(chan struct{})
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		if cond() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// checkView enforces the Block Kit limits Slack enforces on modals.
+func checkView(v map[string]any) string {
+	raw, _ := json.Marshal(v)
+	title, _ := v["title"].(map[string]any)
+	t, _ := title["text"].(string)
+	blocks, _ := v["blocks"].([]any)
+	meta, _ := v["private_metadata"].(string)
+	switch {
+	case len(raw) > 250_000:
+		return "view_too_large"
+	case t == "" || len([]rune(t)) > 24, len(blocks) > 100, len(meta) > 3000:
+		return "invalid_arguments"
+	}
+	seen := map[string]bool{}
+	for _, b := range blocks {
+		id, _ := b.(map[string]any)["block_id"].(string)
+		if id != "" && seen[id] {
+			return "duplicate_block_id"
+		}
+		seen[id] = true
+	}
+	return ""
+}
+
+func (s *Server) viewsOpen(_ http.ResponseWriter, _ *http.Request, _ url.Values, j map[string]any) any {
+	trigger, _ := j["trigger_id"].(string)
+	view, _ := j["view"].(map[string]any)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	unused, issued := s.triggers[trigger]
+	switch {
+	case !issued:
+		return slackErr("invalid_trigger_id")
+	case !unused:
+		return slackErr("exchanged_trigger_id")
+	}
+	if e := checkView(view); e != "" {
+		return slackErr(e)
+	}
+	s.triggers[trigger] = false
+	s.seq++
+	id := fmt.Sprintf("V%06d", s.seq)
+	view["id"], view["hash"] = id, strconv.Itoa(s.seq)
+	s.views[id], _ = json.Marshal(view)
+	s.opened[trigger] = id
+	return map[string]any{"ok": true, "view": view}
+}
+
+// OpenedView returns the ID of the view opened with a trigger ID.
+func (s *Server) OpenedView(trigger string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opened[trigger]
+}
+
+func (s *Server) viewsUpdate(_ http.ResponseWriter, _ *http.Request, _ url.Values, j map[string]any) any {
+	view, _ := j["view"].(map[string]any)
+	id, _ := j["view_id"].(string)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ext, _ := j["external_id"].(string); id == "" && ext != "" {
+		id = s.external[ext]
+	}
+	if _, ok := s.views[id]; !ok {
+		return slackErr("not_found")
+	}
+	if e := checkView(view); e != "" {
+		return slackErr(e)
+	}
+	s.seq++
+	view["id"], view["hash"] = id, strconv.Itoa(s.seq)
+	s.views[id], _ = json.Marshal(view)
+	return map[string]any{"ok": true, "view": view}
+}
+
+func (s *Server) conversationsOpen(_ http.ResponseWriter, _ *http.Request, f url.Values, _ map[string]any) any {
+	return map[string]any{"ok": true, "channel": map[string]any{"id": "D" + strings.TrimPrefix(f.Get("users"), "U")}}
+}
+
+// DMChannel is the channel conversations.open returns for a user.
+func DMChannel(userID string) string { return "D" + strings.TrimPrefix(userID, "U") }
+
+func (s *Server) postMessage(_ http.ResponseWriter, r *http.Request, f url.Values, _ map[string]any) any {
+	var blocks []any
+	if b := f.Get("blocks"); b != "" {
+		if err := json.Unmarshal([]byte(b), &blocks); err != nil || len(blocks) > 50 {
+			return slackErr("invalid_blocks")
+		}
+	}
+	if len(f.Get("text")) > 40000 {
+		return slackErr("msg_too_long")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	ts := fmt.Sprintf("%d.%06d", time.Now().Unix(), s.seq)
+	s.messages = append(s.messages, Message{Channel: f.Get("channel"), TS: ts, Text: f.Get("text"), User: f.Get("user"),
+		Blocks: json.RawMessage(f.Get("blocks")), Ephemeral: strings.HasSuffix(r.URL.Path, "postEphemeral")})
+	return map[string]any{"ok": true, "channel": f.Get("channel"), "ts": ts, "message_ts": ts}
+}
+
+// Sign sets Slack's signature headers on req: v0 HMAC-SHA256 of
+// "v0:<ts>:<body>" keyed with the signing secret.
+func Sign(req *http.Request, body []byte, secret string, ts time.Time) {
+	t := strconv.FormatInt(ts.Unix(), 10)
+	mac := hmac.New(sha256.New, []byte(secret))
+	fmt.Fprintf(mac, "v0:%s:", t)
+	mac.Write(body)
+	req.Header.Set("X-Slack-Request-Timestamp", t)
+	req.Header.Set("X-Slack-Signature", "v0="+hex.EncodeToString(mac.Sum(nil)))
+}
