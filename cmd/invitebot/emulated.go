@@ -38,6 +38,10 @@ type emulated struct {
 	player *slackfake.Player
 	cancel context.CancelFunc
 	done   chan error
+
+	cfg  *config.Config
+	log  *slog.Logger
+	deps deps
 }
 
 // startEmulated configures invitebot through the same environment variables
@@ -62,31 +66,48 @@ func startEmulated(dbPath string, log *slog.Logger, d deps) (*emulated, error) {
 	cfg.Policy.Admins = []string{emuAdmin}
 	cfg.Policy.Groups = []config.Group{{Name: "Partner portal users", ID: emuPortal}}
 	d.authHTTP = e.sts.Client()
-	if e.app, err = newApp(cfg, log, d); err != nil {
+	e.cfg, e.log, e.deps = cfg, log, d
+	e.player = &slackfake.Player{Secret: emuSigning, Team: emuTeam, Slack: e.slack}
+	if err := e.startApp(); err != nil {
 		e.Close()
 		return nil, err
+	}
+	return e, nil
+}
+
+// startApp starts invitebot on the emulators and its store.
+func (e *emulated) startApp() error {
+	a, err := newApp(e.cfg, e.log, e.deps)
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		e.Close()
-		return nil, err
+		a.Close()
+		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel, e.done = cancel, make(chan error, 1)
-	go func() { e.done <- e.app.serve(ctx, ln) }()
-	e.player = &slackfake.Player{BotURL: "http://" + ln.Addr().String(), Secret: emuSigning, Team: emuTeam, Slack: e.slack}
-	return e, nil
+	e.app, e.cancel, e.done = a, cancel, make(chan error, 1)
+	go func() { e.done <- a.serve(ctx, ln) }()
+	e.player.BotURL = "http://" + ln.Addr().String()
+	return nil
+}
+
+// stopApp stops invitebot as a shutdown or crash would: in-flight steps
+// are abandoned where they are, and the store keeps their state.
+func (e *emulated) stopApp() error {
+	e.cancel()
+	err := <-e.done
+	err = errors.Join(err, e.app.Close())
+	e.app, e.cancel = nil, nil
+	return err
 }
 
 // Close stops invitebot (its store keeps unfinished work) and the emulators.
 func (e *emulated) Close() error {
 	var err error
-	if e.cancel != nil {
-		e.cancel()
-		err = <-e.done
-	}
 	if e.app != nil {
-		err = errors.Join(err, e.app.Close())
+		err = e.stopApp()
 	}
 	if e.graph != nil {
 		e.graph.Close()

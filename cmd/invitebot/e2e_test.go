@@ -1,0 +1,379 @@
+package main
+
+// End-to-end tests: invitebot serve's HTTP handlers, driven with requests
+// signed as Slack signs them, against the Graph tenant emulator (with the
+// real azidentity and msgraph-sdk-go code) and the Slack Web API fake.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/invitebot/invitebot/bot"
+	"github.com/invitebot/invitebot/flows"
+	"github.com/invitebot/invitebot/internal/graphfake"
+	"github.com/invitebot/invitebot/internal/slackfake"
+)
+
+const ann = "U0ANN"
+
+type sleeps struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (s *sleeps) sleep(ctx context.Context, d time.Duration) error {
+	s.mu.Lock()
+	s.d = append(s.d, d)
+	s.mu.Unlock()
+	return ctx.Err()
+}
+
+func (s *sleeps) all() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Duration(nil), s.d...)
+}
+
+// logBuffer collects the bot's log lines, for the secrets check.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type harness struct {
+	*emulated
+	sleeps *sleeps
+	logs   *logBuffer
+	ctx    context.Context
+}
+
+func start(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{sleeps: &sleeps{}, logs: &logBuffer{}}
+	log := slog.New(slog.NewJSONHandler(io.MultiWriter(h.logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e, err := startEmulated(filepath.Join(t.TempDir(), "invitebot.db"), log, deps{sleep: h.sleeps.sleep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.emulated = e
+	t.Cleanup(func() {
+		if err := e.Close(); err != nil {
+			t.Error(err)
+		}
+		// Secrets, tokens and redeem links never reach the log.
+		logs := h.logs.String()
+		for _, s := range []string{emuSecret, emuSigning, "xoxb-emulated", "redeem?", "ticket"} {
+			if strings.Contains(logs, s) {
+				t.Errorf("log contains %q", s)
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	t.Cleanup(cancel)
+	h.ctx = ctx
+	return h
+}
+
+// open runs /invite-guest and returns the opened dialog's view ID.
+func (h *harness) open(t *testing.T, text string) string {
+	t.Helper()
+	r, view, err := h.player.Command(h.ctx, ann, bot.Command, text)
+	if err != nil || r.Status != http.StatusOK || view == "" {
+		t.Fatalf("command: %v %d %s, view %q", err, r.Status, r.Body, view)
+	}
+	return view
+}
+
+func (h *harness) submit(t *testing.T, view string, values map[string]map[string]any) map[string]any {
+	t.Helper()
+	r, err := h.player.Submit(h.ctx, ann, view, values)
+	if err != nil || r.Status != http.StatusOK {
+		t.Fatalf("submit: %v %d %s", err, r.Status, r.Body)
+	}
+	return r.JSON()
+}
+
+// waitDM waits for the n-th DM to Ann and returns its text and blocks.
+func (h *harness) waitDM(t *testing.T, n int) string {
+	t.Helper()
+	if err := h.slack.WaitFor(h.ctx, func() bool { return len(h.dmsTo(ann)) >= n }); err != nil {
+		t.Fatalf("waiting for DM %d: %v (log: %s)", n, err, h.logs.String())
+	}
+	h.app.svc.Wait() // the DM is sent before the record says so
+	m := h.dmsTo(ann)[n-1]
+	return m.Text + "\n" + string(m.Blocks)
+}
+
+func (h *harness) invitation(t *testing.T) *flows.Invitation {
+	t.Helper()
+	invs, err := h.app.db.Invitations(h.ctx, nil)
+	if err != nil || len(invs) == 0 {
+		t.Fatalf("invitations: %v, %v", invs, err)
+	}
+	return invs[len(invs)-1]
+}
+
+func TestE2ENewGuest(t *testing.T) {
+	h := start(t)
+	view := h.open(t, "bob@fabrikam.com Bob Smith")
+	raw, _ := h.slack.View(view)
+	if !bytes.Contains(raw, []byte(`"initial_value":"bob@fabrikam.com"`)) || !bytes.Contains(raw, []byte(`"callback_id":"invite_guest"`)) {
+		t.Errorf("dialog not pre-filled: %s", raw)
+	}
+	ack := h.submit(t, view, inviteValues("bob@fabrikam.com", "Bob Smith", "slack_link", emuPortal))
+	if ack["response_action"] != "update" {
+		t.Errorf("ack = %v, want an update to the working view", ack)
+	}
+	dm := h.waitDM(t, 1)
+	invs := h.tenant.Invitations()
+	if len(invs) != 1 || invs[0].Body["sendInvitationMessage"] != false || invs[0].Body["invitedUserDisplayName"] != "Bob Smith" {
+		t.Fatalf("invitations = %+v", invs)
+	}
+	uid := invs[0].UserID
+	if m := h.tenant.GroupMembers(emuPortal); len(m) != 1 || m[0] != uid {
+		t.Errorf("group members = %v, want %s", m, uid)
+	}
+	if !strings.Contains(dm, "login.microsoftonline.com/redeem") || !strings.Contains(dm, uid) {
+		t.Errorf("DM lacks the redeem link or the object ID:\n%s", dm)
+	}
+	inv := h.invitation(t)
+	if inv.State != flows.StateNotified || inv.ObjectID != uid {
+		t.Errorf("record = %s %s", inv.State, inv.ObjectID)
+	}
+	g, err := h.app.db.Guest(h.ctx, uid)
+	if err != nil || g.Email != "bob@fabrikam.com" || g.InvitedBy.UserID != ann || g.InvitedBy.TeamID != emuTeam {
+		t.Errorf("guest = %+v, %v", g, err)
+	}
+	// The link is only ever in the inviter's DM.
+	for _, m := range h.slack.Messages() {
+		if m.Channel != slackfake.DMChannel(ann) && strings.Contains(m.Text+string(m.Blocks), "redeem") {
+			t.Errorf("redeem link posted to %s", m.Channel)
+		}
+	}
+}
+
+func TestE2EExistingUserPick(t *testing.T) {
+	h := start(t)
+	u := h.tenant.AddUser(graphfake.User{DisplayName: "Alice", Mail: "alice@partner.example", UserType: "Guest"})
+	view := h.open(t, "")
+	h.submit(t, view, inviteValues("alice@partner.example", "Alice", "slack_link", emuPortal))
+	if err := h.slack.WaitFor(h.ctx, func() bool { return h.viewCallback(view) == bot.CallbackPick }); err != nil {
+		t.Fatalf("no pick dialog: %v", err)
+	}
+	if !strings.Contains(h.viewText(view), "Alice") {
+		t.Errorf("pick dialog lacks the match:\n%s", h.viewText(view))
+	}
+	h.submit(t, view, map[string]map[string]any{"pick": {"pick": slackfake.Radio(u.ID)}})
+	dm := h.waitDM(t, 1)
+	if len(h.tenant.Invitations()) != 0 {
+		t.Errorf("an invitation was sent for a picked account")
+	}
+	if m := h.tenant.GroupMembers(emuPortal); len(m) != 1 || m[0] != u.ID {
+		t.Errorf("members = %v", m)
+	}
+	if !strings.Contains(dm, "already had an account") {
+		t.Errorf("DM = %s", dm)
+	}
+}
+
+func TestE2EValidationErrors(t *testing.T) {
+	h := start(t)
+	tests := []struct {
+		name, field string
+		edit        func(map[string]map[string]any)
+	}{
+		{"Malformed", "email", func(v map[string]map[string]any) { v["email"]["email"] = slackfake.Text("bob@") }},
+		{"PlusAddress", "email", func(v map[string]map[string]any) { v["email"]["email"] = slackfake.Text("bob+x@fabrikam.com") }},
+		{"TooLong", "email", func(v map[string]map[string]any) {
+			v["email"]["email"] = slackfake.Text(strings.Repeat("b", 250) + "@fabrikam.com")
+		}},
+		{"InternalUser", "email", func(v map[string]map[string]any) { v["email"]["email"] = slackfake.Text("carol@contoso.com") }},
+		{"HTTPRedirect", "redirect_url", func(v map[string]map[string]any) { v["redirect_url"]["redirect_url"] = slackfake.Text("http://x.example") }},
+		{"BadRedirect", "redirect_url", func(v map[string]map[string]any) { v["redirect_url"]["redirect_url"] = slackfake.Text("not a url") }},
+		{"LongName", "display_name", func(v map[string]map[string]any) {
+			v["display_name"]["display_name"] = slackfake.Text(strings.Repeat("n", 300))
+		}},
+		{"MemberByNonAdmin", "user_type", func(v map[string]map[string]any) {
+			v["user_type"] = map[string]any{"user_type": slackfake.Radio("Member")}
+		}},
+		{"ForgedGroup", "groups", func(v map[string]map[string]any) { v["groups"] = map[string]any{"groups": slackfake.Multi("forged")} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			view := h.open(t, "")
+			v := inviteValues("bob@fabrikam.com", "Bob", "slack_link")
+			tt.edit(v)
+			ack := h.submit(t, view, v)
+			errs, _ := ack["errors"].(map[string]any)
+			if ack["response_action"] != "errors" || errs[tt.field] == nil {
+				t.Fatalf("ack = %v, want an error on %s", ack, tt.field)
+			}
+		})
+	}
+	if n := len(h.tenant.Invitations()); n != 0 {
+		t.Errorf("%d invitations sent for rejected submissions", n)
+	}
+	if invs, _ := h.app.db.Invitations(h.ctx, nil); len(invs) != 0 {
+		t.Errorf("%d records for rejected submissions", len(invs))
+	}
+}
+
+func TestE2EForgedAndStaleSignatures(t *testing.T) {
+	h := start(t)
+	for name, p := range map[string]*slackfake.Player{
+		"WrongSecret": {BotURL: h.player.BotURL, Secret: "forged", Team: emuTeam, Slack: h.slack},
+		"Stale": {BotURL: h.player.BotURL, Secret: emuSigning, Team: emuTeam, Slack: h.slack,
+			Now: func() time.Time { return time.Now().Add(-6 * time.Minute) }},
+	} {
+		r, view, err := p.Command(h.ctx, ann, bot.Command, "bob@fabrikam.com")
+		if err != nil || r.Status != http.StatusUnauthorized || view != "" {
+			t.Errorf("%s command: %v status %d view %q, want 401 and no dialog", name, err, r.Status, view)
+		}
+		r, err = p.Interact(h.ctx, map[string]any{"type": "view_submission", "view": map[string]any{"id": "V1", "callback_id": "invite_guest"}})
+		if err != nil || r.Status != http.StatusUnauthorized {
+			t.Errorf("%s interaction: %v status %d, want 401", name, err, r.Status)
+		}
+	}
+	if n := len(h.slack.Calls("views.open")); n != 0 {
+		t.Errorf("%d views.open calls for forged requests", n)
+	}
+	for _, r := range h.tenant.Requests() {
+		if r.Path != "/v1.0/organization" { // start-up reads the verified domains
+			t.Errorf("forged requests caused a Graph call: %s %s", r.Method, r.Path)
+		}
+	}
+}
+
+func TestE2EGraphForbidden(t *testing.T) {
+	h := start(t)
+	h.tenant.Fail(graphfake.RoutePostInvitations, -1, graphfake.Fault{Status: 403, Code: "Authorization_RequestDenied", Message: "Insufficient privileges to complete the operation."})
+	view := h.open(t, "")
+	h.submit(t, view, inviteValues("bob@fabrikam.com", "Bob", "slack_link", emuPortal))
+	dm := h.waitDM(t, 1)
+	if !strings.Contains(dm, "User.Invite.All") {
+		t.Errorf("DM does not explain the 403:\n%s", dm)
+	}
+	if inv := h.invitation(t); inv.State != flows.StateFailed || inv.Failure.Code != flows.FailForbidden {
+		t.Errorf("record = %s %+v", inv.State, inv.Failure)
+	}
+	if n := len(h.tenant.GroupMembers(emuPortal)); n != 0 {
+		t.Errorf("group adds after a failed invitation: %d", n)
+	}
+}
+
+func TestE2EThrottlingAndReplicationDelay(t *testing.T) {
+	h := start(t)
+	h.tenant.Fail(graphfake.RoutePostInvitations, 2, graphfake.Throttled("0.25"))
+	h.tenant.SetReplicationDelay(2)
+	view := h.open(t, "")
+	h.submit(t, view, inviteValues("bob@fabrikam.com", "Bob", "slack_link", emuPortal))
+	h.waitDM(t, 1)
+	if inv := h.invitation(t); inv.State != flows.StateNotified || inv.InviteAttempt != 3 {
+		t.Fatalf("record = %s after %d attempts", inv.State, inv.InviteAttempt)
+	}
+	got := h.sleeps.all()
+	if len(got) < 3 || got[0] != 250*time.Millisecond || got[1] != 250*time.Millisecond {
+		t.Errorf("waits = %v, want Retry-After 250ms twice, then replication backoff", got)
+	}
+	if n := len(h.tenant.Users()); n != 1 {
+		t.Errorf("%d users, want 1", n)
+	}
+}
+
+func TestE2EDuplicateSubmission(t *testing.T) {
+	h := start(t)
+	view := h.open(t, "")
+	v := inviteValues("bob@fabrikam.com", "Bob", "slack_link")
+	var wg sync.WaitGroup
+	for range 3 { // a double (triple) click, or Slack re-delivering
+		wg.Go(func() { h.submit(t, view, v) })
+	}
+	wg.Wait()
+	h.waitDM(t, 1)
+	h.app.svc.Wait()
+	if n := len(h.tenant.Invitations()); n != 1 {
+		t.Errorf("%d invitations, want 1", n)
+	}
+	if n := len(h.dmsTo(ann)); n != 1 {
+		t.Errorf("%d DMs, want 1", n)
+	}
+}
+
+// Ensure a restart in the middle of the flow resumes the invitation
+// without a second invitation.
+func TestE2ECrashAndResume(t *testing.T) {
+	h := start(t)
+	h.tenant.SetLatency(graphfake.RouteAddMember, time.Hour) // the process dies while adding the group
+	view := h.open(t, "")
+	h.submit(t, view, inviteValues("bob@fabrikam.com", "Bob", "slack_link", emuPortal))
+	if err := h.slack.WaitFor(h.ctx, func() bool {
+		inv, err := h.app.db.Invitations(h.ctx, nil)
+		return err == nil && len(inv) == 1 && inv[0].State == flows.StateAttributesSet
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.stopApp(); err != nil {
+		t.Fatal(err)
+	}
+	h.tenant.Reset()
+	if err := h.startApp(); err != nil {
+		t.Fatal(err)
+	}
+	h.waitDM(t, 1)
+	if n := len(h.tenant.Invitations()); n != 1 {
+		t.Errorf("%d invitations after resume, want 1", n)
+	}
+	if inv := h.invitation(t); inv.State != flows.StateNotified || len(h.tenant.GroupMembers(emuPortal)) != 1 {
+		t.Errorf("after resume: %s, members %v", inv.State, h.tenant.GroupMembers(emuPortal))
+	}
+}
+
+func TestE2EMentionInjectionIsEscaped(t *testing.T) {
+	h := start(t)
+	view := h.open(t, "")
+	h.submit(t, view, inviteValues("bob@fabrikam.com", "<!channel> & co", "slack_link"))
+	dm := h.waitDM(t, 1)
+	var blocks []map[string]any
+	m := h.dmsTo(ann)[0]
+	_ = json.Unmarshal(m.Blocks, &blocks)
+	all := m.Text + string(m.Blocks) + h.viewText(view)
+	if strings.Contains(all, "<!channel>") {
+		t.Errorf("live mention in output:\n%s", dm)
+	}
+	if !strings.Contains(dm, `\u0026lt;!channel\u0026gt; \u0026amp; co`) && !strings.Contains(dm, "&lt;!channel&gt; &amp; co") {
+		t.Errorf("escaped name missing:\n%s", dm)
+	}
+}
+
+func TestHealthz(t *testing.T) {
+	h := start(t)
+	resp, err := http.Get(h.player.BotURL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("healthz = %d", resp.StatusCode)
+	}
+}
