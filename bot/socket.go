@@ -6,7 +6,6 @@ import (
 	"errors"
 
 	"github.com/slack-go/slack"
-	"github.com/slack-go/slack/slackevents"
 	"github.com/slack-go/slack/socketmode"
 )
 
@@ -56,9 +55,7 @@ func (b *Bot) socketEvent(ctx context.Context, client *socketmode.Client, evt so
 		}
 		payload = b.interaction(ctx, cb)
 	case socketmode.EventTypeEventsAPI:
-		if _, ok := evt.Data.(slackevents.EventsAPIEvent); !ok {
-			break
-		}
+		// No events are subscribed yet; ack so Slack does not retry.
 	default:
 		return
 	}

@@ -86,7 +86,7 @@ to invitebot's HTTP endpoints and prints what the inviter would see.
 	if err != nil || view == "" {
 		return fmt.Errorf("the dialog did not open: %v", err)
 	}
-	if r, err = e.player.Submit(ctx, inviter, view, inviteValues("alice@partner.example", "Alice", "slack_link", emuPortal)); err != nil {
+	if _, err = e.player.Submit(ctx, inviter, view, inviteValues("alice@partner.example", "Alice", "slack_link", emuPortal)); err != nil {
 		return err
 	}
 	if err := e.slack.WaitFor(ctx, func() bool { return e.viewCallback(view) == bot.CallbackPick }); err != nil {
@@ -96,7 +96,7 @@ to invitebot's HTTP endpoints and prints what the inviter would see.
 	users := e.tenant.Users()
 	say("   She picks Alice's existing account.")
 	pick := map[string]map[string]any{"pick": {"pick": map[string]any{"type": "radio_buttons", "selected_option": map[string]any{"value": users[0].ID}}}}
-	if r, err = e.player.Submit(ctx, inviter, view, pick); err != nil {
+	if _, err = e.player.Submit(ctx, inviter, view, pick); err != nil {
 		return err
 	}
 	if err := waitDM(2); err != nil {

@@ -209,7 +209,9 @@ func TestE2EValidationErrors(t *testing.T) {
 			v["email"]["email"] = slackfake.Text(strings.Repeat("b", 250) + "@fabrikam.com")
 		}},
 		{"InternalUser", "email", func(v map[string]map[string]any) { v["email"]["email"] = slackfake.Text("carol@contoso.com") }},
-		{"HTTPRedirect", "redirect_url", func(v map[string]map[string]any) { v["redirect_url"]["redirect_url"] = slackfake.Text("http://x.example") }},
+		{"HTTPRedirect", "redirect_url", func(v map[string]map[string]any) {
+			v["redirect_url"]["redirect_url"] = slackfake.Text("http://x.example")
+		}},
 		{"BadRedirect", "redirect_url", func(v map[string]map[string]any) { v["redirect_url"]["redirect_url"] = slackfake.Text("not a url") }},
 		{"LongName", "display_name", func(v map[string]map[string]any) {
 			v["display_name"]["display_name"] = slackfake.Text(strings.Repeat("n", 300))
