@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
@@ -12,9 +13,14 @@ import (
 // RunSocketMode serves Slack over Socket Mode until ctx is done: the same
 // commands and interactions as HTTP mode, acknowledged over the socket. The
 // app-level token authenticates the socket, so there is no signature.
+// Each envelope is handled on its own goroutine, as each HTTP request is:
+// a slow views.open for one user must not hold up another's ack. It
+// returns when ctx is done, once the handlers in flight have finished.
 func (b *Bot) RunSocketMode(ctx context.Context, client *socketmode.Client) error {
 	errc := make(chan error, 1)
 	go func() { errc <- client.RunContext(ctx) }()
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
@@ -28,7 +34,7 @@ func (b *Bot) RunSocketMode(ctx context.Context, client *socketmode.Client) erro
 			if !ok {
 				return errors.New("socket mode: event channel closed")
 			}
-			b.socketEvent(ctx, client, evt)
+			wg.Go(func() { b.socketEvent(ctx, client, evt) })
 		}
 	}
 }

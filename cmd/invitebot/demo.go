@@ -19,14 +19,16 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	verbose := fs.Bool("v", false, "show invitebot's log")
+	socket := fs.Bool("socket", false, "play Slack over Socket Mode (SLACK_APP_TOKEN) instead of HTTP")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: invitebot demo [-v]
+		fmt.Fprint(stderr, `Usage: invitebot demo [-v] [-socket]
 
 Runs the whole invitation flow against built-in emulators: an in-memory
 Entra tenant behind Microsoft Graph's API and a TLS token service (the real
 azidentity and msgraph-sdk-go code runs), and a Slack Web API fake. The demo
 plays Slack: it sends signed /invite-guest commands and dialog submissions
-to invitebot's HTTP endpoints and prints what the inviter would see.
+to invitebot's HTTP endpoints (or, with -socket, delivers them over a Socket
+Mode WebSocket) and prints what the inviter would see.
 `)
 		fs.PrintDefaults()
 	}
@@ -42,7 +44,11 @@ to invitebot's HTTP endpoints and prints what the inviter would see.
 	if *verbose {
 		logw = stderr
 	}
-	e, err := startEmulated(filepath.Join(dir, "invitebot.db"), slog.New(slog.NewTextHandler(logw, nil)), deps{})
+	tr := overHTTP
+	if *socket {
+		tr = overSocket
+	}
+	e, err := startEmulated(filepath.Join(dir, "invitebot.db"), slog.New(slog.NewTextHandler(logw, nil)), deps{}, tr)
 	if err != nil {
 		return err
 	}

@@ -68,11 +68,21 @@ type harness struct {
 	ctx    context.Context
 }
 
-func start(t *testing.T) *harness {
+// start runs invitebot in HTTP mode on fresh emulators.
+func start(t *testing.T) *harness { return startOver(t, overHTTP) }
+
+// bothTransports runs test against invitebot in HTTP mode and in Socket Mode.
+func bothTransports(t *testing.T, test func(*testing.T, *harness)) {
+	for name, tr := range map[string]transport{"HTTP": overHTTP, "SocketMode": overSocket} {
+		t.Run(name, func(t *testing.T) { test(t, startOver(t, tr)) })
+	}
+}
+
+func startOver(t *testing.T, tr transport) *harness {
 	t.Helper()
 	h := &harness{sleeps: &sleeps{}, logs: &logBuffer{}}
 	log := slog.New(slog.NewJSONHandler(io.MultiWriter(h.logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e, err := startEmulated(filepath.Join(t.TempDir(), "invitebot.db"), log, deps{sleep: h.sleeps.sleep})
+	e, err := startEmulated(filepath.Join(t.TempDir(), "invitebot.db"), log, deps{sleep: h.sleeps.sleep}, tr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +93,7 @@ func start(t *testing.T) *harness {
 		}
 		// Secrets, tokens and redeem links never reach the log.
 		logs := h.logs.String()
-		for _, s := range []string{emuSecret, emuSigning, "xoxb-emulated", "redeem?", "ticket"} {
+		for _, s := range []string{emuSecret, emuSigning, "xoxb-emulated", emuAppToken, "/socket-mode/link", "redeem?", "ticket"} {
 			if strings.Contains(logs, s) {
 				t.Errorf("log contains %q", s)
 			}
@@ -134,8 +144,9 @@ func (h *harness) invitation(t *testing.T) *flows.Invitation {
 	return invs[len(invs)-1]
 }
 
-func TestE2ENewGuest(t *testing.T) {
-	h := start(t)
+func TestE2ENewGuest(t *testing.T) { bothTransports(t, testNewGuest) }
+
+func testNewGuest(t *testing.T, h *harness) {
 	view := h.open(t, "bob@fabrikam.com Bob Smith")
 	raw, _ := h.slack.View(view)
 	if !bytes.Contains(raw, []byte(`"initial_value":"bob@fabrikam.com"`)) || !bytes.Contains(raw, []byte(`"callback_id":"invite_guest"`)) {
@@ -173,8 +184,9 @@ func TestE2ENewGuest(t *testing.T) {
 	}
 }
 
-func TestE2EExistingUserPick(t *testing.T) {
-	h := start(t)
+func TestE2EExistingUserPick(t *testing.T) { bothTransports(t, testExistingUserPick) }
+
+func testExistingUserPick(t *testing.T, h *harness) {
 	u := h.tenant.AddUser(graphfake.User{DisplayName: "Alice", Mail: "alice@partner.example", UserType: "Guest"})
 	view := h.open(t, "")
 	h.submit(t, view, inviteValues("alice@partner.example", "Alice", "slack_link", emuPortal))
@@ -197,8 +209,9 @@ func TestE2EExistingUserPick(t *testing.T) {
 	}
 }
 
-func TestE2EValidationErrors(t *testing.T) {
-	h := start(t)
+func TestE2EValidationErrors(t *testing.T) { bothTransports(t, testValidationErrors) }
+
+func testValidationErrors(t *testing.T, h *harness) {
 	tests := []struct {
 		name, field string
 		edit        func(map[string]map[string]any)
@@ -303,8 +316,9 @@ func TestE2EThrottlingAndReplicationDelay(t *testing.T) {
 	}
 }
 
-func TestE2EDuplicateSubmission(t *testing.T) {
-	h := start(t)
+func TestE2EDuplicateSubmission(t *testing.T) { bothTransports(t, testDuplicateSubmission) }
+
+func testDuplicateSubmission(t *testing.T, h *harness) {
 	view := h.open(t, "")
 	v := inviteValues("bob@fabrikam.com", "Bob", "slack_link")
 	var wg sync.WaitGroup
@@ -351,8 +365,9 @@ func TestE2ECrashAndResume(t *testing.T) {
 	}
 }
 
-func TestE2EMentionInjectionIsEscaped(t *testing.T) {
-	h := start(t)
+func TestE2EMentionInjectionIsEscaped(t *testing.T) { bothTransports(t, testMentionInjectionIsEscaped) }
+
+func testMentionInjectionIsEscaped(t *testing.T, h *harness) {
 	view := h.open(t, "")
 	h.submit(t, view, inviteValues("bob@fabrikam.com", "<!channel> & co", "slack_link"))
 	dm := h.waitDM(t, 1)
@@ -377,5 +392,41 @@ func TestHealthz(t *testing.T) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("healthz = %d", resp.StatusCode)
+	}
+}
+
+// In Socket Mode, a "disconnect" from Slack makes invitebot reconnect and
+// carry on; no HTTP endpoint for Slack is exposed (there is no signing
+// secret to check it against), and a restart connects again.
+func TestE2ESocketModeReconnects(t *testing.T) {
+	h := startOver(t, overSocket)
+	if err := h.slack.Disconnect(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.slack.WaitConnected(h.ctx, 2); err != nil {
+		t.Fatalf("no reconnect after disconnect: %v", err)
+	}
+	view := h.open(t, "bob@fabrikam.com Bob")
+	h.submit(t, view, inviteValues("bob@fabrikam.com", "Bob", "slack_link"))
+	h.waitDM(t, 1)
+
+	signed := &slackfake.Player{BotURL: h.player.BotURL, Secret: emuSigning, Team: emuTeam, Slack: h.slack}
+	if r, _, err := signed.Command(h.ctx, ann, bot.Command, ""); err != nil || r.Status != http.StatusNotFound {
+		t.Errorf("HTTP command in Socket Mode: %v %d, want 404", err, r.Status)
+	}
+
+	if err := h.stopApp(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.startApp(); err != nil { // waits for the third connection
+		t.Fatal(err)
+	}
+	view = h.open(t, "")
+	if ack := h.submit(t, view, inviteValues("carol@fabrikam.com", "Carol", "slack_link")); ack["response_action"] != "update" {
+		t.Errorf("ack after restart = %v", ack)
+	}
+	h.waitDM(t, 2)
+	if n := len(h.tenant.Invitations()); n != 2 {
+		t.Errorf("%d invitations, want 2", n)
 	}
 }

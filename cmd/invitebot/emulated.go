@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/invitebot/invitebot/internal/config"
 	"github.com/invitebot/invitebot/internal/graphfake"
@@ -18,17 +19,19 @@ import (
 
 // Emulated identities: fixed so the demo's output reads well.
 const (
-	emuTenant  = "9188040d-6c67-4c5b-b112-36a304b66dad"
-	emuClient  = "22222222-2222-2222-2222-222222222222"
-	emuSecret  = "emulated-client-secret"
-	emuSigning = "emulated-signing-secret"
-	emuTeam    = "T0CONTOSO"
-	emuAdmin   = "U0ADMIN"
-	emuPortal  = "11111111-2222-3333-4444-555555555555"
+	emuTenant   = "9188040d-6c67-4c5b-b112-36a304b66dad"
+	emuClient   = "22222222-2222-2222-2222-222222222222"
+	emuSecret   = "emulated-client-secret"
+	emuSigning  = "emulated-signing-secret"
+	emuAppToken = "xapp-1-emulated"
+	emuTeam     = "T0CONTOSO"
+	emuAdmin    = "U0ADMIN"
+	emuPortal   = "11111111-2222-3333-4444-555555555555"
 )
 
-// emulated is invitebot serving HTTP mode against the built-in emulators:
-// the Entra tenant and its token service, and the Slack Web API.
+// emulated is invitebot serving against the built-in emulators: the Entra
+// tenant and its token service, and the Slack Web API (and, in Socket Mode,
+// Slack's Socket Mode endpoint).
 type emulated struct {
 	tenant *graphfake.Tenant
 	sts    *graphfake.STS
@@ -44,9 +47,17 @@ type emulated struct {
 	deps deps
 }
 
+// transport is how Slack reaches invitebot.
+type transport int
+
+const (
+	overHTTP   transport = iota // signed requests to /slack/*
+	overSocket                  // Socket Mode: SLACK_APP_TOKEN set
+)
+
 // startEmulated configures invitebot through the same environment variables
 // as `serve` and runs it on a loopback port.
-func startEmulated(dbPath string, log *slog.Logger, d deps) (*emulated, error) {
+func startEmulated(dbPath string, log *slog.Logger, d deps, tr transport) (*emulated, error) {
 	e := &emulated{}
 	e.sts = graphfake.NewSTS(graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret})
 	e.tenant = graphfake.NewTenant(graphfake.TenantConfig{ID: emuTenant, VerifiedDomains: []string{"contoso.com"}, ValidToken: e.sts.ValidToken})
@@ -58,6 +69,9 @@ func startEmulated(dbPath string, log *slog.Logger, d deps) (*emulated, error) {
 		"AZURE_TENANT_ID": emuTenant, "AZURE_CLIENT_ID": emuClient, "AZURE_CLIENT_SECRET": emuSecret,
 		"AZURE_AUTHORITY_HOST": e.sts.URL, "GRAPH_BASE_URL": e.graph.URL, "INVITEBOT_DB": dbPath,
 	}
+	if tr == overSocket {
+		env["SLACK_APP_TOKEN"] = emuAppToken
+	}
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
 		e.Close()
@@ -67,7 +81,7 @@ func startEmulated(dbPath string, log *slog.Logger, d deps) (*emulated, error) {
 	cfg.Policy.Groups = []config.Group{{Name: "Partner portal users", ID: emuPortal}}
 	d.authHTTP = e.sts.Client()
 	e.cfg, e.log, e.deps = cfg, log, d
-	e.player = &slackfake.Player{Secret: emuSigning, Team: emuTeam, Slack: e.slack}
+	e.player = &slackfake.Player{Secret: emuSigning, Team: emuTeam, Slack: e.slack, Socket: tr == overSocket}
 	if err := e.startApp(); err != nil {
 		e.Close()
 		return nil, err
@@ -75,8 +89,10 @@ func startEmulated(dbPath string, log *slog.Logger, d deps) (*emulated, error) {
 	return e, nil
 }
 
-// startApp starts invitebot on the emulators and its store.
+// startApp starts invitebot on the emulators and its store; in Socket Mode
+// it returns once invitebot has connected to the Slack fake.
 func (e *emulated) startApp() error {
+	connects := e.slack.Connections()
 	a, err := newApp(e.cfg, e.log, e.deps)
 	if err != nil {
 		return err
@@ -90,6 +106,15 @@ func (e *emulated) startApp() error {
 	e.app, e.cancel, e.done = a, cancel, make(chan error, 1)
 	go func() { e.done <- a.serve(ctx, ln) }()
 	e.player.BotURL = "http://" + ln.Addr().String()
+	if !e.cfg.SocketMode() {
+		return nil
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := e.slack.WaitConnected(wctx, connects+1); err != nil {
+		_ = e.stopApp()
+		return fmt.Errorf("invitebot did not connect over Socket Mode: %w", err)
+	}
 	return nil
 }
 

@@ -11,10 +11,12 @@ import (
 	"time"
 )
 
-// Player plays Slack's side towards a bot in HTTP mode: it sends signed
-// slash commands and interaction payloads exactly as Slack does, and
-// applies the bot's view_submission responses to the fake's views.
+// Player plays Slack's side towards a bot: it sends slash commands and
+// interaction payloads exactly as Slack does (signed HTTP requests, or
+// Socket Mode envelopes when Socket is set), and applies the bot's
+// view_submission responses to the fake's views.
 type Player struct {
+	Socket bool   // deliver over the Slack fake's Socket Mode connection
 	BotURL string // base URL of the bot, e.g. http://127.0.0.1:3000
 	Secret string // signing secret
 	Team   string
@@ -37,6 +39,9 @@ func (r Response) JSON() map[string]any {
 }
 
 func (p *Player) post(ctx context.Context, path string, form url.Values) (Response, error) {
+	if p.Socket {
+		return p.deliver(ctx, path, form)
+	}
 	body := []byte(form.Encode())
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.BotURL+path, bytes.NewReader(body))
 	if err != nil {
@@ -59,6 +64,37 @@ func (p *Player) post(ctx context.Context, path string, form url.Values) (Respon
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return Response{Status: resp.StatusCode, Body: b}, err
+}
+
+// deliver sends what post would as a Socket Mode envelope: a slash
+// command's fields become a JSON object of strings (as Slack sends them),
+// an interaction is its payload. The ack's payload is the response body.
+func (p *Player) deliver(ctx context.Context, path string, form url.Values) (Response, error) {
+	var (
+		typ     string
+		payload any
+	)
+	switch path {
+	case "/slack/commands":
+		fields := map[string]string{"is_enterprise_install": "false"}
+		for k := range form {
+			fields[k] = form.Get(k)
+		}
+		typ, payload = "slash_commands", fields
+	case "/slack/interactions":
+		typ, payload = "interactive", json.RawMessage(form.Get("payload"))
+	default:
+		return Response{}, fmt.Errorf("slackfake: no Socket Mode envelope for %s", path)
+	}
+	ack, err := p.Slack.Deliver(ctx, typ, payload)
+	if err != nil {
+		return Response{}, err
+	}
+	body := []byte(ack.Payload)
+	if string(body) == "null" {
+		body = nil
+	}
+	return Response{Status: http.StatusOK, Body: body}, nil
 }
 
 // Command runs a slash command as user and returns the answer and the ID

@@ -1,8 +1,10 @@
 // Package slackfake is a Slack Web API fake built on slack-go's slacktest:
 // views.open/update (single-use trigger IDs, external_id, Block Kit limits),
 // conversations.open, chat.postMessage/postEphemeral, users.lookupByEmail and
-// users.info, with recording and failure injection. It also signs inbound
-// requests exactly as Slack does, so tests and the demo can play Slack.
+// users.info, with recording and failure injection; and a Socket Mode
+// endpoint (apps.connections.open and its WebSocket). It also signs inbound
+// requests exactly as Slack does, so tests and the demo can play Slack over
+// HTTP or Socket Mode.
 package slackfake
 
 import (
@@ -60,6 +62,12 @@ type Server struct {
 	faults   map[string]*fault
 	seq      int
 	changed  chan struct{}
+
+	// Socket Mode
+	tickets  map[string]bool // single-use connection tickets
+	conn     *socketConn     // the connected app, if any
+	connects int
+	pending  map[string]chan json.RawMessage // envelope ID → ack
 }
 
 type fault struct {
@@ -70,7 +78,8 @@ type fault struct {
 // New starts a fake.
 func New() *Server {
 	s := &Server{views: map[string]json.RawMessage{}, external: map[string]string{}, triggers: map[string]bool{}, opened: map[string]string{},
-		users: map[string][2]string{}, faults: map[string]*fault{}}
+		users: map[string][2]string{}, faults: map[string]*fault{},
+		tickets: map[string]bool{}, pending: map[string]chan json.RawMessage{}}
 	s.ts = slacktest.NewTestServer(func(c slacktest.Customize) {
 		for name, h := range map[string]func(http.ResponseWriter, *http.Request, url.Values, map[string]any) any{
 			"views.open":         s.viewsOpen,
@@ -87,12 +96,14 @@ func New() *Server {
 				}
 				return map[string]any{"ok": true, "user": map[string]any{"id": u[0], "name": u[1], "real_name": u[1]}}
 			},
+			"apps.connections.open": s.appsConnectionsOpen,
 			"users.info": func(_ http.ResponseWriter, _ *http.Request, f url.Values, _ map[string]any) any {
 				return map[string]any{"ok": true, "user": map[string]any{"id": f.Get("user"), "name": "inviter", "real_name": "Ann Inviter"}}
 			},
 		} {
 			c.Handle("/"+name, s.wrap(name, h))
 		}
+		c.Handle("/socket-mode/link", s.serveSocket)
 	})
 	s.ts.Start()
 	return s
@@ -102,7 +113,15 @@ func New() *Server {
 func (s *Server) APIURL() string { return s.ts.GetAPIURL() }
 
 // Close stops the fake.
-func (s *Server) Close() { s.ts.Stop() }
+func (s *Server) Close() {
+	s.mu.Lock()
+	c := s.conn
+	s.mu.Unlock()
+	if c != nil {
+		c.close()
+	}
+	s.ts.Stop()
+}
 
 func slackErr(code string) map[string]any { return map[string]any{"ok": false, "error": code} }
 
@@ -126,8 +145,12 @@ func (s *Server) wrap(name string, h func(http.ResponseWriter, *http.Request, ur
 			f = nil
 		}
 		s.mu.Unlock()
+		prefix := "xoxb-"
+		if name == "apps.connections.open" {
+			prefix = "xapp-" // only an app-level token opens a socket
+		}
 		switch {
-		case !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer xoxb-") && !strings.HasPrefix(call.Form.Get("token"), "xoxb-"):
+		case !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer "+prefix) && !strings.HasPrefix(call.Form.Get("token"), prefix):
 			resp = slackErr("not_authed")
 		case f != nil && f.Status != 0:
 			if f.RetryAfter != "" {
@@ -149,10 +172,7 @@ func (s *Server) wrap(name string, h func(http.ResponseWriter, *http.Request, ur
 		}
 		s.mu.Lock()
 		s.calls = append(s.calls, call)
-		if s.changed != nil {
-			close(s.changed)
-			s.changed = nil
-		}
+		s.signal()
 		s.mu.Unlock()
 	}
 }
@@ -221,6 +241,11 @@ func (s *Server) SetView(id string, view json.RawMessage) {
 	if json.Unmarshal(view, &v) == nil && v.ExternalID != "" {
 		s.external[v.ExternalID] = id
 	}
+	s.signal()
+}
+
+// signal wakes WaitFor; s.mu must be held.
+func (s *Server) signal() {
 	if s.changed != nil {
 		close(s.changed)
 		s.changed = nil

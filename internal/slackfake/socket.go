@@ -1,0 +1,228 @@
+package slackfake
+
+// Socket Mode, as Slack runs it: apps.connections.open (app-level xapp-
+// token) hands out a single-use wss URL; on connect Slack sends "hello",
+// pings periodically, delivers envelopes ({envelope_id, type, payload,
+// accepts_response_payload}) and expects {envelope_id, payload} acks; a
+// "disconnect" envelope asks the app to reconnect.
+// https://api.slack.com/apis/socket-mode
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// PingInterval is how often the fake pings a connected app. slack-go
+// reconnects if it sees no ping for 30 s.
+var PingInterval = 5 * time.Second
+
+// socketConn is one app connection.
+type socketConn struct {
+	ws     *websocket.Conn
+	writes chan []byte
+	done   chan struct{}
+}
+
+// Ack is an app's acknowledgement of one envelope.
+type Ack struct {
+	Payload json.RawMessage // the response payload, if any
+	Latency time.Duration   // from sending the envelope to reading the ack
+}
+
+func (s *Server) appsConnectionsOpen(_ http.ResponseWriter, r *http.Request, _ url.Values, _ map[string]any) any {
+	ticket := randomHex(16)
+	s.mu.Lock()
+	s.tickets[ticket] = true
+	s.mu.Unlock()
+	return map[string]any{"ok": true, "url": "ws://" + r.Host + "/socket-mode/link?ticket=" + ticket}
+}
+
+// serveSocket upgrades a connection opened with a ticket and runs it.
+func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
+	ticket := r.URL.Query().Get("ticket")
+	s.mu.Lock()
+	valid := s.tickets[ticket]
+	delete(s.tickets, ticket)
+	s.mu.Unlock()
+	if !valid {
+		http.Error(w, "invalid or used ticket", http.StatusUnauthorized)
+		return
+	}
+	ws, err := (&websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}).Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	c := &socketConn{ws: ws, writes: make(chan []byte, 16), done: make(chan struct{})}
+	hello, _ := json.Marshal(map[string]any{
+		"type": "hello", "num_connections": 1,
+		"debug_info":      map[string]any{"host": "applink-fake", "approximate_connection_time": 18060},
+		"connection_info": map[string]any{"app_id": "A0INVITEBOT"},
+	})
+	c.writes <- hello
+	go c.writeLoop()
+	s.mu.Lock()
+	old := s.conn
+	s.conn = c
+	s.connects++
+	s.signal()
+	s.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+	s.readLoop(c)
+}
+
+func (c *socketConn) close() {
+	select {
+	case <-c.done:
+	default:
+		close(c.done)
+	}
+	_ = c.ws.Close()
+}
+
+// writeLoop is the connection's only writer (gorilla/websocket allows one).
+func (c *socketConn) writeLoop() {
+	t := time.NewTicker(PingInterval)
+	defer t.Stop()
+	_ = c.ws.WriteControl(websocket.PingMessage, []byte("ping"), time.Now().Add(time.Second))
+	for {
+		select {
+		case <-c.done:
+			return
+		case msg := <-c.writes:
+			if err := c.ws.WriteMessage(websocket.TextMessage, msg); err != nil {
+				c.close()
+				return
+			}
+		case <-t.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, []byte("ping"), time.Now().Add(time.Second)); err != nil {
+				c.close()
+				return
+			}
+		}
+	}
+}
+
+// readLoop reads acks and hands them to whoever delivered the envelope.
+func (s *Server) readLoop(c *socketConn) {
+	defer func() {
+		c.close()
+		s.mu.Lock()
+		if s.conn == c {
+			s.conn = nil
+		}
+		s.mu.Unlock()
+	}()
+	for {
+		_, raw, err := c.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		var ack struct {
+			EnvelopeID string          `json:"envelope_id"`
+			Payload    json.RawMessage `json:"payload"`
+		}
+		if json.Unmarshal(raw, &ack) != nil || ack.EnvelopeID == "" {
+			continue
+		}
+		s.mu.Lock()
+		ch := s.pending[ack.EnvelopeID]
+		delete(s.pending, ack.EnvelopeID)
+		s.mu.Unlock()
+		if ch != nil {
+			ch <- ack.Payload
+		}
+	}
+}
+
+// Connections returns how many times an app has connected over Socket Mode.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.connects
+}
+
+// WaitConnected waits until an app has connected at least n times.
+func (s *Server) WaitConnected(ctx context.Context, n int) error {
+	return s.WaitFor(ctx, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.connects >= n && s.conn != nil
+	})
+}
+
+// Deliver sends an envelope of the given type ("slash_commands",
+// "interactive", "events_api") to the connected app and waits for its ack.
+func (s *Server) Deliver(ctx context.Context, typ string, payload any) (Ack, error) {
+	p, err := json.Marshal(payload)
+	if err != nil {
+		return Ack{}, err
+	}
+	id := randomHex(8)
+	env, _ := json.Marshal(map[string]any{
+		"envelope_id": id, "type": typ, "payload": json.RawMessage(p),
+		"accepts_response_payload": typ != "events_api", "retry_attempt": 0, "retry_reason": "",
+	})
+	ch := make(chan json.RawMessage, 1)
+	s.mu.Lock()
+	c := s.conn
+	if c != nil {
+		s.pending[id] = ch
+	}
+	s.mu.Unlock()
+	if c == nil {
+		return Ack{}, errors.New("slackfake: no app connected over Socket Mode")
+	}
+	start := time.Now()
+	select {
+	case c.writes <- env:
+	case <-c.done:
+		return Ack{}, errors.New("slackfake: socket closed")
+	case <-ctx.Done():
+		return Ack{}, ctx.Err()
+	}
+	select {
+	case payload := <-ch:
+		return Ack{Payload: payload, Latency: time.Since(start)}, nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		delete(s.pending, id)
+		s.mu.Unlock()
+		return Ack{}, fmt.Errorf("slackfake: envelope %s not acknowledged: %w", typ, ctx.Err())
+	}
+}
+
+// Disconnect sends Slack's "disconnect" envelope (reason
+// "refresh_requested"), after which a well-behaved app reconnects.
+func (s *Server) Disconnect() error {
+	s.mu.Lock()
+	c := s.conn
+	s.mu.Unlock()
+	if c == nil {
+		return errors.New("slackfake: no app connected over Socket Mode")
+	}
+	msg, _ := json.Marshal(map[string]any{"type": "disconnect", "reason": "refresh_requested",
+		"debug_info": map[string]any{"host": "applink-fake"}})
+	select {
+	case c.writes <- msg:
+		return nil
+	case <-c.done:
+		return errors.New("slackfake: socket closed")
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
