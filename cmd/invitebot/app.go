@@ -101,26 +101,38 @@ func (a *app) Close() error {
 	return a.db.Close()
 }
 
-// serve runs the bot until ctx is done: it resumes unfinished invitations,
-// serves HTTP (health, and Slack in HTTP mode) on ln, and in Socket Mode
-// connects to Slack. On shutdown it stops accepting, lets requests finish,
-// and leaves unfinished invitations recorded for the next start.
+// serve runs the bot until ctx is done: it serves HTTP (health, and Slack
+// in HTTP mode) on ln, in Socket Mode connects to Slack, and meanwhile
+// reads the tenant's domains and resumes unfinished invitations. Slack is
+// served at once: a slow or unreachable Graph at start-up must not make
+// slash commands time out (validation re-checks the domains before
+// inviting). On shutdown it stops accepting, lets requests finish, and
+// leaves unfinished invitations recorded for the next start.
 func (a *app) serve(ctx context.Context, ln net.Listener) error {
-	n, err := a.svc.Start(ctx)
-	if err != nil {
-		return err
-	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	mode := "http"
 	if a.cfg.SocketMode() {
 		mode = "socket"
 	}
-	a.log.Info("invitebot serving", "addr", ln.Addr().String(), "mode", mode, "resumed", n, "db", a.cfg.DBPath)
+	a.log.Info("invitebot serving", "addr", ln.Addr().String(), "mode", mode, "db", a.cfg.DBPath)
 	srv := &http.Server{Handler: a.mux, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
 	if a.cfg.SocketMode() {
 		go func() { errc <- a.bot.RunSocketMode(ctx, socketmode.New(a.slack)) }()
 	}
+	started := make(chan struct{})
+	go func() {
+		defer close(started)
+		n, err := a.svc.Start(ctx)
+		if err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("resume unfinished invitations: %w", err)
+			return
+		}
+		a.log.Info("resumed unfinished invitations", "count", n)
+	}()
+	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
@@ -133,6 +145,8 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	if serr := srv.Shutdown(sctx); serr != nil && err == nil {
 		err = serr
 	}
+	stop()
+	<-started // Close must not race Start
 	a.log.Info("invitebot stopped")
 	return err
 }

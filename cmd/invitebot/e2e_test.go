@@ -233,6 +233,13 @@ func testValidationErrors(t *testing.T, h *harness) {
 			v["user_type"] = map[string]any{"user_type": slackfake.Radio("Member")}
 		}},
 		{"ForgedGroup", "groups", func(v map[string]map[string]any) { v["groups"] = map[string]any{"groups": slackfake.Multi("forged")} }},
+		{"BadCC", "cc", setText("cc", "carol at fabrikam")},
+		{"LongMessage", "message", setText("message", strings.Repeat("m", flows.MaxMessageLen+1))},
+		{"LongRedirect", "redirect_url", setText("redirect_url", "https://x.example/"+strings.Repeat("p", flows.MaxRedirectURLLen))},
+		{"LongGivenName", "given_name", setText("given_name", strings.Repeat("g", flows.MaxGivenNameLen+1))},
+		{"LongSurname", "surname", setText("surname", strings.Repeat("s", flows.MaxSurnameLen+1))},
+		{"LongCompany", "company_name", setText("company_name", strings.Repeat("c", flows.MaxCompanyNameLen+1))},
+		{"LongJobTitle", "job_title", setText("job_title", strings.Repeat("j", flows.MaxJobTitleLen+1))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -252,6 +259,11 @@ func testValidationErrors(t *testing.T, h *harness) {
 	if invs, _ := h.app.db.Invitations(h.ctx, nil); len(invs) != 0 {
 		t.Errorf("%d records for rejected submissions", len(invs))
 	}
+}
+
+// setText sets a text input of the dialog.
+func setText(block, value string) func(map[string]map[string]any) {
+	return func(v map[string]map[string]any) { v[block] = map[string]any{block: slackfake.Text(value)} }
 }
 
 func TestE2EForgedAndStaleSignatures(t *testing.T) {
@@ -429,4 +441,27 @@ func TestE2ESocketModeReconnects(t *testing.T) {
 	if n := len(h.tenant.Invitations()); n != 2 {
 		t.Errorf("%d invitations, want 2", n)
 	}
+}
+
+// Slack is served while Graph is still answering the start-up read of the
+// verified domains: a slow tenant must not make slash commands time out.
+func TestE2EServesWhileGraphIsSlowAtStart(t *testing.T) {
+	bothTransports(t, func(t *testing.T, h *harness) {
+		if err := h.stopApp(); err != nil {
+			t.Fatal(err)
+		}
+		h.tenant.SetLatency(graphfake.RouteGetOrganization, time.Hour)
+		if err := h.startApp(); err != nil {
+			t.Fatal(err)
+		}
+		// Were the start-up read blocking, this would wait an hour (and
+		// fail at the test's deadline), not merely be slow.
+		view := h.open(t, "bob@fabrikam.com Bob")
+		if ack := h.submit(t, view, inviteValues("bob@fabrikam.com", "Bob", "slack_link")); ack["response_action"] != "update" {
+			t.Errorf("ack = %v", ack)
+		}
+		if inv := h.invitation(t); inv.Request.Email != "bob@fabrikam.com" {
+			t.Errorf("record = %+v", inv)
+		}
+	})
 }

@@ -81,7 +81,8 @@ func startEmulated(dbPath string, log *slog.Logger, d deps, tr transport) (*emul
 	cfg.Policy.Groups = []config.Group{{Name: "Partner portal users", ID: emuPortal}}
 	d.authHTTP = e.sts.Client()
 	e.cfg, e.log, e.deps = cfg, log, d
-	e.player = &slackfake.Player{Secret: emuSigning, Team: emuTeam, Slack: e.slack, Socket: tr == overSocket}
+	e.player = &slackfake.Player{Secret: emuSigning, Team: emuTeam, Slack: e.slack, Socket: tr == overSocket,
+		Client: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}}
 	if err := e.startApp(); err != nil {
 		e.Close()
 		return nil, err
@@ -121,6 +122,9 @@ func (e *emulated) startApp() error {
 // stopApp stops invitebot as a shutdown or crash would: in-flight steps
 // are abandoned where they are, and the store keeps their state.
 func (e *emulated) stopApp() error {
+	// Slack's spare keep-alive connections would hold up the graceful
+	// shutdown for 5 s (net/http treats never-used connections as busy).
+	e.player.Client.CloseIdleConnections()
 	e.cancel()
 	err := <-e.done
 	err = errors.Join(err, e.app.Close())

@@ -3,6 +3,7 @@
 //
 //	invitebot serve    run the bot (configuration from the environment)
 //	invitebot demo     run the whole flow against built-in emulators
+//	invitebot load     measure Slack's 3-second deadlines against the emulators
 //	invitebot help     usage and the environment variables
 package main
 
@@ -35,6 +36,8 @@ Usage:
   invitebot serve    run the bot; configuration comes from the environment
   invitebot demo     run the whole invitation flow against built-in emulators
                      of Slack and Microsoft Graph (no tenant, no Slack app needed)
+  invitebot load     measure the slash command and submission acks under load,
+                     against the same emulators
   invitebot help     this text
 
 Run "invitebot COMMAND -h" for a command's help.
@@ -51,6 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serveCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "demo":
 		return demoCmd(ctx, args[1:], stdout, stderr)
+	case "load":
+		return loadCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -101,15 +101,21 @@ func (p *Player) deliver(ctx context.Context, path string, form url.Values) (Res
 // of the view the bot opened with its trigger ("" if none).
 func (p *Player) Command(ctx context.Context, user, command, text string) (Response, string, error) {
 	trigger := p.Slack.NewTriggerID()
-	resp, err := p.post(ctx, "/slack/commands", url.Values{
-		"token": {"unused"}, "team_id": {p.Team}, "team_domain": {"contoso"}, "channel_id": {"C0GENERAL"},
-		"channel_name": {"general"}, "user_id": {user}, "user_name": {"inviter"}, "command": {command}, "text": {text},
-		"api_app_id": {"A0INVITEBOT"}, "response_url": {"https://hooks.slack.com/commands/T/1/x"}, "trigger_id": {trigger},
-	})
+	resp, err := p.CommandWithTrigger(ctx, user, command, text, trigger)
 	if err != nil {
 		return resp, "", err
 	}
 	return resp, p.Slack.OpenedView(trigger), nil
+}
+
+// CommandWithTrigger runs a slash command carrying trigger, an ID from
+// NewTriggerID, and returns the bot's answer.
+func (p *Player) CommandWithTrigger(ctx context.Context, user, command, text, trigger string) (Response, error) {
+	return p.post(ctx, "/slack/commands", url.Values{
+		"token": {"unused"}, "team_id": {p.Team}, "team_domain": {"contoso"}, "channel_id": {"C0GENERAL"},
+		"channel_name": {"general"}, "user_id": {user}, "user_name": {"inviter"}, "command": {command}, "text": {text},
+		"api_app_id": {"A0INVITEBOT"}, "response_url": {"https://hooks.slack.com/commands/T/1/x"}, "trigger_id": {trigger},
+	})
 }
 
 // Interact posts an interaction payload (payload=<json>).

@@ -1,5 +1,5 @@
 // Package slackfake is a Slack Web API fake built on slack-go's slacktest:
-// views.open/update (single-use trigger IDs, external_id, Block Kit limits),
+// views.open/update/push (single-use trigger IDs, external_id, Block Kit limits),
 // conversations.open, chat.postMessage/postEphemeral, users.lookupByEmail and
 // users.info, with recording and failure injection; and a Socket Mode
 // endpoint (apps.connections.open and its WebSocket). It also signs inbound
@@ -31,6 +31,7 @@ type Call struct {
 	Form   url.Values     // form-encoded calls
 	JSON   map[string]any // JSON calls (views.*)
 	Error  string         // the "error" answered, if not ok
+	At     time.Time      // when the request arrived
 }
 
 // Message is a posted message.
@@ -84,6 +85,7 @@ func New() *Server {
 		for name, h := range map[string]func(http.ResponseWriter, *http.Request, url.Values, map[string]any) any{
 			"views.open":         s.viewsOpen,
 			"views.update":       s.viewsUpdate,
+			"views.push":         s.viewsOpen, // the same trigger and view rules; the fake keeps no view stack
 			"conversations.open": s.conversationsOpen,
 			"chat.postMessage":   s.postMessage,
 			"chat.postEphemeral": s.postMessage,
@@ -129,8 +131,9 @@ func slackErr(code string) map[string]any { return map[string]any{"ok": false, "
 // WaitFor.
 func (s *Server) wrap(name string, h func(http.ResponseWriter, *http.Request, url.Values, map[string]any) any) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		at := time.Now()
 		body, _ := io.ReadAll(r.Body)
-		call := Call{Method: name}
+		call := Call{Method: name, At: at}
 		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 			_ = json.Unmarshal(body, &call.JSON)
 		} else {

@@ -50,6 +50,9 @@ func TestViewsOpen(t *testing.T) {
 	if _, err := api.OpenViewContext(ctx, trigger, modal("Again")); slackError(err) != "exchanged_trigger_id" {
 		t.Errorf("reused trigger: %v, want exchanged_trigger_id", err)
 	}
+	if pushed, err := api.PushViewContext(ctx, s.NewTriggerID(), modal("Details")); err != nil || pushed.ID == v.ID {
+		t.Errorf("push: %v %+v", err, pushed)
+	}
 	if _, err := api.OpenViewContext(ctx, "made-up", modal("x")); slackError(err) != "invalid_trigger_id" {
 		t.Errorf("unknown trigger: %v, want invalid_trigger_id", err)
 	}

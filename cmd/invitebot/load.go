@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/invitebot/invitebot/bot"
+)
+
+// latencies are measured durations.
+type latencies []time.Duration
+
+// percentile returns the nearest-rank p-th percentile (0 < p <= 100).
+func (l latencies) percentile(p float64) time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
+	s := slices.Clone(l)
+	slices.Sort(s)
+	rank := int(p/100*float64(len(s))+0.999999) - 1
+	return s[min(max(rank, 0), len(s)-1)]
+}
+
+func (l latencies) String() string {
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
+	return fmt.Sprintf("p50 %s  p99 %s  max %s  (n=%d)", ms(l.percentile(50)), ms(l.percentile(99)), ms(l.percentile(100)), len(l))
+}
+
+// loadSeq makes every load run's users and addresses distinct.
+var loadSeq atomic.Int64
+
+// loadCommands runs n /invite-guest commands at once, each from its own
+// user, and measures for each the time from sending the command to Slack
+// receiving views.open with its trigger_id (which expires after 3 s), and
+// to the command's ack.
+func (e *emulated) loadCommands(ctx context.Context, n int) (open, ack latencies, err error) {
+	run := loadSeq.Add(1)
+	type result struct {
+		trigger string
+		sent    time.Time
+		ack     time.Duration
+		err     error
+	}
+	res := make([]result, n)
+	var wg sync.WaitGroup
+	for i := range res {
+		res[i].trigger = e.slack.NewTriggerID()
+		wg.Go(func() {
+			r := &res[i]
+			r.sent = time.Now()
+			resp, err := e.player.CommandWithTrigger(ctx, fmt.Sprintf("U0LOAD%d_%d", run, i), bot.Command, "", r.trigger)
+			r.ack = time.Since(r.sent)
+			if err == nil && resp.Status != http.StatusOK {
+				err = fmt.Errorf("command answered %d: %s", resp.Status, resp.Body)
+			}
+			r.err = err
+		})
+	}
+	wg.Wait()
+	opened := map[string]time.Time{}
+	for _, c := range e.slack.Calls("views.open") {
+		if t, _ := c.JSON["trigger_id"].(string); c.Error == "" {
+			opened[t] = c.At
+		}
+	}
+	for _, r := range res {
+		if r.err != nil {
+			return nil, nil, r.err
+		}
+		at, ok := opened[r.trigger]
+		if !ok {
+			return nil, nil, fmt.Errorf("no dialog opened for trigger %s", r.trigger)
+		}
+		open = append(open, at.Sub(r.sent))
+		ack = append(ack, r.ack)
+	}
+	return open, ack, nil
+}
+
+// loadSubmissions opens n dialogs, then submits them all at once, each for
+// a different address, and measures each submission's ack as Slack sees
+// it. The invitation work continues in the background.
+func (e *emulated) loadSubmissions(ctx context.Context, n int) (ack latencies, err error) {
+	run := loadSeq.Add(1)
+	views := make([]string, n)
+	for i := range views {
+		if views[i], err = e.openDialog(ctx, fmt.Sprintf("U0LOAD%d_%d", run, i)); err != nil {
+			return nil, err
+		}
+	}
+	ack = make(latencies, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, view := range views {
+		wg.Go(func() {
+			v := inviteValues(fmt.Sprintf("guest%d.%d@fabrikam.com", run, i), "Load Guest", "slack_link")
+			start := time.Now()
+			resp, err := e.player.Submit(ctx, fmt.Sprintf("U0LOAD%d_%d", run, i), view, v)
+			ack[i] = time.Since(start)
+			if err == nil {
+				if a, _ := resp.JSON()["response_action"].(string); resp.Status != http.StatusOK || a != "update" {
+					err = fmt.Errorf("submission answered %d: %s", resp.Status, resp.Body)
+				}
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return ack, nil
+}
+
+// openDialog runs /invite-guest as user and returns the dialog's view ID.
+func (e *emulated) openDialog(ctx context.Context, user string) (string, error) {
+	resp, view, err := e.player.Command(ctx, user, bot.Command, "")
+	switch {
+	case err != nil:
+		return "", err
+	case view == "":
+		return "", fmt.Errorf("no dialog opened: %d %s", resp.Status, resp.Body)
+	}
+	return view, nil
+}
+
+func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	n := fs.Int("n", 100, "concurrent commands and submissions")
+	rounds := fs.Int("rounds", 5, "rounds of each")
+	graphLatency := fs.Duration("graph-latency", 5*time.Second, "how long Graph takes to answer during the submissions")
+	socket := fs.Bool("socket", false, "play Slack over Socket Mode instead of HTTP")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: invitebot load [-n 100] [-rounds 5] [-graph-latency 5s] [-socket]
+
+Measures invitebot's Slack deadlines on this machine, against the built-in
+emulators: the time from a slash command to views.open (Slack's trigger_id
+expires after 3 s) with n commands at once, and the view_submission ack
+(Slack waits 3 s) with n submissions at once while Graph takes
+-graph-latency to answer.
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n < 1 || *rounds < 1 {
+		return fmt.Errorf("-n and -rounds must be at least 1")
+	}
+	dir, err := os.MkdirTemp("", "invitebot-load-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	tr := overHTTP
+	if *socket {
+		tr = overSocket
+	}
+	e, err := startEmulated(filepath.Join(dir, "invitebot.db"), slog.New(slog.NewTextHandler(io.Discard, nil)), deps{}, tr)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	var open, cack, sack latencies
+	for range *rounds {
+		o, a, err := e.loadCommands(ctx, *n)
+		if err != nil {
+			return err
+		}
+		open, cack = append(open, o...), append(cack, a...)
+	}
+	e.tenant.SetLatency("", *graphLatency)
+	defer e.tenant.SetLatency("", 0)
+	for range *rounds {
+		a, err := e.loadSubmissions(ctx, *n)
+		if err != nil {
+			return err
+		}
+		sack = append(sack, a...)
+	}
+	fmt.Fprintf(stdout, "%d rounds of %d concurrent requests over %s\n", *rounds, *n, map[transport]string{overHTTP: "HTTP", overSocket: "Socket Mode"}[tr])
+	fmt.Fprintf(stdout, "slash command → views.open:     %s\n", open)
+	fmt.Fprintf(stdout, "slash command ack:              %s\n", cack)
+	fmt.Fprintf(stdout, "view_submission ack (Graph %s): %s\n", *graphLatency, sack)
+	return nil
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPercentile(t *testing.T) {
+	var l latencies
+	for i := 100; i >= 1; i-- {
+		l = append(l, time.Duration(i)*time.Millisecond)
+	}
+	for p, want := range map[float64]time.Duration{50: 50 * time.Millisecond, 99: 99 * time.Millisecond, 100: 100 * time.Millisecond, 1: time.Millisecond} {
+		if got := l.percentile(p); got != want {
+			t.Errorf("p%v = %v, want %v", p, got, want)
+		}
+	}
+	if got := (latencies{7}).percentile(99); got != 7 {
+		t.Errorf("p99 of one = %v", got)
+	}
+	if got := (latencies(nil)).percentile(50); got != 0 {
+		t.Errorf("p50 of none = %v", got)
+	}
+}
+
+// Under load every command opens its own dialog and every submission is
+// acknowledged with its record already stored, while Graph is slow.
+func TestLoadEveryRequestServed(t *testing.T) {
+	bothTransports(t, func(t *testing.T, h *harness) {
+		const n = 50
+		open, ack, err := h.loadCommands(h.ctx, n)
+		if err != nil || len(open) != n || len(ack) != n {
+			t.Fatalf("commands: %d opened, %d acked, %v", len(open), len(ack), err)
+		}
+		h.tenant.SetLatency("", 5*time.Second)
+		sack, err := h.loadSubmissions(h.ctx, n)
+		if err != nil || len(sack) != n {
+			t.Fatalf("submissions: %d acked, %v", len(sack), err)
+		}
+		invs, err := h.app.db.Invitations(h.ctx, nil)
+		if err != nil || len(invs) != n {
+			t.Errorf("%d invitations stored at ack time, want %d (%v)", len(invs), n, err)
+		}
+	})
+}
+
+func TestLoadCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run(t.Context(), []string{"load", "-n", "5", "-rounds", "2", "-graph-latency", "1s"}, nil, &out, &errb); err != nil {
+		t.Fatalf("load: %v\n%s", err, errb.String())
+	}
+	for _, want := range []string{"2 rounds of 5 concurrent requests over HTTP", "views.open:", "(n=10)", "view_submission ack (Graph 1s)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if err := run(t.Context(), []string{"load", "-n", "0"}, nil, &out, &errb); err == nil {
+		t.Error("load -n 0 accepted")
+	}
+}
+
+// The benchmarks measure Slack's 3-second deadlines; each iteration is 100
+// concurrent requests, and the percentiles over all of them are reported
+// as metrics (the README's Performance section quotes them):
+//
+//	go test -run '^$' -bench . -benchtime 5x ./cmd/invitebot
+func BenchmarkSlashCommand(b *testing.B) {
+	benchBoth(b, func(b *testing.B, e *emulated) {
+		var open, ack latencies
+		for b.Loop() {
+			o, a, err := e.loadCommands(b.Context(), 100)
+			if err != nil {
+				b.Fatal(err)
+			}
+			open, ack = append(open, o...), append(ack, a...)
+		}
+		report(b, "open", open)
+		report(b, "ack", ack)
+	})
+}
+
+func BenchmarkSubmissionAckSlowGraph(b *testing.B) {
+	benchBoth(b, func(b *testing.B, e *emulated) {
+		e.tenant.SetLatency("", 5*time.Second)
+		var ack latencies
+		for b.Loop() {
+			a, err := e.loadSubmissions(b.Context(), 100)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ack = append(ack, a...)
+		}
+		report(b, "ack", ack)
+	})
+}
+
+func benchBoth(b *testing.B, bench func(*testing.B, *emulated)) {
+	for name, tr := range map[string]transport{"HTTP": overHTTP, "SocketMode": overSocket} {
+		b.Run(name, func(b *testing.B) {
+			e, err := startEmulated(filepath.Join(b.TempDir(), "invitebot.db"), slog.New(slog.NewTextHandler(io.Discard, nil)), deps{}, tr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			bench(b, e)
+		})
+	}
+}
+
+func report(b *testing.B, name string, l latencies) {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(l.percentile(50)), name+"-p50-ms")
+	b.ReportMetric(ms(l.percentile(99)), name+"-p99-ms")
+}
