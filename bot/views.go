@@ -63,7 +63,11 @@ func textInput(id, label, hint, initial string, maxLen int, optional, multiline 
 
 // InviteModal renders the invitation dialog. admin adds the user type
 // choice; the groups multi-select appears only when the policy offers groups.
+// Pre-filled values longer than their input allows are cut (Slack refuses
+// to open a dialog whose initial value exceeds max_length).
 func InviteModal(pre Prefill, p flows.Policy, admin bool) slack.ModalViewRequest {
+	pre.Email = truncate(pre.Email, flows.MaxEmailLen)
+	pre.DisplayName = truncate(pre.DisplayName, flows.MaxDisplayNameLen)
 	blocks := []slack.Block{
 		textInput(BlockEmail, "Guest's email address", "Their work address at the partner organisation.", pre.Email, flows.MaxEmailLen, false, false),
 		textInput(BlockDisplayName, "Display name", "", pre.DisplayName, flows.MaxDisplayNameLen, true, false),

@@ -40,8 +40,9 @@ func (f *fault) write(w http.ResponseWriter, r *http.Request) {
 	graphError(w, r, f.Status, f.Code, f.Message)
 }
 
-// Fail makes the next n requests to route fail with f (n < 0: until
-// Reset). Without AfterEffect a failed request has no effect.
+// Fail makes the next n requests to route ("" = any route without a fault
+// of its own) fail with f (n < 0: until Reset). Without AfterEffect a
+// failed request has no effect.
 func (t *Tenant) Fail(route Route, n int, f Fault) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -75,6 +76,9 @@ func (t *Tenant) takeFault(route Route) *fault {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := t.faults[route]
+	if f == nil || f.n == 0 {
+		f = t.faults[""] // an outage of every route
+	}
 	if f == nil || f.n == 0 {
 		return nil
 	}
