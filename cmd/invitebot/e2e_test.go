@@ -465,3 +465,113 @@ func TestE2EServesWhileGraphIsSlowAtStart(t *testing.T) {
 		}
 	})
 }
+
+// With Microsoft's email, everything the dialog collected reaches Graph:
+// the message, the cc recipient, the user type an admin chose, and the
+// attributes (PATCHed after the invitation). No redeem link is DMed.
+func TestE2EMicrosoftEmailMemberWithAttributes(t *testing.T) {
+	h := start(t)
+	r, view, err := h.player.Command(h.ctx, emuAdmin, bot.Command, "dana@fabrikam.com Dana Lee")
+	if err != nil || view == "" {
+		t.Fatalf("command: %v %d %s", err, r.Status, r.Body)
+	}
+	v := inviteValues("dana@fabrikam.com", "Dana Lee", "microsoft_email", emuPortal)
+	v["message"] = map[string]any{"message": slackfake.Text("Welcome aboard")}
+	v["cc"] = map[string]any{"cc": slackfake.Text("sponsor@contoso.com")}
+	v["user_type"] = map[string]any{"user_type": slackfake.Radio("Member")}
+	v["job_title"] = map[string]any{"job_title": slackfake.Text("Architect")}
+	v["company_name"] = map[string]any{"company_name": slackfake.Text("Fabrikam")}
+	if r, err := h.player.Submit(h.ctx, emuAdmin, view, v); err != nil || r.Status != http.StatusOK {
+		t.Fatalf("submit: %v %d %s", err, r.Status, r.Body)
+	}
+	if err := h.slack.WaitFor(h.ctx, func() bool { return len(h.dmsTo(emuAdmin)) == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	h.app.svc.Wait()
+	invs := h.tenant.Invitations()
+	if len(invs) != 1 {
+		t.Fatalf("%d invitations", len(invs))
+	}
+	body, _ := json.Marshal(invs[0].Body)
+	for _, want := range []string{`"sendInvitationMessage":true`, `"invitedUserType":"Member"`, `"customizedMessageBody":"Welcome aboard"`,
+		`"ccRecipients":[{"emailAddress":{"address":"sponsor@contoso.com"}}]`, `"inviteRedirectUrl":"https://myapplications.microsoft.com"`,
+		`"invitedUserDisplayName":"Dana Lee"`} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("invitation lacks %s:\n%s", want, body)
+		}
+	}
+	u, _ := h.tenant.User(invs[0].UserID)
+	if u.JobTitle != "Architect" || u.CompanyName != "Fabrikam" {
+		t.Errorf("attributes not written: %+v", u)
+	}
+	dm := h.dmsTo(emuAdmin)[0]
+	if all := dm.Text + string(dm.Blocks); strings.Contains(all, "redeem") || !strings.Contains(all, "invites@microsoft.com") {
+		t.Errorf("DM for Microsoft's email:\n%s", all)
+	}
+}
+
+// When the invitee is in Slack (e.g. Slack Connect) the inviter can DM
+// them the invitation; nobody else can press that button for them.
+func TestE2EDMInvitee(t *testing.T) {
+	h := start(t)
+	h.slack.AddUser("U0BOB", "bob@fabrikam.com", "Bob Smith")
+	view := h.open(t, "")
+	h.submit(t, view, inviteValues("bob@fabrikam.com", "Bob Smith", "slack_link"))
+	dm := h.waitDM(t, 1)
+	inv := h.invitation(t)
+	if !strings.Contains(dm, `"action_id":"dm_invitee"`) || !strings.Contains(dm, inv.ID) {
+		t.Fatalf("no button to send it to Bob:\n%s", dm)
+	}
+	press := func(user string) {
+		t.Helper()
+		r, err := h.player.Interact(h.ctx, map[string]any{
+			"type": "block_actions", "team": map[string]any{"id": emuTeam}, "user": map[string]any{"id": user},
+			"channel": map[string]any{"id": slackfake.DMChannel(user)}, "trigger_id": h.slack.NewTriggerID(),
+			"actions": []any{map[string]any{"type": "button", "action_id": "dm_invitee", "block_id": "b1", "value": inv.ID}},
+		})
+		if err != nil || r.Status != http.StatusOK {
+			t.Fatalf("press: %v %d", err, r.Status)
+		}
+	}
+	press("U0MALLORY")
+	press(ann)
+	var toBob []slackfake.Message
+	var replies []string
+	for _, m := range h.slack.Messages() {
+		switch {
+		case m.Channel == slackfake.DMChannel("U0BOB"):
+			toBob = append(toBob, m)
+		case m.Ephemeral:
+			replies = append(replies, m.User+": "+m.Text)
+		}
+	}
+	if len(toBob) != 1 || !strings.Contains(toBob[0].Text, "login.microsoftonline.com/redeem") {
+		t.Errorf("DMs to Bob = %+v, want one with the link", toBob)
+	}
+	if len(replies) != 2 || !strings.Contains(replies[0], "U0MALLORY: Only the person") || !strings.HasPrefix(replies[1], ann+": Sent") {
+		t.Errorf("ephemeral replies = %q", replies)
+	}
+}
+
+// If Slack cannot be reached to report the outcome, the Entra work stands,
+// the record says the inviter was not told, and nothing is repeated.
+func TestE2ESlackDownAtTheEnd(t *testing.T) {
+	h := start(t)
+	h.slack.Fail("chat.postMessage", -1, slackfake.Fault{Status: http.StatusServiceUnavailable})
+	view := h.open(t, "")
+	h.submit(t, view, inviteValues("bob@fabrikam.com", "Bob", "slack_link", emuPortal))
+	h.app.svc.Wait() // the submission started the invitation; wait for it to end
+	inv := h.invitation(t)
+	if inv.State != flows.StateFailed || inv.Failure == nil || inv.Failure.Code != flows.FailNotify || inv.ObjectID == "" {
+		t.Fatalf("record = %s %+v", inv.State, inv.Failure)
+	}
+	if n, m := len(h.tenant.Invitations()), len(h.tenant.GroupMembers(emuPortal)); n != 1 || m != 1 {
+		t.Errorf("%d invitations, %d members; want the Entra work done once", n, m)
+	}
+	if n := len(h.slack.Calls("chat.postMessage")); n < 2 {
+		t.Errorf("%d chat.postMessage attempts, want retries", n)
+	}
+	if _, err := h.app.db.Guest(h.ctx, inv.ObjectID); err != nil {
+		t.Errorf("guest not provisioned: %v", err)
+	}
+}
