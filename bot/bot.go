@@ -135,6 +135,7 @@ func (b *Bot) serveEvent(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, ev.Challenge)
 		return
 	}
+	b.event(r.Context(), body)
 	w.WriteHeader(http.StatusOK)
 }
 

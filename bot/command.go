@@ -18,6 +18,8 @@ const HelpText = "*/invite-guest* opens a dialog to invite an external collabora
 	"• `/invite-guest` — open the dialog\n" +
 	"• `/invite-guest bob@contoso.com Bob Smith` — open it pre-filled\n" +
 	"• `/invite-guest help` — this text\n" +
+	"• `/invite-guest convert user@ourcompany.com user@partner.com` — (admins) convert an internal account to B2B, keeping its object ID, groups and apps\n" +
+	"Your invitations, with Resend and Revoke, are on invitebot's *Home* tab.\n" +
 	"invitebot checks the directory for an existing account first, then invites, adds the guest to the groups you chose and DMs you the result."
 
 // ParseCommandText reads "/invite-guest [email] [display name…]".
@@ -50,6 +52,9 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) any {
 	text := strings.TrimSpace(cmd.Text)
 	if text == "help" {
 		return ephemeral(HelpText)
+	}
+	if f := strings.Fields(text); len(f) > 0 && f[0] == "convert" {
+		return b.convertCommand(ctx, cmd, f[1:])
 	}
 	p := b.svc.Policy()
 	modal := InviteModal(ParseCommandText(text), p, p.IsAdmin(cmd.UserID))

@@ -37,6 +37,27 @@ const (
 	// ActionDMInvitee is the button that sends the invitation to the
 	// invitee's own Slack DM.
 	ActionDMInvitee = "dm_invitee"
+
+	// Lifecycle actions: buttons on DMs (value: invitation ID) and options
+	// of the Home tab's overflow menus (value: "<action_id>:<invitation ID>").
+	ActionResend   = "resend"
+	ActionRevoke   = "revoke"
+	ActionReset    = "reset_redemption"
+	ActionDelete   = "delete_guest"
+	ActionOverflow = "invitation_actions"
+	// ActionConvertOpen is the Home tab button that opens the convert dialog.
+	ActionConvertOpen = "convert_open"
+	// BlockInvitationActions is the actions block on DMs.
+	BlockInvitationActions = "invitation_actions"
+
+	// CallbackConfirmDelete is the dialog that confirms deleting a guest.
+	CallbackConfirmDelete = "confirm_delete_guest"
+	// BlockConfirm is its only block.
+	BlockConfirm = "confirm"
+	// CallbackConvert is the dialog that converts an internal user to B2B;
+	// its blocks are BlockConvertAccount and BlockEmail.
+	CallbackConvert     = "convert_user"
+	BlockConvertAccount = "account"
 )
 
 // Scopes are the bot token scopes the code uses; manifest/manifest.yaml
@@ -47,4 +68,10 @@ var Scopes = []string{
 	"im:write",         // conversations.open for those DMs
 	"users:read",       // users.info: the inviter's name in the invitation text
 	"users:read.email", // users.lookupByEmail: is the invitee in Slack?
+}
+
+// Events are the Events API events the bot handles; manifest/manifest.yaml
+// subscribes to exactly these (checked by a test).
+var Events = []string{
+	"app_home_opened", // render the Home tab
 }

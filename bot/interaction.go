@@ -66,6 +66,10 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) any
 			return b.submitInvite(ctx, cb, who)
 		case CallbackPick:
 			return b.submitPick(ctx, cb, who)
+		case CallbackConfirmDelete:
+			return b.submitConfirmDelete(ctx, cb, who)
+		case CallbackConvert:
+			return b.submitConvert(ctx, cb, who)
 		}
 	case slack.InteractionTypeViewClosed:
 		if cb.View.CallbackID == CallbackPick {
@@ -77,9 +81,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) any
 		return nil
 	case slack.InteractionTypeBlockActions:
 		for _, a := range cb.ActionCallback.BlockActions {
-			if a.ActionID == ActionDMInvitee {
-				b.sendToInvitee(ctx, cb, who, a.Value)
-			}
+			b.blockAction(ctx, cb, who, a)
 		}
 		return nil
 	}
@@ -108,6 +110,11 @@ func (b *Bot) submitInvite(ctx context.Context, cb slack.InteractionCallback, wh
 		})
 	}
 	v := StatusModal(inv, b.svc.Policy(), "")
+	if inv.State == flows.StateAwaitingPick {
+		// A re-delivered submission after the matches were shown: keep the
+		// pick dialog (closing it cancels; the status dialog would not).
+		v = PickModal(inv)
+	}
 	return slack.NewUpdateViewSubmissionResponse(&v)
 }
 
@@ -170,7 +177,7 @@ func (b *Bot) sendToInvitee(ctx context.Context, cb slack.InteractionCallback, w
 	}
 	text, err := b.invitationText(ctx, inv)
 	if err == nil {
-		err = b.dm(ctx, u.ID, slack.MsgOptionText(text, false))
+		_, err = b.dm(ctx, u.ID, slack.MsgOptionText(text, false))
 	}
 	if err != nil {
 		b.log.Warn("dm invitee", "invitation", inv, "err", err)
@@ -182,13 +189,13 @@ func (b *Bot) sendToInvitee(ctx context.Context, cb slack.InteractionCallback, w
 }
 
 // dm posts a message to a user's DM with the bot.
-func (b *Bot) dm(ctx context.Context, userID string, opts ...slack.MsgOption) error {
+func (b *Bot) dm(ctx context.Context, userID string, opts ...slack.MsgOption) (flows.MessageRef, error) {
 	ch, _, _, err := b.api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{userID}, ReturnIM: true})
 	if err != nil {
-		return err
+		return flows.MessageRef{}, err
 	}
-	_, _, err = b.api.PostMessageContext(ctx, ch.ID, opts...)
-	return err
+	channel, ts, err := b.api.PostMessageContext(ctx, ch.ID, opts...)
+	return flows.MessageRef{Channel: channel, TS: ts}, err
 }
 
 // invitationText renders the ready-to-forward invitation, escaped for Slack.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/slack-go/slack"
 
@@ -14,24 +16,28 @@ import (
 // Notify implements flows.Notifier: progress goes to the dialog (if it is
 // still open), matches replace the dialog with the pick dialog, and the
 // outcome is DMed to the inviter.
-func (b *Bot) Notify(ctx context.Context, n flows.Notice) error {
+func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, error) {
 	inv := n.Invitation
 	p := b.svc.Policy()
 	switch n.Kind {
 	case flows.NoticeProgress:
-		return b.updateView(ctx, inv, StatusModal(inv, p, ""), false)
+		return flows.MessageRef{}, b.updateView(ctx, inv, StatusModal(inv, p, ""), false)
 	case flows.NoticeRetrying:
-		return b.updateView(ctx, inv, StatusModal(inv, p, n.RetryIn.Round(100*time.Millisecond).String()), false)
+		return flows.MessageRef{}, b.updateView(ctx, inv, StatusModal(inv, p, n.RetryIn.Round(100*time.Millisecond).String()), false)
 	case flows.NoticeMatches:
-		return b.updateView(ctx, inv, PickModal(inv), true)
+		return flows.MessageRef{}, b.updateView(ctx, inv, PickModal(inv), true)
 	case flows.NoticeDone, flows.NoticeFailed:
 		// The dialog is a courtesy; the DM is the record.
-		if err := b.updateView(ctx, inv, StatusModal(inv, p, ""), false); err != nil {
-			b.log.Debug("final dialog update", "invitation", inv, "err", err)
+		if inv.ViewID != "" {
+			if err := b.updateView(ctx, inv, StatusModal(inv, p, ""), false); err != nil {
+				b.log.Debug("final dialog update", "invitation", inv, "err", err)
+			}
 		}
-		return b.dmResult(ctx, inv)
+		ref, err := b.dmResult(ctx, inv)
+		b.refreshHomes(ctx, inv.Inviter.UserID, "")
+		return ref, err
 	}
-	return fmt.Errorf("notify: unknown notice kind %q", n.Kind)
+	return flows.MessageRef{}, b.lifecycleNotice(ctx, n)
 }
 
 // updateView replaces the invitation's dialog, addressed by external_id.
@@ -65,12 +71,13 @@ func (b *Bot) updateView(ctx context.Context, inv *flows.Invitation, v slack.Mod
 
 // dmResult DMs the inviter the outcome: what was done, and with the Slack
 // delivery the redeem link and a ready-to-forward text.
-func (b *Bot) dmResult(ctx context.Context, inv *flows.Invitation) error {
+func (b *Bot) dmResult(ctx context.Context, inv *flows.Invitation) (flows.MessageRef, error) {
 	blocks, fallback := b.resultMessage(ctx, inv)
-	if err := b.dm(ctx, inv.Inviter.UserID, slack.MsgOptionText(fallback, false), slack.MsgOptionBlocks(blocks...)); err != nil {
-		return rateLimit(fmt.Errorf("dm inviter: %w", err))
+	ref, err := b.dm(ctx, inv.Inviter.UserID, slack.MsgOptionText(fallback, false), slack.MsgOptionBlocks(blocks...))
+	if err != nil {
+		return ref, rateLimit(fmt.Errorf("dm inviter: %w", err))
 	}
-	return nil
+	return ref, nil
 }
 
 // resultMessage renders the DM. Every untrusted string is escaped.
@@ -90,26 +97,69 @@ func (b *Bot) resultMessage(ctx context.Context, inv *flows.Invitation) ([]slack
 	details = append(details, mrkdwn("*Lands on*\n"+Escape(r.RedirectURL)))
 	blocks = append(blocks, slack.NewSectionBlock(nil, details, nil))
 	switch {
+	case inv.State == flows.StateAccepted:
+		blocks = append(blocks, section(fmt.Sprintf(":tada: *Accepted* %s.", inv.Tracking.AcceptedAt.UTC().Format("2 Jan 2006 15:04 MST"))))
+	case inv.State == flows.StateRevoked:
+		blocks = append(blocks, section(":no_entry: *Access revoked.*"))
+	case inv.State == flows.StateRemoved:
+		blocks = append(blocks, section(":wastebasket: *Deleted in Microsoft Entra.*"))
+	case inv.Request.ConvertFrom != "" && r.Delivery == flows.DeliverySlackLink && inv.RedeemURL != "":
+		blocks = append(blocks, note("Converted from an internal account: the object ID, groups and app assignments are kept."))
+		blocks = append(blocks, b.linkBlocks(ctx, inv)...)
 	case inv.Picked:
 		blocks = append(blocks, note("No invitation was sent: the account already existed."))
 	case r.Delivery == flows.DeliveryMicrosoftEmail:
 		blocks = append(blocks, note("Microsoft emailed the invitation from invites@microsoft.com; ask the guest to check their spam folder if it does not arrive."))
 	case inv.RedeemURL != "":
-		text, err := b.invitationText(ctx, inv)
-		if err != nil {
-			b.log.Error("invitation template", "err", err)
-		}
-		blocks = append(blocks,
-			section("*Invitation link* (only you can see this; it works once, for "+Escape(r.Email)+"):\n<"+Escape(inv.RedeemURL)+"|Accept the invitation>"),
-			section("*Ready to forward:*\n```"+text+"```"),
-		)
-		if u, err := b.api.GetUserByEmailContext(ctx, r.Email); err == nil && u.ID != inv.Inviter.UserID {
-			btn := slack.NewButtonBlockElement(ActionDMInvitee, inv.ID, plain(truncate("Send it to "+firstNonEmpty(u.RealName, u.Name)+" in Slack", maxOptionText)))
-			blocks = append(blocks, slack.NewActionBlock("", btn))
-		}
+		blocks = append(blocks, b.linkBlocks(ctx, inv)...)
+	}
+	if btns := actionButtons(inv, false); len(btns) > 0 {
+		blocks = append(blocks, slack.NewActionBlock(BlockInvitationActions, btns...))
 	}
 	blocks = append(blocks, note("Invitation `"+inv.ID+"`"))
 	return blocks, "Invited " + Escape(r.Email)
+}
+
+// linkBlocks carry the redeem link and the ready-to-forward text (split
+// over several blocks if long: a section holds 3000 characters), and the
+// button that DMs it to the invitee if they are in this Slack.
+func (b *Bot) linkBlocks(ctx context.Context, inv *flows.Invitation) []slack.Block {
+	r := inv.Request
+	text, err := b.invitationText(ctx, inv)
+	if err != nil {
+		b.log.Error("invitation template", "err", err)
+	}
+	blocks := []slack.Block{
+		section("*Invitation link* (only you can see this; it works once, for " + Escape(r.Email) + "):\n<" + Escape(inv.RedeemURL) + "|Accept the invitation>"),
+	}
+	for i, part := range splitText(text, maxTextLen-len("*Ready to forward:*\n``````")) {
+		head := ""
+		if i == 0 {
+			head = "*Ready to forward:*\n"
+		}
+		blocks = append(blocks, section(head+"```"+part+"```"))
+	}
+	if u, err := b.api.GetUserByEmailContext(ctx, r.Email); err == nil && u.ID != inv.Inviter.UserID {
+		btn := slack.NewButtonBlockElement(ActionDMInvitee, inv.ID, plain(truncate("Send it to "+firstNonEmpty(u.RealName, u.Name)+" in Slack", maxOptionText)))
+		blocks = append(blocks, slack.NewActionBlock("", btn))
+	}
+	return blocks
+}
+
+// splitText cuts s into parts of at most n runes, at line ends where it
+// can, so a link on its own line is never cut.
+func splitText(s string, n int) []string {
+	var parts []string
+	for utf8.RuneCountInString(s) > n {
+		r := []rune(s)
+		cut := n
+		if i := strings.LastIndex(string(r[:n]), "\n"); i > 0 {
+			cut = utf8.RuneCountInString(string(r[:n])[:i]) + 1
+		}
+		parts = append(parts, strings.TrimRight(string(r[:cut]), "\n"))
+		s = string(r[cut:])
+	}
+	return append(parts, s)
 }
 
 // rateLimitError carries Slack's Retry-After to flows' retry loop.

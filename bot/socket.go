@@ -61,7 +61,9 @@ func (b *Bot) socketEvent(ctx context.Context, client *socketmode.Client, evt so
 		}
 		payload = b.interaction(ctx, cb)
 	case socketmode.EventTypeEventsAPI:
-		// No events are subscribed yet; ack so Slack does not retry.
+		if evt.Request != nil {
+			b.event(ctx, evt.Request.Payload)
+		}
 	default:
 		return
 	}

@@ -275,7 +275,7 @@ func FailureText(f *flows.Failure) string {
 	}
 	switch f.Code {
 	case flows.FailForbidden:
-		return "Microsoft Entra refused: the app lacks the *User.Invite.All* permission (or admin consent), or guest invitations are restricted to admins in this tenant. Ask your Entra admin."
+		return forbiddenText(f.Op)
 	case flows.FailRejected:
 		return "Microsoft Graph rejected the request: " + Escape(f.Message)
 	case flows.FailThrottled:
@@ -290,6 +290,28 @@ func FailureText(f *flows.Failure) string {
 		return "Cancelled: the dialog was closed before an account was picked."
 	case flows.FailNotify:
 		return "Done in Entra, but Slack could not be reached to tell you."
+	case flows.FailConvertRefused:
+		return "This account cannot be converted to B2B: " + Escape(f.Message) + "."
 	}
 	return "Something went wrong; the invitebot admins can see the details in its log."
+}
+
+// forbiddenText names the Graph permission a 403 on op points to.
+func forbiddenText(op string) string {
+	perm := "User.Invite.All"
+	switch {
+	case op == "read organization":
+		perm = "Organization.Read.All"
+	case strings.Contains(op, "group member"):
+		perm = "GroupMember.ReadWrite.All"
+	case op == "update user" || op == "delete user":
+		perm = "User.ReadWrite.All"
+	case strings.HasPrefix(op, "find user") || strings.HasPrefix(op, "read user"):
+		perm = "User.Read.All"
+	}
+	msg := "Microsoft Entra refused: the app lacks the *" + perm + "* permission (or admin consent)"
+	if perm == "User.Invite.All" {
+		msg += ", or guest invitations are restricted to admins in this tenant"
+	}
+	return msg + ". Ask your Entra admin."
 }

@@ -46,6 +46,8 @@ const (
 	FieldSurname     Field = "surname"
 	FieldCompanyName Field = "company_name"
 	FieldJobTitle    Field = "job_title"
+	// FieldConvertFrom is the internal account of a conversion to B2B.
+	FieldConvertFrom Field = "account"
 )
 
 // FieldErrors maps request fields to what is wrong with them. It is shown to
@@ -127,6 +129,9 @@ func (e *DirectoryError) Ambiguous() bool {
 func failureFor(step State, err error) *Failure {
 	f := &Failure{Code: FailInternal, Step: step}
 	var de *DirectoryError
+	if errors.As(err, &de) {
+		f.Op = de.Op
+	}
 	switch {
 	case errors.As(err, &de) && de.Status == http.StatusForbidden,
 		errors.As(err, &de) && de.Status == http.StatusUnauthorized:

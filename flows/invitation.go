@@ -13,7 +13,13 @@ import (
 //
 //	requested → checking → (awaiting_pick) → inviting → invited
 //	          → attributes_set → groups_added → provisioned → notified
+//	          → accepted
 //	any step → failed
+//	notified, accepted → revoked (by a person) or removed (deleted in Entra)
+//
+// After notified the acceptance tracker polls the guest's
+// externalUserState; resend and reset-redemption re-invite without leaving
+// notified (reset also moves accepted back to notified).
 type State string
 
 // The states of an invitation, in the order a successful one passes them.
@@ -29,11 +35,18 @@ const (
 	StateNotified      State = "notified"
 	StateAccepted      State = "accepted"
 	StateFailed        State = "failed"
+	StateRevoked       State = "revoked" // access removed by a person
+	StateRemoved       State = "removed" // the user was deleted in Entra
 )
 
-// Terminal reports whether no further automatic step follows s.
+// Terminal reports whether no further automatic step of the invitation
+// itself follows s (acceptance tracking and lifecycle actions may).
 func (s State) Terminal() bool {
-	return s == StateNotified || s == StateAccepted || s == StateFailed
+	switch s {
+	case StateNotified, StateAccepted, StateFailed, StateRevoked, StateRemoved:
+		return true
+	}
+	return false
 }
 
 // Waiting reports whether s waits for a person (the inviter's pick) rather
@@ -83,6 +96,10 @@ type Request struct {
 	UserType    UserType   `json:"userType"`
 	Groups      []string   `json:"groups,omitempty"` // Entra group object IDs
 	Attributes  Attributes `json:"attributes,omitzero"`
+	// ConvertFrom is the object ID or UPN of an internal account to convert
+	// to B2B with Email as its external address, keeping its object ID,
+	// groups and app assignments. Set only by Service.Convert.
+	ConvertFrom string `json:"convertFrom,omitempty"`
 }
 
 // Inviter identifies the Slack user who asked for an invitation.
@@ -101,6 +118,9 @@ type DirectoryUser struct {
 	// ExternalUserState is "PendingAcceptance", "Accepted" or "" (null: not
 	// an invited external user, or a self-service sign-up).
 	ExternalUserState string `json:"externalUserState,omitempty"`
+	// OnPremisesUserPrincipalName is set for accounts synced from on-premises
+	// Active Directory (only read by Directory.User).
+	OnPremisesUserPrincipalName string `json:"onPremisesUserPrincipalName,omitempty"`
 }
 
 // Failure records why an invitation stopped.
@@ -110,6 +130,8 @@ type Failure struct {
 	Message string `json:"message,omitempty"`
 	// Step is the state the invitation was in when it failed.
 	Step State `json:"step"`
+	// Op is the directory operation that failed (e.g. "invite").
+	Op string `json:"op,omitempty"`
 	// Retryable reports whether trying again later may succeed.
 	Retryable bool `json:"retryable"`
 }
@@ -128,6 +150,8 @@ const (
 	FailCancelled    FailureCode = "cancelled"     // the inviter closed the pick dialog
 	FailNotify       FailureCode = "notify_failed" // done in Entra, but Slack could not be told
 	FailInternal     FailureCode = "internal"      // a bug or a store error
+	// FailConvertRefused: the internal account cannot be converted to B2B.
+	FailConvertRefused FailureCode = "convert_refused"
 )
 
 // Event is one entry of an invitation's history and of the audit log.
@@ -168,6 +192,21 @@ type Invitation struct {
 	Failure *Failure `json:"failure,omitempty"`
 	History []Event  `json:"history,omitempty"`
 
+	// InvitedAt is when the current redeem link was issued (invitation,
+	// resend or reset); zero for a picked existing account.
+	InvitedAt time.Time `json:"invitedAt,omitzero"`
+	// DM is the outcome message sent to the inviter, updated on acceptance.
+	DM MessageRef `json:"dm,omitzero"`
+	// Tracking is the acceptance state last read from Entra.
+	Tracking Tracking `json:"tracking,omitzero"`
+	// Action is the lifecycle action in progress (resend, reset, revoke);
+	// one at a time, so concurrent clicks do one thing.
+	Action *Action `json:"action,omitempty"`
+	// Outbox holds notices recorded with the change that caused them and
+	// not yet delivered: each is delivered at least once, and recorded only
+	// once per change.
+	Outbox []Outgoing `json:"outbox,omitempty"`
+
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }
@@ -179,11 +218,81 @@ func (inv *Invitation) Clone() *Invitation {
 	c.Matches = slices.Clone(inv.Matches)
 	c.GroupsAdded = slices.Clone(inv.GroupsAdded)
 	c.History = slices.Clone(inv.History)
+	c.Outbox = slices.Clone(inv.Outbox)
+	if inv.Action != nil {
+		a := *inv.Action
+		c.Action = &a
+	}
 	if inv.Failure != nil {
 		f := *inv.Failure
 		c.Failure = &f
 	}
 	return &c
+}
+
+// MessageRef addresses a posted Slack message.
+type MessageRef struct {
+	Channel string `json:"channel"`
+	TS      string `json:"ts"`
+}
+
+// External user states as Graph reports them, plus TrackNone for null.
+const (
+	ExternalPending  = "PendingAcceptance"
+	ExternalAccepted = "Accepted"
+	// TrackNone records that Graph reported null: not an invitation that can
+	// be accepted (e.g. a self-service sign-up guest). Not tracked further.
+	TrackNone = "none"
+)
+
+// Tracking is what the acceptance tracker knows about the guest.
+type Tracking struct {
+	// External is the last externalUserState read ("" until the first read).
+	External   string    `json:"external,omitempty"`
+	AcceptedAt time.Time `json:"acceptedAt,omitzero"`
+	// MissingSince is when the tracker first got a 404 for the guest; a 404
+	// that persists past the grace period means the guest was deleted.
+	MissingSince time.Time `json:"missingSince,omitzero"`
+	RemindedAt   time.Time `json:"remindedAt,omitzero"`
+	Resends      int       `json:"resends,omitempty"`
+}
+
+// ActionKind is a lifecycle action on an invitation.
+type ActionKind string
+
+// The lifecycle actions.
+const (
+	ActionResend       ActionKind = "resend"        // re-invite the same address: fresh link or email
+	ActionReset        ActionKind = "reset"         // resetRedemption: the guest must redeem again (admin)
+	ActionRevokeGroups ActionKind = "revoke_groups" // remove from the groups invitebot added
+	ActionDelete       ActionKind = "delete"        // delete the guest user (admin)
+)
+
+// AdminOnly reports whether only admins may take the action.
+func (k ActionKind) AdminOnly() bool { return k == ActionReset || k == ActionDelete }
+
+// Action is a lifecycle action in progress.
+type Action struct {
+	Kind ActionKind `json:"kind"`
+	By   string     `json:"by"` // Slack user ID
+	At   time.Time  `json:"at"`
+}
+
+// Outgoing is a notice waiting in an invitation's outbox.
+type Outgoing struct {
+	Kind NoticeKind `json:"kind"`
+	At   time.Time  `json:"at"`
+	// Action and Failure describe a lifecycle action's outcome.
+	Action  ActionKind `json:"action,omitempty"`
+	By      string     `json:"by,omitempty"`
+	Failure *Failure   `json:"failure,omitempty"`
+}
+
+// Pending reports whether the invitation waits for the guest to accept:
+// notified, and Entra has not reported Accepted or null.
+func (inv *Invitation) Pending() bool {
+	return inv.State == StateNotified && inv.ObjectID != "" &&
+		inv.Tracking.External != ExternalAccepted && inv.Tracking.External != TrackNone
 }
 
 // LogValue implements slog.LogValuer. It omits the redeem link, the message

@@ -45,6 +45,35 @@ type Directory interface {
 	// AddGroupMember adds the user to the group. It returns nil when the
 	// user already is a member.
 	AddGroupMember(ctx context.Context, groupID, userID string) error
+	// RemoveGroupMember removes the user from the group. It returns nil when
+	// the user is not a member.
+	RemoveGroupMember(ctx context.Context, groupID, userID string) error
+	// DeleteUser deletes the user (Entra keeps it in the recycle bin for 30
+	// days). A user that does not exist is ErrNotFound.
+	DeleteUser(ctx context.Context, userID string) error
+	// User returns the user with the given object ID or userPrincipalName,
+	// with the properties a conversion to B2B needs.
+	User(ctx context.Context, idOrUPN string) (DirectoryUser, error)
+	// ExternalStates reads externalUserState and its change time for at most
+	// MaxStatesPerRequest users in one request (a JSON batch). It returns one
+	// entry per id, in any order. An entry's Err is that user's own failure
+	// (a *DirectoryError: 404 for a deleted user, 429 with RetryAfter for a
+	// throttled item); the returned error is the whole request's.
+	ExternalStates(ctx context.Context, ids []string) ([]ExternalState, error)
+}
+
+// MaxStatesPerRequest is how many users one ExternalStates call may read:
+// Graph's JSON batch limit.
+const MaxStatesPerRequest = 20
+
+// ExternalState is an invited user's acceptance state.
+type ExternalState struct {
+	UserID string
+	// State is "PendingAcceptance", "Accepted" or "" (Graph's null: not an
+	// invited external user, e.g. a self-service sign-up guest).
+	State     string
+	ChangedAt time.Time // externalUserStateChangeDateTime; zero if null
+	Err       error
 }
 
 // Store keeps invitations, guests and the audit log durably. Every new Event
@@ -87,6 +116,16 @@ const (
 	NoticeDone NoticeKind = "done"
 	// NoticeFailed: the invitation failed; Invitation.Failure says why.
 	NoticeFailed NoticeKind = "failed"
+	// NoticeAccepted: the guest accepted (redeemed) the invitation.
+	NoticeAccepted NoticeKind = "accepted"
+	// NoticeRemoved: the guest was deleted in Entra, not by invitebot.
+	NoticeRemoved NoticeKind = "removed"
+	// NoticeReminder: the invitation has been pending for a long time.
+	NoticeReminder NoticeKind = "reminder"
+	// NoticeActionDone: a lifecycle action (Notice.Action) succeeded.
+	NoticeActionDone NoticeKind = "action_done"
+	// NoticeActionFailed: a lifecycle action failed; Notice.Failure says why.
+	NoticeActionFailed NoticeKind = "action_failed"
 )
 
 // Notice is a domain message to the inviter. The Notifier (bot) renders it.
@@ -94,14 +133,22 @@ type Notice struct {
 	Kind       NoticeKind
 	Invitation *Invitation // a copy: the notifier may keep it
 	RetryIn    time.Duration
+	// Action, By and Failure describe a lifecycle action's outcome.
+	Action  ActionKind
+	By      string
+	Failure *Failure
 }
 
-// Final reports whether the notice ends the conversation with the inviter,
-// so it must be delivered (retried), not only attempted.
-func (n Notice) Final() bool { return n.Kind == NoticeDone || n.Kind == NoticeFailed }
+// Final reports whether the notice must be delivered (retried), not only
+// attempted.
+func (n Notice) Final() bool {
+	return n.Kind != NoticeProgress && n.Kind != NoticeRetrying && n.Kind != NoticeMatches
+}
 
 // Notifier tells the inviter about their invitation.
 type Notifier interface {
-	// Notify delivers n. An error means it may not have been delivered.
-	Notify(ctx context.Context, n Notice) error
+	// Notify delivers n. For NoticeDone it returns the DM it posted, so a
+	// later notice can update it. An error means it may not have been
+	// delivered.
+	Notify(ctx context.Context, n Notice) (MessageRef, error)
 }

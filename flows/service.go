@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -35,13 +36,29 @@ type Config struct {
 	PickTimeout time.Duration
 	// DomainRefresh is how often the verified domains are re-read; zero: 1h.
 	DomainRefresh time.Duration
+
+	// PollInterval is how often Start's tracker checks pending invitations
+	// for acceptance; zero: 5 minutes; negative: no background tracking
+	// (call Track).
+	PollInterval time.Duration
+	// RemindAfter is the age of a pending invitation at which the inviter
+	// gets one reminder; zero: no reminders.
+	RemindAfter time.Duration
+	// MissingGrace is how long a guest must keep answering 404 before it
+	// counts as deleted in Entra (replication delay); zero: 10 minutes.
+	MissingGrace time.Duration
+	// TrackConcurrency is how many JSON batches the tracker has in flight;
+	// zero: 4.
+	TrackConcurrency int
 }
 
 // Service runs invitations. Submissions are validated synchronously; the
 // Graph work runs in the background on the Service's own context, so a
 // Slack acknowledgement never waits for it.
 type Service struct {
-	dir   Directory
+	dir   Directory // holds the gate: interactive calls
+	raw   Directory // the tracker's, after waiting at the gate
+	gate  gate
 	store Store
 	note  Notifier
 	log   *slog.Logger
@@ -52,6 +69,11 @@ type Service struct {
 	transient, replication   Backoff
 	callTimeout, pickTimeout time.Duration
 	domainRefresh            time.Duration
+	pollInterval             time.Duration
+	remindAfter              time.Duration
+	missingGrace             time.Duration
+	trackConcurrency         int
+	locks                    map[string]*keyLock
 	policy                   atomic.Pointer[Policy]
 	domains                  atomic.Pointer[[]string]
 	ctx                      context.Context
@@ -71,7 +93,9 @@ func New(cfg Config) *Service {
 		log: cfg.Logger, now: cfg.Now, sleep: cfg.Sleep, newID: cfg.NewID,
 		transient: cfg.Transient, replication: cfg.Replication,
 		callTimeout: cfg.CallTimeout, pickTimeout: cfg.PickTimeout, domainRefresh: cfg.DomainRefresh,
-		running: map[string]bool{},
+		pollInterval: cfg.PollInterval, remindAfter: cfg.RemindAfter, missingGrace: cfg.MissingGrace,
+		trackConcurrency: cfg.TrackConcurrency,
+		running:          map[string]bool{}, locks: map[string]*keyLock{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -100,6 +124,17 @@ func New(cfg Config) *Service {
 	if s.domainRefresh == 0 {
 		s.domainRefresh = time.Hour
 	}
+	if s.pollInterval == 0 {
+		s.pollInterval = 5 * time.Minute
+	}
+	if s.missingGrace == 0 {
+		s.missingGrace = 10 * time.Minute
+	}
+	if s.trackConcurrency <= 0 {
+		s.trackConcurrency = 4
+	}
+	s.raw = cfg.Directory
+	s.dir = interactive{Directory: cfg.Directory, g: &s.gate, now: s.now}
 	p := cfg.Policy
 	s.policy.Store(&p)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -114,8 +149,10 @@ func randomID() string {
 
 // Start reads the tenant's verified domains (a failure is logged and retried
 // in the background: validation then re-checks before inviting), starts the
-// domain refresher and resumes every unfinished invitation. It returns the
-// number of invitations resumed.
+// domain refresher and the acceptance tracker (whose first cycle also
+// delivers notices and resumes actions a restart interrupted) and resumes
+// every unfinished invitation. It returns the number of invitations
+// resumed.
 func (s *Service) Start(ctx context.Context) (int, error) {
 	if err := s.RefreshDomains(ctx); err != nil {
 		s.log.Warn("verified domains not loaded; will retry", "err", err)
@@ -123,6 +160,10 @@ func (s *Service) Start(ctx context.Context) (int, error) {
 	s.startOnce.Do(func() {
 		s.wg.Add(1)
 		go s.refreshLoop()
+		if s.pollInterval > 0 {
+			s.wg.Add(1)
+			go s.trackLoop()
+		}
 	})
 	return s.Resume(ctx)
 }
@@ -188,13 +229,18 @@ func (s *Service) Submit(ctx context.Context, viewID string, who Inviter, r Requ
 	if errs := Validate(r, p.IsAdmin(who.UserID), p, s.Domains()); errs != nil {
 		return nil, errs
 	}
+	return s.create(ctx, viewID, who, r, "requested",
+		fmt.Sprintf("type=%s delivery=%s groups=%d", r.UserType, r.Delivery, len(r.Groups)))
+}
+
+// create records a new, validated invitation and starts it.
+func (s *Service) create(ctx context.Context, viewID string, who Inviter, r Request, action, detail string) (*Invitation, error) {
 	now := s.now()
 	inv := &Invitation{
 		ID: s.newID(), ViewID: viewID, Inviter: who, Request: r,
 		State: StateRequested, CreatedAt: now, UpdatedAt: now,
 	}
-	inv.History = []Event{s.event(inv, who.UserID, "requested",
-		fmt.Sprintf("type=%s delivery=%s groups=%d", r.UserType, r.Delivery, len(r.Groups)))}
+	inv.History = []Event{s.event(inv, who.UserID, action, detail)}
 	got, err := s.store.CreateInvitation(ctx, inv)
 	if errors.Is(err, ErrInFlight) && got.State == StateAwaitingPick && now.Sub(got.UpdatedAt) > s.pickTimeout {
 		// An abandoned pick dialog must not block the address forever.
@@ -240,6 +286,8 @@ func (s *Service) Pick(ctx context.Context, id string, who Inviter, objectID str
 			return fmt.Errorf("pick %s: %w", objectID, ErrNotFound)
 		}
 		inv.ObjectID, inv.Picked = objectID, true
+		// An existing account is tracked only if its invitation is pending.
+		inv.Tracking.External = cmp.Or(inv.Matches[i].ExternalUserState, TrackNone)
 		s.setState(inv, StateInvited, who.UserID, "picked existing user", objectID)
 		return nil
 	})
@@ -307,24 +355,57 @@ func (s *Service) Wait() {
 
 // start runs invitation id in the background unless it already runs.
 func (s *Service) start(id string) {
+	s.goOnce(id, func(ctx context.Context) { s.run(ctx, id) })
+}
+
+// goOnce runs fn on the service's context in the background unless a run
+// under the same key is in progress. Wait waits for every run.
+func (s *Service) goOnce(key string, fn func(context.Context)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.running[id] || s.ctx.Err() != nil {
+	if s.running[key] || s.ctx.Err() != nil {
 		return
 	}
-	s.running[id] = true
+	s.running[key] = true
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.run(s.ctx, id)
+		fn(s.ctx)
 		s.mu.Lock()
-		delete(s.running, id)
+		delete(s.running, key)
 		if s.idle != nil {
 			close(s.idle)
 			s.idle = nil
 		}
 		s.mu.Unlock()
 	}()
+}
+
+// keyLock is a mutex held per key (an invitation ID).
+type keyLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock locks key and returns the unlock function.
+func (s *Service) lock(key string) func() {
+	s.mu.Lock()
+	l := s.locks[key]
+	if l == nil {
+		l = &keyLock{}
+		s.locks[key] = l
+	}
+	l.users++
+	s.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		s.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(s.locks, key)
+		}
+		s.mu.Unlock()
+	}
 }
 
 func (s *Service) event(inv *Invitation, actor, action, detail string) Event {
@@ -337,6 +418,10 @@ func (s *Service) setState(inv *Invitation, to State, actor, action, detail stri
 	inv.UpdatedAt = s.now()
 	inv.History = append(inv.History, s.event(inv, actor, action, detail))
 }
+
+// Age renders a duration the way invitebot tells people how old something
+// is: "less than a minute", "12 min", "5 h", "3 days".
+func Age(d time.Duration) string { return age(d) }
 
 func age(d time.Duration) string {
 	switch {

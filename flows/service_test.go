@@ -24,11 +24,33 @@ type env struct {
 	note   *flowstest.Notifier
 	mu     sync.Mutex
 	sleeps []time.Duration
+	offset time.Duration // added to the wall clock by advance
+	remind time.Duration // Config.RemindAfter for the next start
+}
+
+// now is the services' clock: the wall clock plus what advance added.
+func (e *env) now() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return time.Now().Add(e.offset)
+}
+
+// advance moves the services' clock forward.
+func (e *env) advance(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.offset += d
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{store: flowstest.NewStore(), dir: flowstest.NewDirectory(), note: &flowstest.Notifier{}}
+	return newEnvWith(t, 0)
+}
+
+// newEnvWith is newEnv with reminders after remind (0: none).
+func newEnvWith(t *testing.T, remind time.Duration) *env {
+	t.Helper()
+	e := &env{store: flowstest.NewStore(), dir: flowstest.NewDirectory(), note: &flowstest.Notifier{}, remind: remind}
 	e.svc = e.start(t)
 	return e
 }
@@ -50,6 +72,9 @@ func (e *env) start(t *testing.T) *flows.Service {
 			return ctx.Err()
 		},
 		DomainRefresh: time.Hour,
+		Now:           e.now,
+		PollInterval:  -1, // tests run Track themselves
+		RemindAfter:   e.remind,
 	})
 	if _, err := svc.Start(t.Context()); err != nil {
 		t.Fatal(err)

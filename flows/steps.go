@@ -39,6 +39,9 @@ func (s *Service) step(ctx context.Context, inv *Invitation) error {
 	case StateRequested:
 		return s.advance(ctx, inv, StateChecking, "checking directory", "", nil)
 	case StateChecking:
+		if inv.Request.ConvertFrom != "" {
+			return s.checkConvert(ctx, inv)
+		}
 		return s.check(ctx, inv)
 	case StateInviting:
 		return s.invite(ctx, inv)
@@ -83,7 +86,7 @@ func (s *Service) advance(ctx context.Context, inv *Invitation, to State, action
 func (s *Service) tell(ctx context.Context, n Notice) {
 	cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 	defer cancel()
-	if err := s.note.Notify(cctx, n); err != nil && ctx.Err() == nil {
+	if _, err := s.note.Notify(cctx, n); err != nil && ctx.Err() == nil {
 		s.log.Warn("notify", "kind", n.Kind, "invitation", n.Invitation, "err", err)
 	}
 }
@@ -134,7 +137,7 @@ func (s *Service) check(ctx context.Context, inv *Invitation) error {
 // retry first looks the address up and adopts the user it finds.
 func (s *Service) invite(ctx context.Context, inv *Invitation) error {
 	for {
-		if inv.InviteAttempt > 0 && inv.Request.Delivery == DeliveryMicrosoftEmail {
+		if inv.InviteAttempt > 0 && inv.Request.Delivery == DeliveryMicrosoftEmail && inv.Request.ConvertFrom == "" {
 			u, err := s.findInvited(ctx, inv)
 			if err != nil {
 				return err
@@ -156,15 +159,23 @@ func (s *Service) invite(ctx context.Context, inv *Invitation) error {
 		}
 		*inv = *got
 		r := inv.Request
+		existing := ""
+		if r.ConvertFrom != "" {
+			existing = inv.ObjectID // resolved by checkConvert
+		}
 		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 		res, err := s.dir.Invite(cctx, Invite{
 			Email: r.Email, DisplayName: r.DisplayName, RedirectURL: r.RedirectURL,
 			SendMessage: r.Delivery == DeliveryMicrosoftEmail, Message: r.Message, CC: r.CC, UserType: r.UserType,
+			ExistingUserID: existing,
 		})
 		cancel()
 		if err == nil {
 			return s.advance(ctx, inv, StateInvited, "invited", "invitation "+res.InvitationID,
-				func(cur *Invitation) { cur.ObjectID, cur.RedeemURL = res.UserID, res.RedeemURL })
+				func(cur *Invitation) {
+					cur.ObjectID, cur.RedeemURL, cur.InvitedAt = res.UserID, res.RedeemURL, s.now()
+					cur.Tracking.External = ExternalPending
+				})
 		}
 		var de *DirectoryError
 		if ctx.Err() != nil || !errors.As(err, &de) || !de.Temporary() || inv.InviteAttempt >= s.transient.Attempts {
@@ -272,18 +283,22 @@ func mergeGroups(a, b []string) []string {
 // notifyDone tells the inviter, retrying Slack failures; the state moves to
 // notified only after Slack accepted the message (at least once delivery).
 func (s *Service) notifyDone(ctx context.Context, inv *Invitation) error {
-	if err := s.deliver(ctx, Notice{Kind: NoticeDone, Invitation: inv.Clone()}); err != nil {
+	ref, err := s.deliver(ctx, Notice{Kind: NoticeDone, Invitation: inv.Clone()})
+	if err != nil {
 		return s.failWith(ctx, inv, &Failure{Code: FailNotify, Step: inv.State, Retryable: true})
 	}
-	return s.advance(ctx, inv, StateNotified, "inviter notified", "", nil)
+	return s.advance(ctx, inv, StateNotified, "inviter notified", "", func(cur *Invitation) { cur.DM = ref })
 }
 
 // deliver sends a final notice with the transient retry budget.
-func (s *Service) deliver(ctx context.Context, n Notice) error {
-	var err error
+func (s *Service) deliver(ctx context.Context, n Notice) (MessageRef, error) {
+	var (
+		ref MessageRef
+		err error
+	)
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
-		err = s.note.Notify(cctx, n)
+		ref, err = s.note.Notify(cctx, n)
 		cancel()
 		if err == nil || ctx.Err() != nil || attempt >= s.transient.Attempts {
 			break
@@ -296,7 +311,7 @@ func (s *Service) deliver(ctx context.Context, n Notice) error {
 	if err != nil {
 		s.log.Error("notify failed", "kind", n.Kind, "invitation", n.Invitation, "err", err)
 	}
-	return err
+	return ref, err
 }
 
 // fail records err as the invitation's failure and tells the inviter.
@@ -330,7 +345,7 @@ func (s *Service) failWith(ctx context.Context, inv *Invitation, f *Failure) err
 	}
 	*inv = *got
 	if f.Code != FailNotify {
-		_ = s.deliver(ctx, Notice{Kind: NoticeFailed, Invitation: got.Clone()})
+		_, _ = s.deliver(ctx, Notice{Kind: NoticeFailed, Invitation: got.Clone()})
 	}
 	return nil
 }

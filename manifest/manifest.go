@@ -33,7 +33,8 @@ type Manifest struct {
 	} `yaml:"oauth_config"`
 	Settings struct {
 		EventSubscriptions struct {
-			RequestURL string `yaml:"request_url"`
+			RequestURL string   `yaml:"request_url"`
+			BotEvents  []string `yaml:"bot_events"`
 		} `yaml:"event_subscriptions"`
 		Interactivity struct {
 			IsEnabled  bool   `yaml:"is_enabled"`

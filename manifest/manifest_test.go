@@ -44,6 +44,12 @@ func TestManifestMatchesCode(t *testing.T) {
 			t.Errorf("%s URL path %s: status %d, want 401 (a route the bot serves)", name, u.Path, rec.Code)
 		}
 	}
+	if !m.Features.AppHome.HomeTabEnabled {
+		t.Error("the Home tab is disabled: the invitations list would never show")
+	}
+	if !slices.Equal(m.Settings.EventSubscriptions.BotEvents, bot.Events) {
+		t.Errorf("bot events = %v, want exactly what the bot handles: %v", m.Settings.EventSubscriptions.BotEvents, bot.Events)
+	}
 	for _, scope := range bot.Scopes {
 		if !slices.Contains(m.OAuthConfig.Scopes.Bot, scope) {
 			t.Errorf("manifest lacks bot scope %s that the code uses", scope)

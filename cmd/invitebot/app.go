@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,8 @@ type deps struct {
 	sleep          func(context.Context, time.Duration) error
 	transient      flows.Backoff
 	replication    flows.Backoff
+	pollInterval   time.Duration // overrides the config's (tests: -1 = no background tracking)
+	missingGrace   time.Duration
 }
 
 // app is invitebot wired together.
@@ -82,6 +85,8 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		Directory: dir, Store: db, Notifier: b, Policy: cfg.FlowsPolicy(),
 		Logger: log.With("component", "flows"), Sleep: d.sleep,
 		Transient: d.transient, Replication: d.replication,
+		PollInterval: cmp.Or(d.pollInterval, cfg.PollInterval), RemindAfter: cfg.RemindAfter,
+		MissingGrace: d.missingGrace,
 	})
 	b.SetService(svc)
 	a := &app{cfg: cfg, log: log, db: db, svc: svc, bot: b, slack: api, mux: http.NewServeMux()}

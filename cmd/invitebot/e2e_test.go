@@ -80,9 +80,16 @@ func bothTransports(t *testing.T, test func(*testing.T, *harness)) {
 
 func startOver(t *testing.T, tr transport) *harness {
 	t.Helper()
+	return startWith(t, tr, deps{pollInterval: -1}) // tests run tracking cycles themselves unless they say otherwise
+}
+
+// startWith runs invitebot with d (its sleep is the harness's).
+func startWith(t *testing.T, tr transport, d deps) *harness {
+	t.Helper()
 	h := &harness{sleeps: &sleeps{}, logs: &logBuffer{}}
 	log := slog.New(slog.NewJSONHandler(io.MultiWriter(h.logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e, err := startEmulated(filepath.Join(t.TempDir(), "invitebot.db"), log, deps{sleep: h.sleeps.sleep}, tr)
+	d.sleep = h.sleeps.sleep
+	e, err := startEmulated(filepath.Join(t.TempDir(), "invitebot.db"), log, d, tr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -154,8 +155,9 @@ type Notifier struct {
 
 var _ flows.Notifier = (*Notifier)(nil)
 
-// Notify implements flows.Notifier.
-func (n *Notifier) Notify(ctx context.Context, no flows.Notice) error {
+// Notify implements flows.Notifier. A NoticeDone gets a MessageRef in the
+// inviter's DM.
+func (n *Notifier) Notify(ctx context.Context, no flows.Notice) (flows.MessageRef, error) {
 	n.mu.Lock()
 	n.notices = append(n.notices, no)
 	if n.changed != nil {
@@ -163,11 +165,29 @@ func (n *Notifier) Notify(ctx context.Context, no flows.Notice) error {
 		n.changed = nil
 	}
 	f := n.NotifyFunc
+	seq := len(n.notices)
 	n.mu.Unlock()
 	if f != nil {
-		return f(ctx, no)
+		if err := f(ctx, no); err != nil {
+			return flows.MessageRef{}, err
+		}
 	}
-	return nil
+	if no.Kind == flows.NoticeDone {
+		return flows.MessageRef{Channel: "D" + no.Invitation.Inviter.UserID, TS: fmt.Sprintf("%d.000100", seq)}, nil
+	}
+	return flows.MessageRef{}, nil
+}
+
+// Count returns how many notices of kind were delivered for invitation id
+// ("" for any invitation).
+func (n *Notifier) Count(kind flows.NoticeKind, id string) int {
+	c := 0
+	for _, no := range n.Notices() {
+		if no.Kind == kind && (id == "" || no.Invitation.ID == id) {
+			c++
+		}
+	}
+	return c
 }
 
 // Notices returns the notices so far.
@@ -212,6 +232,8 @@ type Directory struct {
 	InviteFunc          func(context.Context, flows.Invite) (flows.Invited, error)
 	UpdateUserFunc      func(ctx context.Context, id string, a flows.Attributes) error
 	AddGroupMemberFunc  func(ctx context.Context, groupID, userID string) error
+	// ExternalStatesFunc, if set, answers ExternalStates.
+	ExternalStatesFunc func(ctx context.Context, ids []string) ([]flows.ExternalState, error)
 
 	mu      sync.Mutex
 	users   []flows.DirectoryUser
@@ -357,6 +379,75 @@ func (d *Directory) DefaultAddGroupMember(_ context.Context, gid, uid string) er
 		d.members[gid] = append(d.members[gid], uid)
 	}
 	return nil
+}
+
+// RemoveGroupMember implements flows.Directory.
+func (d *Directory) RemoveGroupMember(_ context.Context, gid, uid string) error {
+	d.record("RemoveGroupMember", gid, uid)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.members[gid] = slices.DeleteFunc(d.members[gid], func(id string) bool { return id == uid })
+	return nil
+}
+
+// DeleteUser implements flows.Directory.
+func (d *Directory) DeleteUser(_ context.Context, uid string) error {
+	d.record("DeleteUser", uid)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i := slices.IndexFunc(d.users, func(u flows.DirectoryUser) bool { return u.ID == uid })
+	if i < 0 {
+		return &flows.DirectoryError{Op: "delete user", Status: 404, Code: "Request_ResourceNotFound"}
+	}
+	d.users = slices.Delete(d.users, i, i+1)
+	return nil
+}
+
+// User implements flows.Directory: by object ID or UPN.
+func (d *Directory) User(_ context.Context, idOrUPN string) (flows.DirectoryUser, error) {
+	d.record("User", idOrUPN)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, u := range d.users {
+		if u.ID == idOrUPN || strings.EqualFold(u.UserPrincipalName, idOrUPN) {
+			return u, nil
+		}
+	}
+	return flows.DirectoryUser{}, &flows.DirectoryError{Op: "get user", Status: 404, Code: "Request_ResourceNotFound"}
+}
+
+// ExternalStates implements flows.Directory from the users' ExternalUserState.
+func (d *Directory) ExternalStates(ctx context.Context, ids []string) ([]flows.ExternalState, error) {
+	d.record("ExternalStates", ids...)
+	if len(ids) > flows.MaxStatesPerRequest {
+		return nil, fmt.Errorf("flowstest: %d ids in one batch", len(ids))
+	}
+	if f := d.ExternalStatesFunc; f != nil {
+		return f(ctx, ids)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]flows.ExternalState, 0, len(ids))
+	for _, id := range ids {
+		i := slices.IndexFunc(d.users, func(u flows.DirectoryUser) bool { return u.ID == id })
+		if i < 0 {
+			out = append(out, flows.ExternalState{UserID: id, Err: &flows.DirectoryError{Op: "read user state", Status: 404}})
+			continue
+		}
+		out = append(out, flows.ExternalState{UserID: id, State: d.users[i].ExternalUserState})
+	}
+	return out, nil
+}
+
+// SetState sets a user's externalUserState.
+func (d *Directory) SetState(uid, state string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := range d.users {
+		if d.users[i].ID == uid {
+			d.users[i].ExternalUserState = state
+		}
+	}
 }
 
 func random() string {

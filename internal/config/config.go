@@ -45,6 +45,7 @@ const (
 	DefaultDB            = "invitebot.db"
 	DefaultRedirectURL   = "https://myapplications.microsoft.com"
 	DefaultPollInterval  = 5 * time.Minute
+	DefaultRemindAfter   = 72 * time.Hour
 	DefaultAuthorityHost = "https://login.microsoftonline.com/"
 )
 
@@ -69,6 +70,7 @@ type Config struct {
 	PolicyPath   string        // INVITEBOT_CONFIG
 	RedirectURL  string        // INVITEBOT_REDIRECT_URL
 	PollInterval time.Duration // INVITEBOT_POLL_INTERVAL
+	RemindAfter  time.Duration // INVITEBOT_REMIND_AFTER; 0: no reminders
 	LogLevel     slog.Level    // LOG_LEVEL: debug, info, warn, error
 	LogFormat    string        // LOG_FORMAT: json, text ("" = json, text on a terminal)
 
@@ -106,6 +108,7 @@ var Env = [][2]string{
 	{"INVITEBOT_CONFIG", "policy file (YAML): admins, groups, templates"},
 	{"INVITEBOT_REDIRECT_URL", "default inviteRedirectUrl (default " + DefaultRedirectURL + ")"},
 	{"INVITEBOT_POLL_INTERVAL", "acceptance check interval (default 5m)"},
+	{"INVITEBOT_REMIND_AFTER", "remind the inviter once when an invitation is pending this long; 0 disables (default 72h)"},
 	{"LOG_LEVEL", "debug, info, warn or error (default info)"},
 	{"LOG_FORMAT", "json or text (default json; text on a terminal)"},
 }
@@ -196,6 +199,20 @@ func Load(getenv func(string) string) (*Config, error) {
 			bad("INVITEBOT_POLL_INTERVAL", "at least 10s (Graph throttles)")
 		default:
 			c.PollInterval = d
+		}
+	}
+	c.RemindAfter = DefaultRemindAfter
+	if v := get("INVITEBOT_REMIND_AFTER", ""); v != "" {
+		d, err := time.ParseDuration(v)
+		switch {
+		case v == "0":
+			c.RemindAfter = 0
+		case err != nil:
+			bad("INVITEBOT_REMIND_AFTER", "not a duration like 72h (or 0 for no reminders): %q", v)
+		case d < time.Minute:
+			bad("INVITEBOT_REMIND_AFTER", "at least 1m, or 0 for no reminders")
+		default:
+			c.RemindAfter = d
 		}
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {

@@ -94,6 +94,11 @@ func (t *Tenant) delay(r *http.Request, route Route) bool {
 	t.mu.Lock()
 	d := max(t.latency[route], t.latency[""])
 	t.mu.Unlock()
+	return wait(r, d)
+}
+
+// wait waits d; false if the client went away first.
+func wait(r *http.Request, d time.Duration) bool {
 	if d == 0 {
 		return true
 	}

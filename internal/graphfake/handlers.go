@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -29,39 +30,107 @@ func (t *Tenant) listUsers(w http.ResponseWriter, r *http.Request) {
 		graphError(w, r, http.StatusBadRequest, "Request_UnsupportedQuery", "Invalid filter clause: "+err.Error())
 		return
 	}
+	sel, err := parseSelect(r.URL.Query().Get("$select"))
+	if err != nil {
+		graphError(w, r, http.StatusBadRequest, "Request_BadRequest", err.Error())
+		return
+	}
 	t.mu.Lock()
-	var out []User
+	out := []any{}
 	for _, u := range t.users {
-		if t.hidden[u.ID] > 0 {
-			continue // not yet replicated to the query index
+		if u == nil || t.hidden[u.ID] > 0 {
+			continue // deleted, or not yet replicated to the query index
 		}
 		if len(clauses) == 0 || slices.ContainsFunc(clauses, func(c Clause) bool { return c.Match(u) }) {
-			out = append(out, *u)
+			out = append(out, project(*u, sel))
 		}
 	}
 	t.mu.Unlock()
-	if out == nil {
-		out = []User{}
-	}
 	writeJSON(w, http.StatusOK, map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users", "value": out})
 }
 
-// visible reports whether user id can be read, counting down replication.
-func (t *Tenant) visible(id string) (*User, bool) {
+// userProps maps each User JSON property, lower-cased, to its name.
+var userProps = func() map[string]string {
+	m := map[string]string{}
+	rt := reflect.TypeFor[User]()
+	for i := range rt.NumField() {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		m[strings.ToLower(name)] = name
+	}
+	return m
+}()
+
+// parseSelect returns the $select property names (nil: none), or Graph's
+// error message for an unknown property.
+func parseSelect(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []string
+	for p := range strings.SplitSeq(s, ",") {
+		name, ok := userProps[strings.ToLower(strings.TrimSpace(p))]
+		if !ok {
+			return nil, selectError(strings.TrimSpace(p))
+		}
+		out = append(out, name)
+	}
+	return out, nil
+}
+
+// selectError is Graph's message for an unknown $select property.
+type selectError string
+
+func (e selectError) Error() string {
+	return "Could not find a property named '" + string(e) + "' on type 'microsoft.graph.user'."
+}
+
+// project returns u as Graph renders it: every property without $select,
+// else id plus the selected properties, with an explicit null (or [] for a
+// collection) for each selected property that is empty.
+func project(u User, sel []string) any {
+	if sel == nil {
+		return u
+	}
+	raw, _ := json.Marshal(u)
+	var all map[string]any
+	_ = json.Unmarshal(raw, &all)
+	out := map[string]any{"id": u.ID}
+	for _, p := range sel {
+		v, ok := all[p]
+		switch {
+		case ok:
+			out[p] = v
+		case p == "otherMails" || p == "proxyAddresses":
+			out[p] = []string{}
+		default:
+			out[p] = nil
+		}
+	}
+	return out
+}
+
+// visible reports whether the user with the object ID or userPrincipalName
+// can be read, counting down replication.
+func (t *Tenant) visible(idOrUPN string) (*User, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	u := t.user(id)
+	u := t.lookup(idOrUPN)
 	if u == nil {
 		return nil, false
 	}
-	if t.hidden[id] > 0 {
-		t.hidden[id]--
+	if t.hidden[u.ID] > 0 {
+		t.hidden[u.ID]--
 		return nil, false
 	}
 	return u, true
 }
 
 func (t *Tenant) getUser(w http.ResponseWriter, r *http.Request, id string) {
+	sel, err := parseSelect(r.URL.Query().Get("$select"))
+	if err != nil {
+		graphError(w, r, http.StatusBadRequest, "Request_BadRequest", err.Error())
+		return
+	}
 	u, ok := t.visible(id)
 	if !ok {
 		notFound(w, r, id)
@@ -70,7 +139,27 @@ func (t *Tenant) getUser(w http.ResponseWriter, r *http.Request, id string) {
 	t.mu.Lock()
 	c := *u
 	t.mu.Unlock()
-	writeJSON(w, http.StatusOK, c)
+	if sel == nil {
+		writeJSON(w, http.StatusOK, c)
+		return
+	}
+	out := project(c, sel).(map[string]any)
+	out["@odata.context"] = "https://graph.microsoft.com/v1.0/$metadata#users(" + strings.Join(sel, ",") + ")/$entity"
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (t *Tenant) deleteUser(w http.ResponseWriter, r *http.Request, id string) {
+	u, ok := t.visible(id)
+	if !ok {
+		notFound(w, r, id)
+		return
+	}
+	t.mu.Lock()
+	if t.byID[u.ID] == u { // not deleted meanwhile
+		t.remove(u)
+	}
+	t.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (t *Tenant) patchUser(w http.ResponseWriter, r *http.Request, id string) {
@@ -137,8 +226,17 @@ func (t *Tenant) invite(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	var existingID string
+	if iu, ok := body["invitedUser"].(map[string]any); ok {
+		existingID, _ = iu["id"].(string)
+	}
+	reset, _ := body["resetRedemption"].(bool)
+	if reset && existingID == "" {
+		graphError(w, r, http.StatusBadRequest, "BadRequest", "The invitedUser id is required when resetRedemption is true.")
+		return
+	}
 	domain := strings.ToLower(email[at+1:])
-	if slices.Contains(t.cfg.VerifiedDomains, domain) {
+	if existingID == "" && slices.Contains(t.cfg.VerifiedDomains, domain) {
 		graphError(w, r, http.StatusBadRequest, "BadRequest", "The invited user already exists in the directory as a member of this organization.")
 		return
 	}
@@ -147,22 +245,38 @@ func (t *Tenant) invite(w http.ResponseWriter, r *http.Request) {
 		userType = "Guest"
 	}
 	name, _ := body["invitedUserDisplayName"].(string)
-	t.mu.Lock()
 	var u *User
-	for _, x := range t.users {
-		if strings.EqualFold(x.Mail, email) || slices.ContainsFunc(x.OtherMails, func(m string) bool { return strings.EqualFold(m, email) }) {
-			u = x
+	if existingID != "" { // convert an internal user, or reset redemption
+		var ok bool
+		if u, ok = t.visible(existingID); !ok {
+			notFound(w, r, existingID)
+			return
 		}
+	}
+	t.mu.Lock()
+	now := time.Now().UTC()
+	switch {
+	case u != nil && t.byID[u.ID] != u:
+		t.mu.Unlock()
+		notFound(w, r, existingID)
+		return
+	case u != nil && reset && !hasEmail(u, email):
+		t.mu.Unlock()
+		graphError(w, r, http.StatusBadRequest, "BadRequest", "The email you're using to invite this user doesn't match any emails on the user object.")
+		return
+	case u != nil && (reset || u.ExternalUserState == ""):
+		u.ExternalUserState, u.ExternalUserStateChangeDateTime = "PendingAcceptance", now
+	case u == nil:
+		u = t.byMail[strings.ToLower(email)] // re-invite: the same user
 	}
 	if u == nil {
 		if name == "" {
 			name = email[:at]
 		}
-		u = &User{ID: newGUID(), DisplayName: name, Mail: email, OtherMails: []string{email},
+		u = t.insert(&User{ID: newGUID(), DisplayName: name, Mail: email, OtherMails: []string{email},
 			UserPrincipalName: strings.Replace(email, "@", "_", 1) + "#EXT#@" + t.cfg.VerifiedDomains[0],
 			UserType:          userType, CreationType: "Invitation", ExternalUserState: "PendingAcceptance",
-			ExternalUserStateChangeDateTime: time.Now().UTC(), AccountEnabled: true, ProxyAddresses: []string{"SMTP:" + email}}
-		t.users = append(t.users, u)
+			ExternalUserStateChangeDateTime: now, AccountEnabled: true, ProxyAddresses: []string{"SMTP:" + email}})
 		if t.replication > 0 {
 			t.hidden[u.ID] = t.replication
 		}
@@ -182,7 +296,7 @@ func (t *Tenant) invite(w http.ResponseWriter, r *http.Request) {
 		"invitedUserType":         userType,
 		"invitedUserEmailAddress": email,
 		"sendInvitationMessage":   send,
-		"resetRedemption":         false,
+		"resetRedemption":         reset,
 		"inviteRedirectUrl":       redirect,
 		"status":                  "PendingAcceptance",
 		"invitedUserMessageInfo":  body["invitedUserMessageInfo"],
@@ -217,11 +331,44 @@ func (t *Tenant) addMember(w http.ResponseWriter, r *http.Request, gid string) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if slices.Contains(t.members[gid], uid) {
+	u := t.lookup(uid)
+	if u == nil { // deleted meanwhile
+		notFound(w, r, uid)
+		return
+	}
+	m := t.members[gid]
+	if m == nil {
+		m = map[string]int{}
+		t.members[gid] = m
+	}
+	if _, ok := m[u.ID]; ok {
 		graphError(w, r, http.StatusBadRequest, "Request_BadRequest",
 			"One or more added object references already exist for the following modified properties: 'members'.")
 		return
 	}
-	t.members[gid] = append(t.members[gid], uid)
+	t.memberSeq++
+	m[u.ID] = t.memberSeq
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (t *Tenant) removeMember(w http.ResponseWriter, r *http.Request, gid, uid string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.groups[gid]; !ok {
+		notFound(w, r, gid)
+		return
+	}
+	if _, ok := t.members[gid][uid]; !ok {
+		notFound(w, r, uid)
+		return
+	}
+	delete(t.members[gid], uid)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// hasEmail reports whether email is one of u's addresses.
+func hasEmail(u *User, email string) bool {
+	eq := func(s string) bool { return strings.EqualFold(s, email) }
+	return eq(u.Mail) || eq(u.UserPrincipalName) || slices.ContainsFunc(u.OtherMails, eq) ||
+		slices.ContainsFunc(u.ProxyAddresses, func(p string) bool { return eq(strings.TrimPrefix(strings.ToLower(p), "smtp:")) })
 }

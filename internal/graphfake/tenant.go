@@ -1,7 +1,8 @@
 // Package graphfake is an in-memory Microsoft Entra tenant served over HTTP
 // with Microsoft Graph v1.0's request and response shapes, Graph-shaped
 // error bodies and switchable failure modes (throttling with Retry-After,
-// 5xx, latency, 404 until replicated, "already a member"), plus a TLS token
+// 5xx, latency, 404 until replicated, "already a member"), JSON batching
+// (POST /$batch, with per-item faults and Retry-After), plus a TLS token
 // service (STS) so the real azidentity credential runs against it. It uses
 // only the standard library; tests and `invitebot demo` use it.
 package graphfake
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +37,7 @@ type User struct {
 	CreationType                    string    `json:"creationType,omitempty"`
 	OtherMails                      []string  `json:"otherMails,omitempty"`
 	ProxyAddresses                  []string  `json:"proxyAddresses,omitempty"`
+	OnPremisesUserPrincipalName     string    `json:"onPremisesUserPrincipalName,omitempty"`
 	AccountEnabled                  bool      `json:"accountEnabled"`
 }
 
@@ -49,6 +52,11 @@ type Request struct {
 	Method, Path, RawQuery string
 	Status                 int
 	Authorization          bool // an Authorization: Bearer header was present and valid
+	// Items is, for POST /$batch, how many sub-requests the batch carried
+	// (its items are in BatchItems, not in Requests); 0 otherwise.
+	Items int
+	// BatchID is, for a batch item (see BatchItems), the item's id.
+	BatchID string
 }
 
 // TenantConfig configures a Tenant.
@@ -65,11 +73,18 @@ type Tenant struct {
 	cfg TenantConfig
 
 	mu          sync.Mutex
-	users       []*User
-	groups      map[string]string   // id → name
-	members     map[string][]string // group id → user ids
+	users       []*User                   // insertion order; nil: deleted (compacted lazily)
+	deleted     int                       // nil entries in users
+	pos         map[string]int            // user id → index in users
+	byID        map[string]*User          // user id → user
+	byUPN       map[string]*User          // lower-cased userPrincipalName → user
+	byMail      map[string]*User          // lower-cased mail and otherMails → user (the last added)
+	groups      map[string]string         // id → name
+	members     map[string]map[string]int // group id → user id → insertion sequence
+	memberSeq   int
 	invitations []Invitation
 	requests    []Request
+	batchItems  []Request
 	faults      map[Route]*fault
 	latency     map[Route]time.Duration
 	replication int            // invisible reads for a new user
@@ -84,7 +99,8 @@ func NewTenant(cfg TenantConfig) *Tenant {
 	if len(cfg.VerifiedDomains) == 0 {
 		cfg.VerifiedDomains = []string{"contoso.com"}
 	}
-	return &Tenant{cfg: cfg, groups: map[string]string{}, members: map[string][]string{},
+	return &Tenant{cfg: cfg, groups: map[string]string{}, members: map[string]map[string]int{},
+		pos: map[string]int{}, byID: map[string]*User{}, byUPN: map[string]*User{}, byMail: map[string]*User{},
 		faults: map[Route]*fault{}, latency: map[Route]time.Duration{}, hidden: map[string]int{}}
 }
 
@@ -113,7 +129,8 @@ func newGUID() string {
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
-// AddUser adds a user (an ID is assigned if empty) and returns it.
+// AddUser adds a user (an ID is assigned if empty) and returns it. A user
+// with an existing ID replaces that user in place. It is O(1).
 func (t *Tenant) AddUser(u User) User {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -121,8 +138,81 @@ func (t *Tenant) AddUser(u User) User {
 		u.ID = newGUID()
 	}
 	c := u
-	t.users = append(t.users, &c)
+	t.insert(&c)
 	return c
+}
+
+// insert adds u, or overwrites the user with u.ID, and indexes it. t.mu held.
+func (t *Tenant) insert(u *User) *User {
+	if old := t.byID[u.ID]; old != nil {
+		t.unindex(old)
+		*old = *u
+		t.index(old)
+		return old
+	}
+	t.pos[u.ID] = len(t.users)
+	t.users = append(t.users, u)
+	t.byID[u.ID] = u
+	t.index(u)
+	return u
+}
+
+// remove deletes the user and its group memberships. t.mu held.
+func (t *Tenant) remove(u *User) {
+	t.unindex(u)
+	delete(t.byID, u.ID)
+	delete(t.hidden, u.ID)
+	for _, m := range t.members {
+		delete(m, u.ID)
+	}
+	t.users[t.pos[u.ID]] = nil
+	delete(t.pos, u.ID)
+	t.deleted++
+	if t.deleted > 64 && t.deleted > len(t.users)/2 { // compact
+		live := t.users[:0]
+		for _, x := range t.users {
+			if x != nil {
+				t.pos[x.ID] = len(live)
+				live = append(live, x)
+			}
+		}
+		clear(t.users[len(live):])
+		t.users, t.deleted = live, 0
+	}
+}
+
+func (t *Tenant) index(u *User) {
+	if u.UserPrincipalName != "" {
+		t.byUPN[strings.ToLower(u.UserPrincipalName)] = u
+	}
+	for _, m := range append([]string{u.Mail}, u.OtherMails...) {
+		if m != "" {
+			t.byMail[strings.ToLower(m)] = u
+		}
+	}
+}
+
+func (t *Tenant) unindex(u *User) {
+	if k := strings.ToLower(u.UserPrincipalName); t.byUPN[k] == u {
+		delete(t.byUPN, k)
+	}
+	for _, m := range append([]string{u.Mail}, u.OtherMails...) {
+		if k := strings.ToLower(m); t.byMail[k] == u {
+			delete(t.byMail, k)
+		}
+	}
+}
+
+// lookup finds a user by object ID or (case-insensitively) by
+// userPrincipalName, as GET /users/{id | userPrincipalName} does. t.mu held.
+func (t *Tenant) lookup(idOrUPN string) *User {
+	if u := t.byID[idOrUPN]; u != nil {
+		return u
+	}
+	if strings.Contains(idOrUPN, "@") {
+		return t.byUPN[strings.ToLower(idOrUPN)]
+	}
+	return nil
 }
 
 // AddGroup adds a group and returns its ID.
@@ -153,18 +243,29 @@ func (t *Tenant) User(id string) (User, bool) {
 func (t *Tenant) Users() []User {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]User, len(t.users))
-	for i, u := range t.users {
-		out[i] = *u
+	out := make([]User, 0, len(t.users)-t.deleted)
+	for _, u := range t.users {
+		if u != nil {
+			out = append(out, *u)
+		}
 	}
 	return out
 }
 
-// GroupMembers returns a group's member IDs.
+// GroupMembers returns a group's member IDs, in the order they were added.
 func (t *Tenant) GroupMembers(gid string) []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return append([]string(nil), t.members[gid]...)
+	m := t.members[gid]
+	out := make([]string, 0, len(m))
+	for id := range m {
+		out = append(out, id)
+	}
+	slices.SortFunc(out, func(a, b string) int { return m[a] - m[b] })
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // Invitations returns the accepted invitations, in order.
@@ -174,11 +275,20 @@ func (t *Tenant) Invitations() []Invitation {
 	return append([]Invitation(nil), t.invitations...)
 }
 
-// Requests returns every request received, in order.
+// Requests returns every HTTP request received, in order. A JSON batch is
+// one request (Path "/v1.0/$batch", Items > 0); see BatchItems.
 func (t *Tenant) Requests() []Request {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return append([]Request(nil), t.requests...)
+}
+
+// BatchItems returns the sub-requests of every JSON batch, in the order
+// they were executed, with their own status and BatchID.
+func (t *Tenant) BatchItems() []Request {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]Request(nil), t.batchItems...)
 }
 
 // SetUserState sets a user's externalUserState ("" is null).
@@ -190,14 +300,25 @@ func (t *Tenant) SetUserState(id, state string) {
 	}
 }
 
-func (t *Tenant) user(id string) *User {
-	for _, u := range t.users {
-		if u.ID == id {
-			return u
-		}
-	}
-	return nil
+// Redeem marks the user's invitation as redeemed: externalUserState
+// Accepted, changed now.
+func (t *Tenant) Redeem(id string) {
+	t.SetUserState(id, "Accepted")
 }
+
+// DeleteUser removes a user and its group memberships, as DELETE
+// /users/{id} does; false if there is no such user.
+func (t *Tenant) DeleteUser(id string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	u := t.byID[id]
+	if u != nil {
+		t.remove(u)
+	}
+	return u != nil
+}
+
+func (t *Tenant) user(id string) *User { return t.byID[id] }
 
 // graphError writes Graph's error JSON; never an empty body.
 func graphError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
@@ -238,9 +359,11 @@ func (t *Tenant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Header().Set("request-id", newGUID())
 	auth := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	ok := auth != "" && auth != r.Header.Get("Authorization") && (t.cfg.ValidToken == nil || t.cfg.ValidToken(auth))
+	items := 0
 	defer func() {
 		t.mu.Lock()
-		t.requests = append(t.requests, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Status: rec.status, Authorization: ok})
+		t.requests = append(t.requests, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Status: rec.status,
+			Authorization: ok, Items: items})
 		t.mu.Unlock()
 	}()
 	if !ok {
@@ -256,24 +379,33 @@ func (t *Tenant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = zr
 	}
 	route, args := match(r.Method, strings.TrimPrefix(r.URL.Path, "/v1.0"))
-	if route == "" {
+	switch route {
+	case "":
 		graphError(rec, r, http.StatusNotFound, "BadRequest", "Resource not found for the segment '"+r.URL.Path+"'.")
-		return
+	case RouteBatch:
+		items = t.batch(rec, r)
+	default:
+		t.serve(rec, r, route, args, true)
 	}
-	if !t.delay(r, route) {
+}
+
+// serve answers one (top-level or batch item) request on route: latency
+// (if wait), injected faults, then the handler.
+func (t *Tenant) serve(w http.ResponseWriter, r *http.Request, route Route, args []string, wait bool) {
+	if wait && !t.delay(r, route) {
 		return
 	}
 	f := t.takeFault(route)
 	if f != nil && !f.AfterEffect {
-		f.write(rec, r)
+		f.write(w, r)
 		return
 	}
 	if f != nil { // the side effect happens, the answer is lost
 		t.dispatch(httptest.NewRecorder(), r, route, args)
-		f.write(rec, r)
+		f.write(w, r)
 		return
 	}
-	t.dispatch(rec, r, route, args)
+	t.dispatch(w, r, route, args)
 }
 
 func (t *Tenant) dispatch(w http.ResponseWriter, r *http.Request, route Route, args []string) {
@@ -286,24 +418,33 @@ func (t *Tenant) dispatch(w http.ResponseWriter, r *http.Request, route Route, a
 		t.getUser(w, r, args[0])
 	case RoutePatchUser:
 		t.patchUser(w, r, args[0])
+	case RouteDeleteUser:
+		t.deleteUser(w, r, args[0])
 	case RoutePostInvitations:
 		t.invite(w, r)
 	case RouteAddMember:
 		t.addMember(w, r, args[0])
+	case RouteRemoveMember:
+		t.removeMember(w, r, args[0], args[1])
 	}
 }
 
 // Route names a Graph endpoint for failure injection.
 type Route string
 
-// The emulated routes.
+// The emulated routes. A fault on RouteBatch fails a whole JSON batch; a
+// fault on another route also fails the matching items inside batches
+// (each item gets the fault's status and Retry-After in the batch answer).
 const (
 	RouteGetOrganization Route = "GET /organization"
 	RouteListUsers       Route = "GET /users"
 	RouteGetUser         Route = "GET /users/{id}"
 	RoutePatchUser       Route = "PATCH /users/{id}"
+	RouteDeleteUser      Route = "DELETE /users/{id}"
 	RoutePostInvitations Route = "POST /invitations"
 	RouteAddMember       Route = "POST /groups/{id}/members/$ref"
+	RouteRemoveMember    Route = "DELETE /groups/{id}/members/{id}/$ref"
+	RouteBatch           Route = "POST /$batch"
 )
 
 func match(method, path string) (Route, []string) {
@@ -313,14 +454,20 @@ func match(method, path string) (Route, []string) {
 		return RouteGetOrganization, nil
 	case method == "GET" && path == "/users":
 		return RouteListUsers, nil
-	case len(seg) == 2 && seg[0] == "users" && method == "GET":
+	case method == "POST" && path == "/$batch":
+		return RouteBatch, nil
+	case len(seg) == 2 && seg[0] == "users" && seg[1] != "" && method == "GET":
 		return RouteGetUser, seg[1:]
-	case len(seg) == 2 && seg[0] == "users" && method == "PATCH":
+	case len(seg) == 2 && seg[0] == "users" && seg[1] != "" && method == "PATCH":
 		return RoutePatchUser, seg[1:]
+	case len(seg) == 2 && seg[0] == "users" && seg[1] != "" && method == "DELETE":
+		return RouteDeleteUser, seg[1:]
 	case method == "POST" && path == "/invitations":
 		return RoutePostInvitations, nil
 	case method == "POST" && len(seg) == 4 && seg[0] == "groups" && seg[2] == "members" && seg[3] == "$ref":
 		return RouteAddMember, []string{seg[1]}
+	case method == "DELETE" && len(seg) == 5 && seg[0] == "groups" && seg[2] == "members" && seg[4] == "$ref":
+		return RouteRemoveMember, []string{seg[1], seg[3]}
 	}
 	return "", nil
 }

@@ -11,9 +11,10 @@ import (
 	"time"
 )
 
-// Player plays Slack's side towards a bot: it sends slash commands and
-// interaction payloads exactly as Slack does (signed HTTP requests, or
-// Socket Mode envelopes when Socket is set), and applies the bot's
+// Player plays Slack's side towards a bot: it sends slash commands,
+// interaction payloads (view_submission, block_actions: Press) and Events
+// API events (Event, OpenHome) exactly as Slack does (signed HTTP requests,
+// or Socket Mode envelopes when Socket is set), and applies the bot's
 // view_submission responses to the fake's views.
 type Player struct {
 	Socket bool   // deliver over the Slack fake's Socket Mode connection
@@ -42,17 +43,27 @@ func (p *Player) post(ctx context.Context, path string, form url.Values) (Respon
 	if p.Socket {
 		return p.deliver(ctx, path, form)
 	}
-	body := []byte(form.Encode())
+	return p.send(ctx, path, "application/x-www-form-urlencoded", []byte(form.Encode()), nil)
+}
+
+func (p *Player) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// send POSTs a signed body to the bot, with any extra headers.
+func (p *Player) send(ctx context.Context, path, contentType string, body []byte, header http.Header) (Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.BotURL+path, bytes.NewReader(body))
 	if err != nil {
 		return Response{}, err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	now := time.Now
-	if p.Now != nil {
-		now = p.Now
+	for k, vs := range header {
+		req.Header[k] = vs
 	}
-	Sign(req, body, p.Secret, now())
+	req.Header.Set("Content-Type", contentType)
+	Sign(req, body, p.Secret, p.now())
 	c := p.Client
 	if c == nil {
 		c = http.DefaultClient
@@ -90,11 +101,16 @@ func (p *Player) deliver(ctx context.Context, path string, form url.Values) (Res
 	if err != nil {
 		return Response{}, err
 	}
+	return ackResponse(ack), nil
+}
+
+// ackResponse is a Socket Mode ack as the HTTP answer it stands for.
+func ackResponse(ack Ack) Response {
 	body := []byte(ack.Payload)
 	if string(body) == "null" {
 		body = nil
 	}
-	return Response{Status: http.StatusOK, Body: body}, nil
+	return Response{Status: http.StatusOK, Body: body}
 }
 
 // Command runs a slash command as user and returns the answer and the ID
@@ -114,7 +130,7 @@ func (p *Player) CommandWithTrigger(ctx context.Context, user, command, text, tr
 	return p.post(ctx, "/slack/commands", url.Values{
 		"token": {"unused"}, "team_id": {p.Team}, "team_domain": {"contoso"}, "channel_id": {"C0GENERAL"},
 		"channel_name": {"general"}, "user_id": {user}, "user_name": {"inviter"}, "command": {command}, "text": {text},
-		"api_app_id": {"A0INVITEBOT"}, "response_url": {"https://hooks.slack.com/commands/T/1/x"}, "trigger_id": {trigger},
+		"api_app_id": {AppID}, "response_url": {"https://hooks.slack.com/commands/T/1/x"}, "trigger_id": {trigger},
 	})
 }
 
@@ -142,7 +158,7 @@ func (p *Player) Submit(ctx context.Context, user, viewID string, values map[str
 	view["state"] = map[string]any{"values": values}
 	resp, err := p.Interact(ctx, map[string]any{
 		"type": "view_submission", "team": map[string]any{"id": p.Team}, "user": map[string]any{"id": user},
-		"api_app_id": "A0INVITEBOT", "trigger_id": p.Slack.NewTriggerID(), "view": view,
+		"api_app_id": AppID, "trigger_id": p.Slack.NewTriggerID(), "view": view,
 	})
 	if err != nil || resp.Status != http.StatusOK {
 		return resp, err

@@ -1,7 +1,8 @@
 // Package slackfake is a Slack Web API fake built on slack-go's slacktest:
-// views.open/update/push (single-use trigger IDs, external_id, Block Kit limits),
-// conversations.open, chat.postMessage/postEphemeral, users.lookupByEmail and
-// users.info, with recording and failure injection; and a Socket Mode
+// views.open/update/push/publish (single-use trigger IDs, external_id, hash,
+// Block Kit limits), conversations.open, chat.postMessage/postEphemeral/update
+// (message metadata), users.lookupByEmail and users.info, with recording and
+// failure injection; and a Socket Mode
 // endpoint (apps.connections.open and its WebSocket). It also signs inbound
 // requests exactly as Slack does, so tests and the demo can play Slack over
 // HTTP or Socket Mode.
@@ -17,6 +18,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,9 +38,14 @@ type Call struct {
 
 // Message is a posted message.
 type Message struct {
-	Channel, TS, Text, User string
+	Channel, TS, Text, User string // User: the recipient of an ephemeral message
 	Blocks                  json.RawMessage
 	Ephemeral               bool
+	// Metadata is the message metadata ({"event_type","event_payload"}),
+	// if any was sent.
+	Metadata json.RawMessage
+	// Edited counts the chat.update calls that changed the message.
+	Edited int
 }
 
 // Fault fails a method: HTTP status (with Retry-After) or a Slack error.
@@ -56,6 +63,7 @@ type Server struct {
 	calls    []Call
 	messages []Message
 	views    map[string]json.RawMessage // view id → latest view
+	homes    map[string]string          // user ID → published Home tab view id
 	external map[string]string          // external_id → view id
 	triggers map[string]bool            // issued trigger IDs → still unused
 	opened   map[string]string          // trigger ID → view opened with it
@@ -78,7 +86,7 @@ type fault struct {
 
 // New starts a fake.
 func New() *Server {
-	s := &Server{views: map[string]json.RawMessage{}, external: map[string]string{}, triggers: map[string]bool{}, opened: map[string]string{},
+	s := &Server{views: map[string]json.RawMessage{}, homes: map[string]string{}, external: map[string]string{}, triggers: map[string]bool{}, opened: map[string]string{},
 		users: map[string][2]string{}, faults: map[string]*fault{},
 		tickets: map[string]bool{}, pending: map[string]chan json.RawMessage{}}
 	s.ts = slacktest.NewTestServer(func(c slacktest.Customize) {
@@ -86,6 +94,8 @@ func New() *Server {
 			"views.open":         s.viewsOpen,
 			"views.update":       s.viewsUpdate,
 			"views.push":         s.viewsOpen, // the same trigger and view rules; the fake keeps no view stack
+			"views.publish":      s.viewsPublish,
+			"chat.update":        s.chatUpdate,
 			"conversations.open": s.conversationsOpen,
 			"chat.postMessage":   s.postMessage,
 			"chat.postEphemeral": s.postMessage,
@@ -234,16 +244,19 @@ func (s *Server) View(id string) (json.RawMessage, bool) {
 
 // SetView replaces a view, as Slack does when it applies a
 // view_submission's response_action "update".
+// Like Slack, it keeps the view's ID and gives it a new hash.
 func (s *Server) SetView(id string, view json.RawMessage) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var v map[string]any
+	if json.Unmarshal(view, &v) == nil && v != nil {
+		v["id"], v["hash"] = id, newHash()
+		view, _ = json.Marshal(v)
+		if ext, _ := v["external_id"].(string); ext != "" {
+			s.external[ext] = id
+		}
+	}
 	s.views[id] = view
-	var v struct {
-		ExternalID string `json:"external_id"`
-	}
-	if json.Unmarshal(view, &v) == nil && v.ExternalID != "" {
-		s.external[v.ExternalID] = id
-	}
 	s.signal()
 }
 
@@ -276,17 +289,31 @@ func (s *Server) WaitFor(ctx context.Context, cond func() bool) error {
 	}
 }
 
-// checkView enforces the Block Kit limits Slack enforces on modals.
-func checkView(v map[string]any) string {
+// checkView enforces the limits Slack enforces on views: the view's type
+// must be one of types ("modal", "home"); a modal needs a title of at most
+// 24 characters; modals and Home tabs hold at most 100 blocks;
+// private_metadata ≤ 3000, callback_id and external_id ≤ 255 characters;
+// the whole view ≤ 250 kB; block IDs are unique.
+func checkView(v map[string]any, types ...string) string {
+	if v == nil {
+		return "invalid_arguments"
+	}
 	raw, _ := json.Marshal(v)
+	typ, _ := v["type"].(string)
 	title, _ := v["title"].(map[string]any)
 	t, _ := title["text"].(string)
 	blocks, _ := v["blocks"].([]any)
 	meta, _ := v["private_metadata"].(string)
+	callback, _ := v["callback_id"].(string)
+	ext, _ := v["external_id"].(string)
 	switch {
 	case len(raw) > 250_000:
 		return "view_too_large"
-	case t == "" || len([]rune(t)) > 24, len(blocks) > 100, len(meta) > 3000:
+	case !slices.Contains(types, typ):
+		return "invalid_arguments"
+	case typ == "modal" && (t == "" || len([]rune(t)) > 24):
+		return "invalid_arguments"
+	case len(blocks) > 100, len(meta) > 3000, len(callback) > 255, len(ext) > 255:
 		return "invalid_arguments"
 	}
 	seen := map[string]bool{}
@@ -312,13 +339,13 @@ func (s *Server) viewsOpen(_ http.ResponseWriter, _ *http.Request, _ url.Values,
 	case !unused:
 		return slackErr("exchanged_trigger_id")
 	}
-	if e := checkView(view); e != "" {
+	if e := checkView(view, "modal"); e != "" {
 		return slackErr(e)
 	}
 	s.triggers[trigger] = false
 	s.seq++
 	id := fmt.Sprintf("V%06d", s.seq)
-	view["id"], view["hash"] = id, strconv.Itoa(s.seq)
+	view["id"], view["hash"] = id, newHash()
 	s.views[id], _ = json.Marshal(view)
 	s.opened[trigger] = id
 	return map[string]any{"ok": true, "view": view}
@@ -339,14 +366,17 @@ func (s *Server) viewsUpdate(_ http.ResponseWriter, _ *http.Request, _ url.Value
 	if ext, _ := j["external_id"].(string); id == "" && ext != "" {
 		id = s.external[ext]
 	}
-	if _, ok := s.views[id]; !ok {
+	old, ok := s.views[id]
+	if !ok {
 		return slackErr("not_found")
 	}
-	if e := checkView(view); e != "" {
+	if e := checkView(view, "modal", "home"); e != "" {
 		return slackErr(e)
 	}
-	s.seq++
-	view["id"], view["hash"] = id, strconv.Itoa(s.seq)
+	if hash, _ := j["hash"].(string); hash != "" && hash != viewHash(old) {
+		return slackErr("hash_conflict")
+	}
+	view["id"], view["hash"] = id, newHash()
 	s.views[id], _ = json.Marshal(view)
 	return map[string]any{"ok": true, "view": view}
 }
@@ -358,23 +388,56 @@ func (s *Server) conversationsOpen(_ http.ResponseWriter, _ *http.Request, f url
 // DMChannel is the channel conversations.open returns for a user.
 func DMChannel(userID string) string { return "D" + strings.TrimPrefix(userID, "U") }
 
-func (s *Server) postMessage(_ http.ResponseWriter, r *http.Request, f url.Values, _ map[string]any) any {
+// checkMessage applies chat.postMessage's and chat.update's limits to the
+// blocks, text and metadata fields.
+func checkMessage(f url.Values) string {
 	var blocks []any
 	if b := f.Get("blocks"); b != "" {
 		if err := json.Unmarshal([]byte(b), &blocks); err != nil || len(blocks) > 50 {
-			return slackErr("invalid_blocks")
+			return "invalid_blocks"
 		}
 	}
 	if len(f.Get("text")) > 40000 {
-		return slackErr("msg_too_long")
+		return "msg_too_long"
+	}
+	if m := f.Get("metadata"); m != "" && m != "{}" {
+		var meta struct {
+			EventType    *string         `json:"event_type"`
+			EventPayload json.RawMessage `json:"event_payload"`
+		}
+		if err := json.Unmarshal([]byte(m), &meta); err != nil || meta.EventType == nil || *meta.EventType == "" {
+			return "invalid_metadata_format"
+		}
+		if len(meta.EventPayload) > 0 && meta.EventPayload[0] != '{' {
+			return "invalid_metadata_schema"
+		}
+	}
+	return ""
+}
+
+func (s *Server) postMessage(_ http.ResponseWriter, r *http.Request, f url.Values, _ map[string]any) any {
+	if e := checkMessage(f); e != "" {
+		return slackErr(e)
+	}
+	ephemeral := strings.HasSuffix(r.URL.Path, "postEphemeral")
+	channel := f.Get("channel")
+	if !ephemeral && strings.HasPrefix(channel, "U") {
+		channel = DMChannel(channel) // a user ID posts to the app's DM with them
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
 	ts := fmt.Sprintf("%d.%06d", time.Now().Unix(), s.seq)
-	s.messages = append(s.messages, Message{Channel: f.Get("channel"), TS: ts, Text: f.Get("text"), User: f.Get("user"),
-		Blocks: json.RawMessage(f.Get("blocks")), Ephemeral: strings.HasSuffix(r.URL.Path, "postEphemeral")})
-	return map[string]any{"ok": true, "channel": f.Get("channel"), "ts": ts, "message_ts": ts}
+	m := Message{Channel: channel, TS: ts, Text: f.Get("text"), User: f.Get("user"),
+		Blocks: json.RawMessage(f.Get("blocks")), Ephemeral: ephemeral}
+	if meta := f.Get("metadata"); meta != "" && meta != "{}" {
+		m.Metadata = json.RawMessage(meta)
+	}
+	s.messages = append(s.messages, m)
+	if ephemeral {
+		return map[string]any{"ok": true, "message_ts": ts}
+	}
+	return map[string]any{"ok": true, "channel": channel, "ts": ts, "message": m.apiJSON()}
 }
 
 // Sign sets Slack's signature headers on req: v0 HMAC-SHA256 of

@@ -65,7 +65,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	hello, _ := json.Marshal(map[string]any{
 		"type": "hello", "num_connections": 1,
 		"debug_info":      map[string]any{"host": "applink-fake", "approximate_connection_time": 18060},
-		"connection_info": map[string]any{"app_id": "A0INVITEBOT"},
+		"connection_info": map[string]any{"app_id": AppID},
 	})
 	c.writes <- hello
 	go c.writeLoop()
@@ -164,6 +164,12 @@ func (s *Server) WaitConnected(ctx context.Context, n int) error {
 // Deliver sends an envelope of the given type ("slash_commands",
 // "interactive", "events_api") to the connected app and waits for its ack.
 func (s *Server) Deliver(ctx context.Context, typ string, payload any) (Ack, error) {
+	return s.deliver(ctx, typ, payload, 0, "")
+}
+
+// deliver is Deliver with the envelope's retry_attempt and retry_reason
+// (Slack redelivering an Events API event).
+func (s *Server) deliver(ctx context.Context, typ string, payload any, attempt int, reason string) (Ack, error) {
 	p, err := json.Marshal(payload)
 	if err != nil {
 		return Ack{}, err
@@ -171,7 +177,7 @@ func (s *Server) Deliver(ctx context.Context, typ string, payload any) (Ack, err
 	id := randomHex(8)
 	env, _ := json.Marshal(map[string]any{
 		"envelope_id": id, "type": typ, "payload": json.RawMessage(p),
-		"accepts_response_payload": typ != "events_api", "retry_attempt": 0, "retry_reason": "",
+		"accepts_response_payload": typ != "events_api", "retry_attempt": attempt, "retry_reason": reason,
 	})
 	ch := make(chan json.RawMessage, 1)
 	s.mu.Lock()
