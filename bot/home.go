@@ -88,6 +88,8 @@ func homeRow(inv *flows.Invitation, viewer string, all, admin bool, now time.Tim
 		if inv.Tracking.Resends > 0 {
 			text += fmt.Sprintf(" (resent %d×)", inv.Tracking.Resends)
 		}
+	case inv.State == flows.StateAccepted && inv.Tracking.AcceptedAt.IsZero():
+		text += "Accepted"
 	case inv.State == flows.StateAccepted:
 		text += "Accepted " + inv.Tracking.AcceptedAt.UTC().Format("2 Jan 2006")
 	case inv.State == flows.StateNotified:

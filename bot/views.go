@@ -290,6 +290,8 @@ func FailureText(f *flows.Failure) string {
 		return "Cancelled: the dialog was closed before an account was picked."
 	case flows.FailNotify:
 		return "Done in Entra, but Slack could not be reached to tell you."
+	case flows.FailCredential:
+		return "invitebot could not sign in to Microsoft Entra: its client secret or certificate was rejected or has expired. Ask the invitebot admins to renew it."
 	case flows.FailConvertRefused:
 		return "This account cannot be converted to B2B: " + Escape(f.Message) + "."
 	}

@@ -69,6 +69,10 @@ func (e FieldErrors) Error() string {
 	return strings.TrimSuffix(b.String(), ";")
 }
 
+// CodeCredentialRejected is the DirectoryError code the adapter uses when
+// the token service refused the app's credential.
+const CodeCredentialRejected = "credential_rejected"
+
 // DirectoryError is a failed directory call, translated by the adapter from
 // Graph's error (status, error.code, error.message, Retry-After). Status 0
 // means the request did not get an HTTP answer (timeout, connection reset).
@@ -133,6 +137,8 @@ func failureFor(step State, err error) *Failure {
 		f.Op = de.Op
 	}
 	switch {
+	case errors.As(err, &de) && de.Code == CodeCredentialRejected:
+		f.Code = FailCredential
 	case errors.As(err, &de) && de.Status == http.StatusForbidden,
 		errors.As(err, &de) && de.Status == http.StatusUnauthorized:
 		f.Code = FailForbidden

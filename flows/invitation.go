@@ -150,6 +150,7 @@ const (
 	FailCancelled    FailureCode = "cancelled"     // the inviter closed the pick dialog
 	FailNotify       FailureCode = "notify_failed" // done in Entra, but Slack could not be told
 	FailInternal     FailureCode = "internal"      // a bug or a store error
+	FailCredential   FailureCode = "credential"    // the token service rejected the app's credential
 	// FailConvertRefused: the internal account cannot be converted to B2B.
 	FailConvertRefused FailureCode = "convert_refused"
 )

@@ -156,7 +156,7 @@ func (s *Service) runAction(ctx context.Context, id string) {
 		return
 	}
 	if err != nil {
-		s.log.Warn("lifecycle action failed", "action", a.Kind, "invitation", got, "err", err)
+		s.log.Warn("lifecycle action failed", "action", a.Kind, "invitation", got, "err", redact(err, got.Request.Email))
 	} else {
 		s.log.Info("lifecycle action done", "action", a.Kind, "invitation", got)
 		s.syncGuest(ctx, got)

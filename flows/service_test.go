@@ -471,3 +471,31 @@ func TestResumeAfterCrash(t *testing.T) {
 		t.Fatalf("after resume: state = %s invites = %d groups = %v", done.State, e.dir.Count("Invite"), done.GroupsAdded)
 	}
 }
+
+// A user created by a POST whose answer was lost may not be visible to the
+// lookup at once: the lookup is repeated before re-POSTing (which would
+// send Microsoft's email a second time).
+func TestAmbiguousFailureWaitsForReplicationBeforeRePosting(t *testing.T) {
+	e := newEnv(t)
+	var posts, lookups int
+	e.dir.InviteFunc = func(ctx context.Context, inv flows.Invite) (flows.Invited, error) {
+		posts++
+		if _, err := e.dir.DefaultInvite(ctx, inv); err != nil {
+			return flows.Invited{}, err
+		}
+		return flows.Invited{}, &flows.DirectoryError{Op: "invite", Status: http.StatusGatewayTimeout}
+	}
+	e.dir.FindUsersFunc = func(ctx context.Context, email string, withUPN bool) ([]flows.DirectoryUser, error) {
+		if lookups++; lookups <= 2 { // the check before inviting, and the first recovery lookup
+			return nil, nil
+		}
+		e.dir.FindUsersFunc = nil
+		return e.dir.FindUsers(ctx, email, withUPN)
+	}
+	r := request()
+	r.Delivery = flows.DeliveryMicrosoftEmail
+	inv := e.submit(t, "V1", r)
+	if inv.State != flows.StateNotified || posts != 1 {
+		t.Fatalf("state = %s, POSTs = %d; want notified after one POST", inv.State, posts)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -189,23 +190,35 @@ func (s *Service) invite(ctx context.Context, inv *Invitation) error {
 	}
 }
 
+// findInvitedLookups is how many times findInvited looks before it
+// concludes that no earlier attempt created the user: a user created
+// moments ago may not be visible to a query yet (replication delay).
+const findInvitedLookups = 3
+
 // findInvited looks for a user created by an earlier invitation attempt.
 func (s *Service) findInvited(ctx context.Context, inv *Invitation) (*DirectoryUser, error) {
-	var users []DirectoryUser
-	err := s.retryDirectory(ctx, false, s.waiting(ctx, inv), func(ctx context.Context) error {
-		var err error
-		users, err = s.dir.FindUsers(ctx, inv.Request.Email, false)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, u := range users {
-		if strings.EqualFold(u.Mail, inv.Request.Email) {
-			return &u, nil
+	for attempt := 1; ; attempt++ {
+		var users []DirectoryUser
+		err := s.retryDirectory(ctx, false, s.waiting(ctx, inv), func(ctx context.Context) error {
+			var err error
+			users, err = s.dir.FindUsers(ctx, inv.Request.Email, false)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range users {
+			if strings.EqualFold(u.Mail, inv.Request.Email) {
+				return &u, nil
+			}
+		}
+		if attempt >= findInvitedLookups {
+			return nil, nil
+		}
+		if err := s.sleep(ctx, s.replication.Delay(attempt, 0)); err != nil {
+			return nil, err
 		}
 	}
-	return nil, nil
 }
 
 func (s *Service) setAttributes(ctx context.Context, inv *Invitation) error {
@@ -316,7 +329,7 @@ func (s *Service) deliver(ctx context.Context, n Notice) (MessageRef, error) {
 
 // fail records err as the invitation's failure and tells the inviter.
 func (s *Service) fail(ctx context.Context, inv *Invitation, err error) {
-	s.log.Warn("invitation failed", "invitation", inv, "err", err)
+	s.log.Warn("invitation failed", "invitation", inv, "err", redact(err, inv.Request.Email))
 	if errors.Is(err, ErrWrongState) {
 		return // someone else moved it on; nothing to record
 	}
@@ -348,4 +361,15 @@ func (s *Service) failWith(ctx context.Context, inv *Invitation, f *Failure) err
 		_, _ = s.deliver(ctx, Notice{Kind: NoticeFailed, Invitation: got.Clone()})
 	}
 	return nil
+}
+
+// redact renders err for the log with the guest's address replaced: Graph's
+// messages may quote it, and the log carries only the guest's domain.
+func redact(err error, email string) string {
+	msg := err.Error()
+	if email == "" {
+		return msg
+	}
+	re := regexp.MustCompile("(?i)" + regexp.QuoteMeta(email))
+	return re.ReplaceAllLiteralString(msg, "<guest@"+Domain(email)+">")
 }

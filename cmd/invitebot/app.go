@@ -34,6 +34,7 @@ type deps struct {
 	replication    flows.Backoff
 	pollInterval   time.Duration // overrides the config's (tests: -1 = no background tracking)
 	missingGrace   time.Duration
+	storeNoSync    bool // benchmarks that seed thousands of records only
 }
 
 // app is invitebot wired together.
@@ -49,6 +50,9 @@ type app struct {
 
 // newApp wires the adapters around flows. The caller must Close it.
 func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
+	for _, w := range cfg.Policy.Warnings {
+		log.Warn("INVITEBOT_CONFIG: " + w)
+	}
 	tmpl, err := cfg.Policy.InvitationTemplate()
 	if err != nil {
 		return nil, fmt.Errorf("INVITEBOT_CONFIG: templates.invitation: %w", err)
@@ -65,7 +69,7 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("graph: %w", err)
 	}
-	db, err := store.Open(cfg.DBPath, store.Options{})
+	db, err := store.Open(cfg.DBPath, store.Options{NoSync: d.storeNoSync})
 	if err != nil {
 		return nil, err
 	}

@@ -143,22 +143,30 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rounds := fs.Int("rounds", 5, "rounds of each")
 	graphLatency := fs.Duration("graph-latency", 5*time.Second, "how long Graph takes to answer during the submissions")
 	socket := fs.Bool("socket", false, "play Slack over Socket Mode instead of HTTP")
+	track := fs.Int("track", 0, "instead: measure acceptance tracking with this many pending invitations")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: invitebot load [-n 100] [-rounds 5] [-graph-latency 5s] [-socket]
+       invitebot load -track 10000 [-rounds 5]
 
 Measures invitebot's Slack deadlines on this machine, against the built-in
 emulators: the time from a slash command to views.open (Slack's trigger_id
 expires after 3 s) with n commands at once, and the view_submission ack
 (Slack waits 3 s) with n submissions at once while Graph takes
 -graph-latency to answer.
+
+With -track, it measures an acceptance-tracking cycle instead: the Graph
+requests per cycle and the cycle time for that many pending invitations.
 `)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *n < 1 || *rounds < 1 {
-		return fmt.Errorf("-n and -rounds must be at least 1")
+	if *n < 1 || *rounds < 1 || *track < 0 {
+		return fmt.Errorf("-n and -rounds must be at least 1, -track at least 0")
+	}
+	if *track > 0 {
+		return trackLoadCmd(ctx, *track, *rounds, stdout)
 	}
 	dir, err := os.MkdirTemp("", "invitebot-load-")
 	if err != nil {

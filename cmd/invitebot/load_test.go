@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -62,6 +63,15 @@ func TestLoadCommand(t *testing.T) {
 	if err := run(t.Context(), []string{"load", "-n", "0"}, nil, &out, &errb); err == nil {
 		t.Error("load -n 0 accepted")
 	}
+	out.Reset()
+	if err := run(t.Context(), []string{"load", "-track", "45", "-rounds", "2"}, nil, &out, &errb); err != nil {
+		t.Fatalf("load -track: %v\n%s", err, errb.String())
+	}
+	for _, want := range []string{"2 tracking cycles over 45 pending invitations", "Graph requests per cycle: 3 (JSON batches of 20)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
 }
 
 // The benchmarks measure Slack's 3-second deadlines; each iteration is 100
@@ -116,4 +126,38 @@ func report(b *testing.B, name string, l latencies) {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	b.ReportMetric(ms(l.percentile(50)), name+"-p50-ms")
 	b.ReportMetric(ms(l.percentile(99)), name+"-p99-ms")
+}
+
+// BenchmarkTrackCycle measures one acceptance-tracking cycle over N pending
+// invitations: Graph requests per cycle (JSON batches of 20: ⌈N/20⌉) and
+// the cycle's duration. The store skips fsync while seeding; a cycle in
+// which nothing changed writes nothing.
+func BenchmarkTrackCycle(b *testing.B) {
+	for _, n := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("pending=%d", n), func(b *testing.B) {
+			e, err := startEmulated(filepath.Join(b.TempDir(), "invitebot.db"), slog.New(slog.NewTextHandler(io.Discard, nil)),
+				deps{pollInterval: -1, storeNoSync: true}, overHTTP)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			if _, err := e.seedPending(b.Context(), n); err != nil {
+				b.Fatal(err)
+			}
+			before := e.batchRequests()
+			rounds := 0
+			var took latencies
+			for b.Loop() {
+				st, err := e.app.svc.Track(b.Context())
+				if err != nil || st.Pending != n {
+					b.Fatalf("cycle: %+v, %v; want %d pending", st, err, n)
+				}
+				took = append(took, st.Duration)
+				rounds++
+			}
+			reqs := float64(e.batchRequests()-before) / float64(rounds)
+			b.ReportMetric(reqs, "requests/cycle")
+			b.ReportMetric(float64(took.percentile(50))/float64(time.Millisecond), "cycle-p50-ms")
+		})
+	}
 }

@@ -126,7 +126,7 @@ func TestParsePolicyErrorsNameLineAndField(t *testing.T) {
 		{"GroupNotGUID", "groups:\n  - name: A\n    id: nope\n", "line 3: groups[0].id"},
 		{"GroupNoName", "groups:\n  - id: 11111111-2222-3333-4444-555555555555\n", "groups[0].name: required"},
 		{"DuplicateGroup", "groups:\n  - {name: A, id: 11111111-2222-3333-4444-555555555555}\n  - {name: B, id: 11111111-2222-3333-4444-555555555555}\n", "line 3: groups[1].id"},
-		{"UnknownKey", "admin: [U0123ABCD]\n", "field admin not found"},
+		{"UnknownNestedKey", "groups:\n  - nmae: A\n    id: 11111111-2222-3333-4444-555555555555\n", "field nmae not found"},
 		{"BadTemplate", "templates:\n  invitation: \"{{.Nope\"\n", "line 2: templates.invitation"},
 		{"NotYAML", "groups: [\n", "yaml"},
 	}
@@ -137,6 +137,22 @@ func TestParsePolicyErrorsNameLineAndField(t *testing.T) {
 				t.Fatalf("ParsePolicy error = %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// Unknown top-level keys (a typo, or a newer version's setting after a
+// rollback) are ignored with a warning naming the line; start-up goes on.
+func TestParsePolicyWarnsOnUnknownTopLevelKeys(t *testing.T) {
+	p, err := config.ParsePolicy([]byte("admins: [U0123ABCD]\napprovers: [U0456]\nadmin: [U0999]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`line 2: unknown key "approvers" ignored`, `line 3: unknown key "admin" ignored`}
+	if len(p.Warnings) != 2 || !strings.HasPrefix(p.Warnings[0], want[0]) || !strings.HasPrefix(p.Warnings[1], want[1]) {
+		t.Errorf("warnings = %q, want %q…", p.Warnings, want)
+	}
+	if len(p.Admins) != 1 || p.Admins[0] != "U0123ABCD" {
+		t.Errorf("admins = %v", p.Admins)
 	}
 }
 

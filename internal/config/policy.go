@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"text/template"
 
@@ -21,6 +22,13 @@ type Policy struct {
 	Groups []Group `yaml:"groups"`
 	// Templates are texts the bot renders.
 	Templates Templates `yaml:"templates"`
+
+	// Warnings are what was ignored: top-level keys this version does not
+	// know (a typo, or a setting of a newer invitebot after a rollback).
+	// Inside a known key, unknown fields are errors.
+	Warnings []string `yaml:"-"`
+	// Unknown catches the top-level keys this version does not know.
+	Unknown map[string]yaml.Node `yaml:",inline"`
 }
 
 // Group is a group offered in the dialog.
@@ -87,6 +95,10 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	if err := dec.Decode(p); err != nil {
 		return nil, err
 	}
+	for k, v := range p.Unknown {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("line %d: unknown key %q ignored (a typo, or a setting of a newer invitebot?)", v.Line, k))
+	}
+	slices.Sort(p.Warnings)
 	var errs []error
 	bad := func(path []any, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("line %d: %s: %s", lineOf(root.Content[0], path), fieldName(path), fmt.Sprintf(format, a...)))

@@ -135,7 +135,7 @@ func (c *Client) UpdateUser(ctx context.Context, id string, a flows.Attributes) 
 // 'members'" 400 is success.
 func (c *Client) AddGroupMember(ctx context.Context, groupID, userID string) error {
 	ref := models.NewReferenceCreate()
-	odataID := c.base.Scheme + "://" + c.base.Host + "/v1.0/directoryObjects/" + userID
+	odataID := c.base.String() + "/directoryObjects/" + userID
 	ref.SetOdataId(&odataID)
 	err := translate("add group member", c.graph.Groups().ByGroupId(groupID).Members().Ref().Post(ctx, ref, nil))
 	if de, ok := err.(*flows.DirectoryError); ok && de.Status == 400 && strings.Contains(de.Message, "already exist") {

@@ -18,6 +18,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,8 +38,22 @@ import (
 	"github.com/invitebot/invitebot/flows"
 )
 
-// Scope is the app-only scope of Microsoft Graph.
+// Scope is the app-only scope of Microsoft Graph (global service).
 const Scope = "https://graph.microsoft.com/.default"
+
+// nationalClouds are the Graph hosts of the national clouds, whose tokens
+// are issued for their own host's scope.
+var nationalClouds = []string{"graph.microsoft.us", "dod-graph.microsoft.us", "microsoftgraph.chinacloudapi.cn"}
+
+// ScopeFor returns the token scope for a Graph base URL: the national
+// cloud's own scope for its host, else the global Graph scope (which also
+// serves proxies and emulators in front of it).
+func ScopeFor(base *url.URL) string {
+	if slices.Contains(nationalClouds, strings.ToLower(base.Hostname())) {
+		return "https://" + strings.ToLower(base.Hostname()) + "/.default"
+	}
+	return Scope
+}
 
 // Config configures a Client.
 type Config struct {
@@ -83,7 +99,7 @@ func New(cfg Config) (*Client, error) {
 			return nil, err
 		}
 	}
-	auth, err := azauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, []string{Scope},
+	auth, err := azauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, []string{ScopeFor(base)},
 		[]string{"graph.microsoft.com", base.Hostname()})
 	if err != nil {
 		return nil, fmt.Errorf("graph auth provider: %w", err)
@@ -142,7 +158,7 @@ func credential(cfg Config) (azcore.TokenCredential, error) {
 
 // Token returns an app token for Graph (for diagnostics; never log it).
 func (c *Client) Token(ctx context.Context) (string, error) {
-	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{Scope}})
+	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{ScopeFor(c.base)}})
 	return tok.Token, err
 }
 
@@ -170,10 +186,28 @@ func translate(op string, err error) error {
 	case errors.As(err, &ae):
 		de.Status = ae.ResponseStatusCode
 		de.RetryAfter = retryAfter(ae.ResponseHeaders)
+	case isCredentialRejected(err):
+		// The token service refused the app's credential: retrying cannot
+		// help, and "Graph was unavailable" would mislead.
+		de.Status, de.Code = http.StatusUnauthorized, flows.CodeCredentialRejected
+		de.Message = "the token service rejected invitebot's credential (wrong or expired client secret or certificate)"
+		if code := aadstsCode.FindString(err.Error()); code != "" {
+			de.Message += ": " + code
+		}
 	default:
 		de.Err = err // transport error, timeout: status 0
 	}
 	return de
+}
+
+// aadstsCode finds the token service's error code (e.g. AADSTS7000215).
+var aadstsCode = regexp.MustCompile(`AADSTS[0-9]+`)
+
+// isCredentialRejected reports whether err is the token service refusing
+// the credential (an AADSTS error answer), as opposed to not answering.
+func isCredentialRejected(err error) bool {
+	var afe *azidentity.AuthenticationFailedError
+	return errors.As(err, &afe) && afe.RawResponse != nil && afe.RawResponse.StatusCode >= 400 && afe.RawResponse.StatusCode < 500
 }
 
 // retryAfter parses Retry-After as (fractional) seconds or an HTTP date.

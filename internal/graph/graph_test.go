@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -136,6 +137,24 @@ func TestWrongSecretIsAClearError(t *testing.T) {
 	_, err := f.client.VerifiedDomains(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "AADSTS7000215") {
 		t.Fatalf("err = %v, want the STS's invalid client secret error", err)
+	}
+	var de *flows.DirectoryError
+	if !errors.As(err, &de) || de.Code != flows.CodeCredentialRejected || de.Temporary() {
+		t.Errorf("err = %#v, want a final credential_rejected error (retrying cannot help)", err)
+	}
+}
+
+func TestScopeFor(t *testing.T) {
+	for base, want := range map[string]string{
+		"https://graph.microsoft.com/v1.0":             "https://graph.microsoft.com/.default",
+		"https://graph.microsoft.us/v1.0":              "https://graph.microsoft.us/.default",
+		"https://microsoftgraph.chinacloudapi.cn/v1.0": "https://microsoftgraph.chinacloudapi.cn/.default",
+		"https://127.0.0.1:8443/v1.0":                  "https://graph.microsoft.com/.default",
+	} {
+		u, _ := url.Parse(base)
+		if got := graph.ScopeFor(u); got != want {
+			t.Errorf("ScopeFor(%s) = %s, want %s", base, got, want)
+		}
 	}
 }
 
