@@ -319,10 +319,11 @@ func (s *Service) checkConvert(ctx context.Context, inv *Invitation) error {
 	})
 }
 
-// InvitationsFor returns the invitations who may see: their own, or, for an
-// admin, everyone's (all is true then).
+// InvitationsFor returns the invitations who may see: their own (by Slack
+// user ID, which is unique across an Enterprise Grid), or, for an admin,
+// everyone's (all is true then).
 func (s *Service) InvitationsFor(ctx context.Context, who Inviter) (invs []*Invitation, all bool, err error) {
 	all = s.Policy().IsAdmin(who.UserID)
-	invs, err = s.store.Invitations(ctx, func(inv *Invitation) bool { return all || inv.Inviter == who })
+	invs, err = s.store.Invitations(ctx, func(inv *Invitation) bool { return all || inv.Inviter.UserID == who.UserID })
 	return invs, all, err
 }

@@ -548,3 +548,22 @@ func TestConvertInternalUser(t *testing.T) {
 		t.Error("convert to an address in a verified domain was accepted")
 	}
 }
+
+func TestInvitationsForInviterAndAdmin(t *testing.T) {
+	e := newEnv(t)
+	e.pending(t, "bob@fabrikam.com")
+	other := flows.Inviter{TeamID: "T1", UserID: "UOTHER"}
+	if _, err := e.svc.Submit(t.Context(), "V2", other, flows.Request{Email: "carl@fabrikam.com"}); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	// The Home tab's event carries the user but not always the team.
+	mine, all, err := e.svc.InvitationsFor(t.Context(), flows.Inviter{UserID: inviter.UserID})
+	if err != nil || all || len(mine) != 1 || mine[0].Request.Email != "bob@fabrikam.com" {
+		t.Errorf("inviter sees %d invitations (all=%v, %v), want their one", len(mine), all, err)
+	}
+	everyone, all, err := e.svc.InvitationsFor(t.Context(), flows.Inviter{UserID: "UADMIN"})
+	if err != nil || !all || len(everyone) != 2 {
+		t.Errorf("admin sees %d invitations (all=%v, %v), want 2", len(everyone), all, err)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -48,7 +49,9 @@ Mode WebSocket) and prints what the inviter would see.
 	if *socket {
 		tr = overSocket
 	}
-	e, err := startEmulated(filepath.Join(dir, "invitebot.db"), slog.New(slog.NewTextHandler(logw, nil)), deps{}, tr)
+	// A quick tracker, so Bob's acceptance shows within the demo.
+	const poll = 250 * time.Millisecond
+	e, err := startEmulated(filepath.Join(dir, "invitebot.db"), slog.New(slog.NewTextHandler(logw, nil)), deps{pollInterval: poll}, tr)
 	if err != nil {
 		return err
 	}
@@ -123,6 +126,42 @@ Mode WebSocket) and prints what the inviter would see.
 			say("    %s: %v", k, errs[k])
 		}
 	}
+	say("\n4. Bob opens the link and accepts (the tenant marks him Accepted).")
+	var bobID string
+	for _, inv := range e.tenant.Invitations() {
+		if inv.Body["invitedUserEmailAddress"] == "bob@fabrikam.com" {
+			bobID = inv.UserID
+		}
+	}
+	e.tenant.Redeem(bobID)
+	if err := waitDM(3); err != nil {
+		return fmt.Errorf("no acceptance DM: %w", err)
+	}
+	say("   Within one poll interval (INVITEBOT_POLL_INTERVAL; %s in the demo) invitebot DMs Ann:\n%s", poll, indent(render(e.dmsTo(inviter)[2].Blocks)))
+	if err := e.slack.WaitFor(ctx, func() bool {
+		m, ok := e.slack.Message(e.dmsTo(inviter)[0].Channel, e.dmsTo(inviter)[0].TS)
+		return ok && m.Edited > 0
+	}); err != nil {
+		return fmt.Errorf("the first DM was not updated: %w", err)
+	}
+	first, _ := e.slack.Message(e.dmsTo(inviter)[0].Channel, e.dmsTo(inviter)[0].TS)
+	say("   and updates her first DM (the used link is gone):\n%s\n", indent(render(first.Blocks)))
+
+	say("5. Ann opens invitebot's Home tab:")
+	published := len(e.slack.Calls("views.publish"))
+	if _, err := e.player.OpenHome(ctx, inviter); err != nil {
+		return err
+	}
+	if err := e.slack.WaitFor(ctx, func() bool { return len(e.slack.Calls("views.publish")) > published }); err != nil {
+		return fmt.Errorf("no Home tab: %w", err)
+	}
+	home, _ := e.slack.HomeView(inviter)
+	var hv struct {
+		Blocks json.RawMessage `json:"blocks"`
+	}
+	_ = json.Unmarshal(home, &hv)
+	say("%s", indent(render(hv.Blocks)))
+
 	say("\nThe tenant now has %d users; \"Partner portal users\" has %d members. Invitations sent: %d.",
 		len(e.tenant.Users()), len(e.tenant.GroupMembers(emuPortal)), len(e.tenant.Invitations()))
 	return nil

@@ -216,7 +216,7 @@ func render(blocks json.RawMessage) string {
 	var sb strings.Builder
 	for _, b := range bs {
 		switch b.Type {
-		case "section":
+		case "section", "header":
 			if b.Text.Text != "" {
 				sb.WriteString(b.Text.Text + "\n")
 			}

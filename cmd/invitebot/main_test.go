@@ -66,7 +66,8 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errb.String())
 	}
 	for _, want := range []string{"is invited as a guest", "Accept the invitation", "already had an account",
-		"internal user", "must start with https://", "Invitations sent: 1"} {
+		"internal user", "must start with https://", "accepted your invitation", "*Accepted*", "Your invitations",
+		"Accepted 2", "Invitations sent: 1"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}
