@@ -33,7 +33,15 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 				b.log.Debug("final dialog update", "invitation", inv, "err", err)
 			}
 		}
-		ref, err := b.dmResult(ctx, inv)
+		dm := inv
+		if inv.State == flows.StateProvisioned {
+			// This DM is what makes the invitation notified: render it so,
+			// with the buttons a notified invitation has.
+			c := *inv
+			c.State = flows.StateNotified
+			dm = &c
+		}
+		ref, err := b.dmResult(ctx, dm)
 		b.refreshHomes(ctx, inv.Inviter.UserID, "")
 		return ref, err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -156,11 +155,7 @@ Mode WebSocket) and prints what the inviter would see.
 		return fmt.Errorf("no Home tab: %w", err)
 	}
 	home, _ := e.slack.HomeView(inviter)
-	var hv struct {
-		Blocks json.RawMessage `json:"blocks"`
-	}
-	_ = json.Unmarshal(home, &hv)
-	say("%s", indent(render(hv.Blocks)))
+	say("%s", indent(renderView(home)))
 
 	say("\nThe tenant now has %d users; \"Partner portal users\" has %d members. Invitations sent: %d.",
 		len(e.tenant.Users()), len(e.tenant.GroupMembers(emuPortal)), len(e.tenant.Invitations()))

@@ -249,6 +249,11 @@ func render(blocks json.RawMessage) string {
 // viewText renders a stored view.
 func (e *emulated) viewText(id string) string {
 	raw, _ := e.slack.View(id)
+	return renderView(raw)
+}
+
+// renderView renders a view's (modal's or Home tab's) blocks.
+func renderView(raw json.RawMessage) string {
 	var v struct {
 		Blocks json.RawMessage `json:"blocks"`
 	}

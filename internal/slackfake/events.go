@@ -212,14 +212,15 @@ func (p *Player) containerBlocks(container map[string]any) ([]any, error) {
 // findAction finds element actionID among blocks and builds the action
 // object Slack sends when it is used with value.
 func findAction(blocks []any, actionID, value, blockID string) (map[string]any, error) {
+	var mismatch error // an element with the action ID but not the value
 	for i, b := range blocks {
 		block, _ := b.(map[string]any)
 		bid, _ := block["block_id"].(string)
-		if blockID != "" && bid != blockID {
-			continue
-		}
 		if bid == "" {
 			bid = fmt.Sprintf("blk%d", i) // Slack generates one
+		}
+		if blockID != "" && bid != blockID {
+			continue
 		}
 		var elems []any
 		if es, ok := block["elements"].([]any); ok {
@@ -235,8 +236,15 @@ func findAction(blocks []any, actionID, value, blockID string) (map[string]any, 
 			if id, _ := el["action_id"].(string); id != actionID {
 				continue
 			}
-			return buildAction(el, bid, value)
+			a, err := buildAction(el, bid, value)
+			if err == nil {
+				return a, nil
+			}
+			mismatch = err // e.g. another row's menu: keep looking
 		}
+	}
+	if mismatch != nil {
+		return nil, mismatch
 	}
 	return nil, fmt.Errorf("slackfake: no element %q (block %q) in the container's blocks", actionID, blockID)
 }
