@@ -23,7 +23,7 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 	case flows.NoticeProgress:
 		return flows.MessageRef{}, b.updateView(ctx, inv, StatusModal(inv, p, ""), false)
 	case flows.NoticeRetrying:
-		return flows.MessageRef{}, b.updateView(ctx, inv, StatusModal(inv, p, n.RetryIn.Round(100*time.Millisecond).String()), false)
+		return flows.MessageRef{}, b.updateView(ctx, inv, StatusModal(inv, p, n.RetryIn.Round(10*time.Millisecond).String()), false)
 	case flows.NoticeMatches:
 		return flows.MessageRef{}, b.updateView(ctx, inv, PickModal(inv), true)
 	case flows.NoticeDone, flows.NoticeFailed:

@@ -333,6 +333,56 @@ func TestE2EThrottlingAndReplicationDelay(t *testing.T) {
 	if n := len(h.tenant.Users()); n != 1 {
 		t.Errorf("%d users, want 1", n)
 	}
+	retrying := false
+	for _, c := range h.slack.Calls("views.update") {
+		raw, _ := json.Marshal(c.JSON)
+		retrying = retrying || strings.Contains(string(raw), "retrying in 250ms")
+	}
+	if !retrying {
+		t.Error("the dialog never said it was retrying in Graph's Retry-After (250ms)")
+	}
+}
+
+// Graph's own message is shown (escaped) when it rejects the invitation,
+// and the log does not carry the guest's address it may quote.
+func TestE2EGraphRejectsWithItsMessage(t *testing.T) {
+	h := start(t)
+	h.tenant.Fail(graphfake.RoutePostInvitations, -1, graphfake.Fault{Status: 400, Code: "BadRequest",
+		Message: "The invited user bob@fabrikam.com is blocked by <policy> & rules."})
+	view := h.open(t, "")
+	h.submit(t, view, inviteValues("bob@fabrikam.com", "Bob", "slack_link"))
+	dm := strings.NewReplacer(`\u0026`, "&", `\u003c`, "<", `\u003e`, ">").Replace(h.waitDM(t, 1))
+	if !strings.Contains(dm, "Microsoft Graph rejected the request: The invited user bob@fabrikam.com is blocked by &lt;policy&gt; &amp; rules.") {
+		t.Errorf("DM does not show Graph's message, escaped:\n%s", dm)
+	}
+	if inv := h.invitation(t); inv.State != flows.StateFailed || inv.Failure.Code != flows.FailRejected {
+		t.Errorf("record = %s %+v", inv.State, inv.Failure)
+	}
+	if logs := h.logs.String(); strings.Contains(logs, "bob@fabrikam.com") || !strings.Contains(logs, "<guest@fabrikam.com>") {
+		t.Errorf("log carries the guest's address, or not the redacted message:\n%s", logs)
+	}
+}
+
+// A second dialog for an address whose invitation is unfinished (here: its
+// inviter has not picked among the matches yet) is answered next to the
+// email field; nothing is sent to Graph.
+func TestE2EAddressAlreadyBeingInvited(t *testing.T) {
+	h := start(t)
+	h.tenant.AddUser(graphfake.User{DisplayName: "Bob", Mail: "bob@fabrikam.com", UserType: "Guest", ExternalUserState: "Accepted"})
+	first := h.open(t, "")
+	h.submit(t, first, inviteValues("bob@fabrikam.com", "Bob", "slack_link"))
+	if err := h.slack.WaitFor(h.ctx, func() bool { return h.viewCallback(first) == bot.CallbackPick }); err != nil {
+		t.Fatal(err)
+	}
+	second := h.open(t, "")
+	ack := h.submit(t, second, inviteValues("BOB@fabrikam.com", "Bob", "slack_link"))
+	errs, _ := ack["errors"].(map[string]any)
+	if msg, _ := errs["email"].(string); !strings.Contains(msg, "already in progress") {
+		t.Errorf("ack = %v, want an error next to the email field", ack)
+	}
+	if n := len(h.tenant.Invitations()); n != 0 {
+		t.Errorf("%d invitations POSTed", n)
+	}
 }
 
 func TestE2EDuplicateSubmission(t *testing.T) { bothTransports(t, testDuplicateSubmission) }
