@@ -110,20 +110,21 @@ func homeRow(inv *flows.Invitation, viewer string, all, admin bool, now time.Tim
 	add := func(actionID, label string) {
 		opts = append(opts, slack.NewOptionBlockObject(actionID+":"+inv.ID, plain(label), nil))
 	}
-	live := inv.Action == nil && inv.ObjectID != "" && (inv.State == flows.StateNotified || inv.State == flows.StateAccepted)
-	if live {
+	if inv.Action == nil {
 		mine := inv.Inviter.UserID == viewer
-		if inv.Pending() && !inv.Picked && (mine || admin) {
-			add(ActionResend, "Resend")
-		}
-		if len(inv.GroupsAdded) > 0 && (mine || admin) {
-			add(ActionRevoke, "Revoke: remove from groups")
-		}
-		if admin && inv.Tracking.External != flows.TrackNone {
-			add(ActionReset, "Reset redemption")
-		}
-		if admin {
-			add(ActionDelete, "Delete the guest…")
+		for _, o := range []struct {
+			actionID, label string
+			kind            flows.ActionKind
+		}{
+			{ActionResend, "Resend", flows.ActionResend},
+			{ActionRevoke, "Revoke: remove from groups", flows.ActionRevokeGroups},
+			{ActionReset, "Reset redemption", flows.ActionReset},
+			{ActionDelete, "Delete the guest…", flows.ActionDelete},
+		} {
+			allowed := admin || (mine && !o.kind.AdminOnly())
+			if allowed && flows.Applicable(inv, o.kind) == nil {
+				add(o.actionID, o.label)
+			}
 		}
 	}
 	var acc *slack.Accessory

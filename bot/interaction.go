@@ -162,12 +162,15 @@ func (b *Bot) sendToInvitee(ctx context.Context, cb slack.InteractionCallback, w
 	case err != nil:
 		reply("That invitation is not known to invitebot any more.")
 		return
-	case inv.Inviter != who:
+	case inv.Inviter.UserID != who.UserID:
 		b.log.Warn("refused dm_invitee from another user", "user", who.UserID, "invitation", inv)
 		reply("Only the person who sent this invitation can forward it.")
 		return
 	case inv.RedeemURL == "":
 		reply("There is no invitation link to send for this guest.")
+		return
+	case !inv.Pending():
+		reply("This invitation is no longer pending (accepted, revoked or removed): there is nothing to send.")
 		return
 	}
 	u, err := b.api.GetUserByEmailContext(ctx, inv.Request.Email)

@@ -53,7 +53,7 @@ func (b *Bot) lifecycleNotice(ctx context.Context, n flows.Notice) error {
 		blocks = []slack.Block{section(text), note("Invitation `" + inv.ID + "` · " + Escape(r.Email))}
 	}
 	if _, err := b.dm(ctx, to, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)); err != nil {
-		return rateLimit(fmt.Errorf("dm: %w", err))
+		return classify(fmt.Errorf("dm: %w", err))
 	}
 	if n.By != "" && n.By != to && n.Kind == flows.NoticeActionDone {
 		// An admin acted on someone else's invitation: confirm to them too.
@@ -151,10 +151,10 @@ func actionButtons(inv *flows.Invitation, final bool) []slack.BlockElement {
 	if final {
 		return nil
 	}
-	if inv.Pending() && !inv.Picked {
+	if flows.Applicable(inv, flows.ActionResend) == nil {
 		btns = append(btns, slack.NewButtonBlockElement(ActionResend, inv.ID, plain("Resend")))
 	}
-	if len(inv.GroupsAdded) > 0 && (inv.State == flows.StateNotified || inv.State == flows.StateAccepted) {
+	if flows.Applicable(inv, flows.ActionRevokeGroups) == nil {
 		btn := slack.NewButtonBlockElement(ActionRevoke, inv.ID, plain("Revoke access"))
 		btn.Style = slack.StyleDanger
 		btn.Confirm = slack.NewConfirmationBlockObject(plain("Revoke access?"),
@@ -266,7 +266,10 @@ func (b *Bot) submitConfirmDelete(ctx context.Context, cb slack.InteractionCallb
 	id := parseMetadata(cb.View.PrivateMetadata).Invitation
 	_, err := b.svc.Act(ctx, id, who, flows.ActionDelete)
 	if err != nil {
-		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockConfirm: refusal(err, flows.ActionDelete)})
+		// The dialog has no input to hang an error on: say it in the dialog.
+		v := slack.ModalViewRequest{Type: slack.VTModal, Title: plain("Delete guest"), Close: plain("Close"),
+			Blocks: slack.Blocks{BlockSet: []slack.Block{section(":no_entry: " + refusal(err, flows.ActionDelete))}}}
+		return slack.NewUpdateViewSubmissionResponse(&v)
 	}
 	return slack.NewClearViewSubmissionResponse()
 }

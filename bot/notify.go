@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -83,7 +84,7 @@ func (b *Bot) dmResult(ctx context.Context, inv *flows.Invitation) (flows.Messag
 	blocks, fallback := b.resultMessage(ctx, inv)
 	ref, err := b.dm(ctx, inv.Inviter.UserID, slack.MsgOptionText(fallback, false), slack.MsgOptionBlocks(blocks...))
 	if err != nil {
-		return ref, rateLimit(fmt.Errorf("dm inviter: %w", err))
+		return ref, classify(fmt.Errorf("dm inviter: %w", err))
 	}
 	return ref, nil
 }
@@ -180,10 +181,20 @@ func (e *rateLimitError) Error() string             { return e.err.Error() }
 func (e *rateLimitError) Unwrap() error             { return e.err }
 func (e *rateLimitError) RetryAfter() time.Duration { return e.after }
 
-func rateLimit(err error) error {
+// undeliverable are Slack's errors that retrying a message cannot fix.
+var undeliverable = []string{"user_not_found", "account_inactive", "user_disabled", "channel_not_found",
+	"cannot_dm_bot", "is_archived", "invalid_blocks", "msg_too_long", "no_text", "invalid_auth", "token_revoked"}
+
+// classify tells flows how to treat a Slack error: a rate limit carries
+// Slack's Retry-After; an error retrying cannot fix is ErrUndeliverable.
+func classify(err error) error {
 	var rl *slack.RateLimitedError
 	if errors.As(err, &rl) {
 		return &rateLimitError{err: err, after: rl.RetryAfter}
+	}
+	var se slack.SlackErrorResponse
+	if errors.As(err, &se) && slices.Contains(undeliverable, se.Err) {
+		return fmt.Errorf("%w: %w", flows.ErrUndeliverable, err)
 	}
 	return err
 }

@@ -23,6 +23,10 @@ var (
 	// ErrInFlight is returned by Store.CreateInvitation when another
 	// unfinished invitation exists for the same address.
 	ErrInFlight = errors.New("invitation already in progress")
+	// ErrUndeliverable wraps a Notifier error that retrying cannot fix
+	// (e.g. the inviter's Slack account was deactivated): the notice is
+	// dropped, and the drop recorded, instead of retried.
+	ErrUndeliverable = errors.New("notice cannot be delivered")
 	// ErrWrongState is returned when an action does not apply to the
 	// invitation's current state (e.g. a second pick).
 	ErrWrongState = errors.New("invitation is not in the expected state")

@@ -256,6 +256,9 @@ type Tracking struct {
 	MissingSince time.Time `json:"missingSince,omitzero"`
 	RemindedAt   time.Time `json:"remindedAt,omitzero"`
 	Resends      int       `json:"resends,omitempty"`
+	// ResetAt is when the redemption was last reset (equal to InvitedAt
+	// until the next resend).
+	ResetAt time.Time `json:"resetAt,omitzero"`
 }
 
 // ActionKind is a lifecycle action on an invitation.

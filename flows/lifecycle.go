@@ -29,15 +29,26 @@ func (s *Service) may(inv *Invitation, who Inviter, kind ActionKind) bool {
 	return admin || inv.Inviter == who
 }
 
-// applicable reports why kind cannot be taken on inv now, or nil.
-func applicable(inv *Invitation, kind ActionKind) error {
-	if inv.ObjectID == "" || (inv.State != StateNotified && inv.State != StateAccepted) {
+// Applicable reports why kind cannot be taken on inv now, or nil. It does
+// not check who asks: see Service.Act.
+func Applicable(inv *Invitation, kind ActionKind) error {
+	live := inv.State == StateNotified || inv.State == StateAccepted
+	if kind == ActionDelete && inv.State == StateRevoked && !slices.ContainsFunc(inv.History, func(e Event) bool { return e.Action == string(ActionDelete) }) {
+		live = true // removed from its groups; the account itself may still go
+	}
+	if inv.ObjectID == "" || !live {
 		return fmt.Errorf("%s: invitation is %s: %w", kind, inv.State, ErrNotApplicable)
 	}
 	switch kind {
 	case ActionResend:
-		if !inv.Pending() || inv.Picked {
+		if !inv.Pending() {
 			return fmt.Errorf("resend: not a pending invitation: %w", ErrNotApplicable)
+		}
+	case ActionDelete:
+		if inv.Picked || inv.Request.ConvertFrom != "" {
+			// invitebot did not create this account (an existing one was
+			// picked, or an employee's was converted): not its to delete.
+			return fmt.Errorf("delete: invitebot did not create this account: %w", ErrNotApplicable)
 		}
 	case ActionReset:
 		if inv.Tracking.External == TrackNone {
@@ -65,7 +76,7 @@ func (s *Service) Act(ctx context.Context, id string, who Inviter, kind ActionKi
 		if inv.Action != nil {
 			return ErrInProgress
 		}
-		if err := applicable(inv, kind); err != nil {
+		if err := Applicable(inv, kind); err != nil {
 			return err
 		}
 		inv.Action = &Action{Kind: kind, By: who.UserID, At: s.now()}
@@ -142,6 +153,7 @@ func (s *Service) runAction(ctx context.Context, id string) {
 			cur.Tracking.MissingSince = time.Time{}
 			if a.Kind == ActionReset {
 				cur.State, cur.Tracking.External, cur.Tracking.AcceptedAt = StateNotified, ExternalPending, time.Time{}
+				cur.Tracking.ResetAt = now
 			}
 			cur.History = append(cur.History, s.event(cur, a.By, string(a.Kind), detail))
 			cur.UpdatedAt = now
@@ -234,6 +246,11 @@ func (s *Service) syncGuest(ctx context.Context, inv *Invitation) {
 	}
 }
 
+// flushLater delivers invitation id's outbox in the background.
+func (s *Service) flushLater(id string) {
+	s.goOnce("outbox:"+id, func(ctx context.Context) { s.flush(ctx, id) })
+}
+
 // flush delivers inv's outbox, oldest first, removing each notice once
 // Slack accepted it. What cannot be delivered stays for the next flush (the
 // tracker's next cycle, or the next Start).
@@ -246,8 +263,9 @@ func (s *Service) flush(ctx context.Context, id string) {
 	}
 	for _, out := range inv.Outbox {
 		n := Notice{Kind: out.Kind, Invitation: inv.Clone(), Action: out.Action, By: out.By, Failure: out.Failure}
-		if _, err := s.deliver(ctx, n); err != nil {
-			return
+		_, derr := s.deliver(ctx, n)
+		if derr != nil && !errors.Is(derr, ErrUndeliverable) {
+			return // kept for the next flush
 		}
 		got, err := s.store.UpdateInvitation(ctx, inv.ID, func(cur *Invitation) error {
 			i := slices.IndexFunc(cur.Outbox, func(o Outgoing) bool { return o.Kind == out.Kind && o.At.Equal(out.At) })
@@ -255,6 +273,9 @@ func (s *Service) flush(ctx context.Context, id string) {
 				return ErrWrongState
 			}
 			cur.Outbox = slices.Delete(cur.Outbox, i, i+1)
+			if derr != nil {
+				cur.History = append(cur.History, s.event(cur, ActorBot, "notice dropped", string(out.Kind)+": "+derr.Error()))
+			}
 			return nil
 		})
 		if err != nil {

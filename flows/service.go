@@ -81,7 +81,8 @@ type Service struct {
 	wg                       sync.WaitGroup
 	mu                       sync.Mutex
 	running                  map[string]bool
-	idle                     chan struct{} // closed when a run ends
+	again                    map[string]bool // keys asked to run again when their run ends
+	idle                     chan struct{}   // closed when a run ends
 	startOnce                sync.Once
 }
 
@@ -95,7 +96,7 @@ func New(cfg Config) *Service {
 		callTimeout: cfg.CallTimeout, pickTimeout: cfg.PickTimeout, domainRefresh: cfg.DomainRefresh,
 		pollInterval: cfg.PollInterval, remindAfter: cfg.RemindAfter, missingGrace: cfg.MissingGrace,
 		trackConcurrency: cfg.TrackConcurrency,
-		running:          map[string]bool{}, locks: map[string]*keyLock{},
+		running:          map[string]bool{}, again: map[string]bool{}, locks: map[string]*keyLock{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -271,7 +272,7 @@ func (s *Service) create(ctx context.Context, viewID string, who Inviter, r Requ
 // the invitation no longer waits for a pick (e.g. a double click).
 func (s *Service) Pick(ctx context.Context, id string, who Inviter, objectID string) (*Invitation, error) {
 	inv, err := s.store.UpdateInvitation(ctx, id, func(inv *Invitation) error {
-		if inv.Inviter != who {
+		if inv.Inviter.UserID != who.UserID {
 			return ErrNotAuthorized
 		}
 		if inv.State != StateAwaitingPick {
@@ -301,7 +302,7 @@ func (s *Service) Pick(ctx context.Context, id string, who Inviter, objectID str
 // Cancel ends an invitation that waits for the inviter's pick.
 func (s *Service) Cancel(ctx context.Context, id string, who Inviter) error {
 	_, err := s.store.UpdateInvitation(ctx, id, func(inv *Invitation) error {
-		if inv.Inviter != who {
+		if inv.Inviter.UserID != who.UserID {
 			return ErrNotAuthorized
 		}
 		if inv.State != StateAwaitingPick {
@@ -363,15 +364,29 @@ func (s *Service) start(id string) {
 func (s *Service) goOnce(key string, fn func(context.Context)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.running[key] || s.ctx.Err() != nil {
+	if s.ctx.Err() != nil {
+		return
+	}
+	if s.running[key] {
+		// The run in progress may have looked at the store before the
+		// change that asks for this one: run again when it ends.
+		s.again[key] = true
 		return
 	}
 	s.running[key] = true
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		fn(s.ctx)
-		s.mu.Lock()
+		for {
+			fn(s.ctx)
+			s.mu.Lock()
+			if !s.again[key] || s.ctx.Err() != nil {
+				break // holding s.mu
+			}
+			delete(s.again, key)
+			s.mu.Unlock()
+		}
+		delete(s.again, key)
 		delete(s.running, key)
 		if s.idle != nil {
 			close(s.idle)

@@ -313,7 +313,7 @@ func (s *Service) deliver(ctx context.Context, n Notice) (MessageRef, error) {
 		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 		ref, err = s.note.Notify(cctx, n)
 		cancel()
-		if err == nil || ctx.Err() != nil || attempt >= s.transient.Attempts {
+		if err == nil || ctx.Err() != nil || attempt >= s.transient.Attempts || errors.Is(err, ErrUndeliverable) {
 			break
 		}
 		s.log.Warn("notify failed; retrying", "kind", n.Kind, "invitation", n.Invitation, "err", err)

@@ -46,7 +46,7 @@ func (s *Service) Track(ctx context.Context) (TrackStats, error) {
 		case inv.Action != nil:
 			s.startAction(inv.ID) // resumes an action a restart interrupted
 		case len(inv.Outbox) > 0:
-			s.flush(ctx, inv.ID)
+			s.flushLater(inv.ID) // Slack's trouble must not hold up tracking
 		}
 		if inv.Pending() {
 			byUser[inv.ObjectID] = append(byUser[inv.ObjectID], inv.ID)
@@ -203,6 +203,12 @@ func (s *Service) observe(ctx context.Context, id string, r ExternalState, missi
 		}
 		now := s.now()
 		t := &cur.Tracking
+		if fresh := now.Sub(cur.InvitedAt) < s.missingGrace; fresh && (r.State == "" || r.State == ExternalAccepted) &&
+			(t.ResetAt.Equal(cur.InvitedAt) || cur.Request.ConvertFrom != "") && (r.ChangedAt.IsZero() || r.ChangedAt.Before(cur.InvitedAt)) {
+			// Right after a reset or a conversion Entra may still report the
+			// state from before it (replication): not a new acceptance.
+			return errUnchanged
+		}
 		switch {
 		case missing:
 			if t.MissingSince.IsZero() {
@@ -260,7 +266,7 @@ func (s *Service) observe(ctx context.Context, id string, r ExternalState, missi
 		if kind != NoticeReminder {
 			s.syncGuest(ctx, got)
 		}
-		s.flush(ctx, id)
+		s.flushLater(id)
 	}
 	return kind, nil
 }

@@ -567,3 +567,102 @@ func TestInvitationsForInviterAndAdmin(t *testing.T) {
 		t.Errorf("admin sees %d invitations (all=%v, %v), want 2", len(everyone), all, err)
 	}
 }
+
+// An action asked for while the previous one is still reporting its outcome
+// runs at once, not at the next tracking cycle.
+func TestSecondActionDuringFirstOnesReportRuns(t *testing.T) {
+	e := newEnv(t)
+	inv := e.pending(t, "bob@fabrikam.com")
+	reporting := make(chan struct{})
+	release := make(chan struct{})
+	e.note.NotifyFunc = func(_ context.Context, n flows.Notice) error {
+		if n.Kind == flows.NoticeActionDone && n.Action == flows.ActionResend {
+			close(reporting)
+			<-release
+		}
+		return nil
+	}
+	if _, err := e.svc.Act(t.Context(), inv.ID, inviter, flows.ActionResend); err != nil {
+		t.Fatal(err)
+	}
+	<-reporting // the resend is done and being reported: its Action is cleared
+	if _, err := e.svc.Act(t.Context(), inv.ID, inviter, flows.ActionRevokeGroups); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	e.svc.Wait() // no Track: the revoke must not wait for a cycle
+	if got := e.load(t, inv.ID); got.Action != nil || got.State != flows.StateRevoked {
+		t.Errorf("after both actions: state %s, action %v; want revoked with nothing pending", got.State, got.Action)
+	}
+}
+
+// A notice Slack can never deliver (the inviter's account is gone) is
+// dropped and the drop recorded, instead of retried forever.
+func TestUndeliverableNoticeIsDropped(t *testing.T) {
+	e := newEnv(t)
+	inv := e.pending(t, "bob@fabrikam.com")
+	e.note.NotifyFunc = func(_ context.Context, n flows.Notice) error {
+		if n.Kind == flows.NoticeAccepted {
+			return fmt.Errorf("dm: %w: account_inactive", flows.ErrUndeliverable)
+		}
+		return nil
+	}
+	e.dir.SetState(inv.ObjectID, flows.ExternalAccepted)
+	e.track(t)
+	got := e.load(t, inv.ID)
+	if len(got.Outbox) != 0 || got.History[len(got.History)-1].Action != "notice dropped" {
+		t.Errorf("outbox %v, last event %+v; want the notice dropped and recorded", got.Outbox, got.History[len(got.History)-1])
+	}
+	if n := e.note.Count(flows.NoticeAccepted, inv.ID); n != 1 {
+		t.Errorf("%d attempts, want 1 (no retries of an undeliverable notice)", n)
+	}
+}
+
+// Right after a reset Entra may still say Accepted (replication): that is
+// not a new acceptance. A later, genuine acceptance is.
+func TestStaleAcceptanceAfterResetIgnored(t *testing.T) {
+	e := newEnv(t)
+	inv := e.pending(t, "bob@fabrikam.com")
+	before := e.now().Add(-time.Hour)
+	state := flows.ExternalState{UserID: inv.ObjectID, State: flows.ExternalAccepted, ChangedAt: before}
+	e.dir.ExternalStatesFunc = func(context.Context, []string) ([]flows.ExternalState, error) {
+		return []flows.ExternalState{state}, nil
+	}
+	e.track(t) // the first acceptance
+	admin := flows.Inviter{TeamID: "T1", UserID: "UADMIN"}
+	if _, err := e.svc.Act(t.Context(), inv.ID, admin, flows.ActionReset); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	e.track(t) // Entra still reports the old acceptance
+	if got := e.load(t, inv.ID); !got.Pending() {
+		t.Fatalf("a stale Accepted after the reset counted: %s", got.State)
+	}
+	state.ChangedAt = e.now().Add(time.Minute)
+	e.track(t)
+	if got := e.load(t, inv.ID); got.State != flows.StateAccepted {
+		t.Errorf("the new acceptance was missed: %s", got.State)
+	}
+	if n := e.note.Count(flows.NoticeAccepted, inv.ID); n != 2 {
+		t.Errorf("accepted notices = %d, want 2 (before and after the reset)", n)
+	}
+}
+
+func TestDeleteOnlyAccountsInvitebotCreated(t *testing.T) {
+	e := newEnv(t)
+	e.dir.AddUser(flows.DirectoryUser{ID: "u-existing", DisplayName: "Bob", Mail: "bob@fabrikam.com",
+		UserType: flows.UserTypeMember, ExternalUserState: flows.ExternalPending})
+	inv := e.submit(t, "V1", request())
+	if _, err := e.svc.Pick(t.Context(), inv.ID, inviter, "u-existing"); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	admin := flows.Inviter{TeamID: "T1", UserID: "UADMIN"}
+	if _, err := e.svc.Act(t.Context(), inv.ID, admin, flows.ActionDelete); !errors.Is(err, flows.ErrNotApplicable) {
+		t.Errorf("deleting a picked existing account: %v, want ErrNotApplicable", err)
+	}
+	// Revoking its groups is fine, and so is a resend of its pending invitation.
+	if _, err := e.svc.Act(t.Context(), inv.ID, inviter, flows.ActionResend); err != nil {
+		t.Errorf("resend for a picked pending account: %v", err)
+	}
+}
