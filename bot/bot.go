@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"text/template"
 
 	"github.com/slack-go/slack"
@@ -39,7 +40,7 @@ type Bot struct {
 	api    *slack.Client
 	svc    *flows.Service
 	secret string
-	tmpl   *template.Template
+	tmpl   atomic.Pointer[template.Template]
 	log    *slog.Logger
 }
 
@@ -47,12 +48,16 @@ var _ flows.Notifier = (*Bot)(nil)
 
 // New returns a Bot.
 func New(cfg Config) *Bot {
-	b := &Bot{api: cfg.Client, svc: cfg.Service, secret: cfg.SigningSecret, tmpl: cfg.InvitationTemplate, log: cfg.Logger}
+	b := &Bot{api: cfg.Client, svc: cfg.Service, secret: cfg.SigningSecret, log: cfg.Logger}
+	b.tmpl.Store(cfg.InvitationTemplate)
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return b
 }
+
+// SetTemplate replaces the invitation text template (policy reload).
+func (b *Bot) SetTemplate(t *template.Template) { b.tmpl.Store(t) }
 
 // SetService sets the service; call it once, before serving.
 func (b *Bot) SetService(s *flows.Service) { b.svc = s }

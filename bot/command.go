@@ -57,6 +57,9 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) any {
 		return b.convertCommand(ctx, cmd, f[1:])
 	}
 	p := b.svc.Policy()
+	if !p.MayInvite(cmd.UserID) {
+		return ephemeral("You are not among the people allowed to invite guests. Ask an invitebot admin.")
+	}
 	modal := InviteModal(ParseCommandText(text), p, p.IsAdmin(cmd.UserID))
 	octx, cancel := context.WithTimeout(detach(ctx), viewsOpenTimeout)
 	defer cancel()

@@ -28,6 +28,8 @@ const (
 	BlockSurname     = "surname"
 	BlockCompanyName = "company_name"
 	BlockJobTitle    = "job_title"
+	// BlockJustification is shown when the policy has approvals.
+	BlockJustification = "justification"
 
 	// BlockPick is the radio group of the pick dialog.
 	BlockPick = "pick"
@@ -58,6 +60,13 @@ const (
 	// its blocks are BlockConvertAccount and BlockEmail.
 	CallbackConvert     = "convert_user"
 	BlockConvertAccount = "account"
+
+	// Approvals: the buttons on an approval request (value: invitation ID)
+	// and the dialog that asks a denying approver for the reason.
+	ActionApprove = "approve_invitation"
+	ActionDeny    = "deny_invitation"
+	CallbackDeny  = "deny_invitation"
+	BlockReason   = "reason"
 )
 
 // Scopes are the bot token scopes the code uses; manifest/manifest.yaml

@@ -12,18 +12,19 @@ import (
 
 // fieldBlocks maps flows' request fields to the dialog's input blocks.
 var fieldBlocks = map[flows.Field]string{
-	flows.FieldEmail:       BlockEmail,
-	flows.FieldDisplayName: BlockDisplayName,
-	flows.FieldRedirectURL: BlockRedirectURL,
-	flows.FieldDelivery:    BlockDelivery,
-	flows.FieldMessage:     BlockMessage,
-	flows.FieldCC:          BlockCC,
-	flows.FieldUserType:    BlockUserType,
-	flows.FieldGroups:      BlockGroups,
-	flows.FieldGivenName:   BlockGivenName,
-	flows.FieldSurname:     BlockSurname,
-	flows.FieldCompanyName: BlockCompanyName,
-	flows.FieldJobTitle:    BlockJobTitle,
+	flows.FieldEmail:         BlockEmail,
+	flows.FieldDisplayName:   BlockDisplayName,
+	flows.FieldRedirectURL:   BlockRedirectURL,
+	flows.FieldDelivery:      BlockDelivery,
+	flows.FieldMessage:       BlockMessage,
+	flows.FieldCC:            BlockCC,
+	flows.FieldUserType:      BlockUserType,
+	flows.FieldGroups:        BlockGroups,
+	flows.FieldGivenName:     BlockGivenName,
+	flows.FieldSurname:       BlockSurname,
+	flows.FieldCompanyName:   BlockCompanyName,
+	flows.FieldJobTitle:      BlockJobTitle,
+	flows.FieldJustification: BlockJustification,
 }
 
 // ParseSubmission reads the invitation dialog's state into a request.
@@ -48,6 +49,7 @@ func ParseSubmission(state *slack.ViewState) flows.Request {
 			CompanyName: val(BlockCompanyName).Value,
 			JobTitle:    val(BlockJobTitle).Value,
 		},
+		Justification: val(BlockJustification).Value,
 	}
 	for _, o := range val(BlockGroups).SelectedOptions {
 		r.Groups = append(r.Groups, o.Value)
@@ -70,6 +72,8 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) any
 			return b.submitConfirmDelete(ctx, cb, who)
 		case CallbackConvert:
 			return b.submitConvert(ctx, cb, who)
+		case CallbackDeny:
+			return b.submitDeny(ctx, cb, who)
 		}
 	case slack.InteractionTypeViewClosed:
 		if cb.View.CallbackID == CallbackPick {
@@ -96,7 +100,9 @@ func (b *Bot) submitInvite(ctx context.Context, cb slack.InteractionCallback, wh
 	case errors.As(err, &fe):
 		errs := make(map[string]string, len(fe))
 		for f, msg := range fe {
-			if id, ok := fieldBlocks[f]; ok {
+			// An error must name an input block of this dialog, or Slack
+			// shows none (e.g. a dialog opened before the policy changed).
+			if id, ok := fieldBlocks[f]; ok && hasBlock(cb.View, id) {
 				errs[id] = msg
 			} else {
 				errs[BlockEmail] = msg
@@ -208,7 +214,7 @@ func (b *Bot) invitationText(ctx context.Context, inv *flows.Invitation) (string
 		inviter = firstNonEmpty(u.RealName, u.Profile.RealName, u.Name, inviter)
 	}
 	var sb strings.Builder
-	err := b.tmpl.Execute(&sb, map[string]string{
+	err := b.tmpl.Load().Execute(&sb, map[string]string{
 		"GuestName":   firstNonEmpty(inv.Request.DisplayName, inv.Request.Email),
 		"GuestEmail":  inv.Request.Email,
 		"RedeemURL":   inv.RedeemURL,

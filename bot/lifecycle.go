@@ -180,6 +180,14 @@ func (b *Bot) blockAction(ctx context.Context, cb slack.InteractionCallback, who
 		actionID, id, _ = strings.Cut(a.SelectedOption.Value, ":")
 	}
 	switch actionID {
+	case ActionApprove:
+		b.approve(ctx, cb, who, id)
+		return
+	case ActionDeny:
+		if _, err := b.api.OpenViewContext(ctx, cb.TriggerID, DenyModal(id)); err != nil {
+			b.log.Warn("views.open deny", "err", err)
+		}
+		return
 	case ActionDMInvitee:
 		b.sendToInvitee(ctx, cb, who, id)
 		return

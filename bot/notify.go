@@ -45,6 +45,10 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 		ref, err := b.dmResult(ctx, dm)
 		b.refreshHomes(ctx, inv.Inviter.UserID, "")
 		return ref, err
+	case flows.NoticeApprovalRequested:
+		return b.requestApproval(ctx, n)
+	case flows.NoticeApprovalDecided:
+		return flows.MessageRef{}, b.approvalDecided(ctx, inv)
 	}
 	return flows.MessageRef{}, b.lifecycleNotice(ctx, n)
 }

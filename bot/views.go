@@ -15,6 +15,8 @@ const (
 	maxRadioOptions = 10
 	maxOptionText   = 75
 	maxTextLen      = 3000
+	// maxJustificationLen bounds the justification an approver reads.
+	maxJustificationLen = 1000
 )
 
 func plain(s string) *slack.TextBlockObject {
@@ -101,6 +103,10 @@ func InviteModal(pre Prefill, p flows.Policy, admin bool) slack.ModalViewRequest
 		gb.Optional = true
 		blocks = append(blocks, gb)
 	}
+	if p.HasApprovals() {
+		blocks = append(blocks, textInput(BlockJustification, "Why do you need this guest?",
+			"Required when the invitation needs an approver's OK (some partner domains and groups do).", "", maxJustificationLen, true, true))
+	}
 	blocks = append(blocks,
 		slack.NewDividerBlock(),
 		note("*Optional attributes* written to the guest's directory entry."),
@@ -154,6 +160,9 @@ func StatusModal(inv *flows.Invitation, p flows.Policy, retryIn string) slack.Mo
 			note("Details and the next steps are in your DM from invitebot."))
 	case flows.StateFailed:
 		blocks = append(blocks, section(":x: *Could not invite* "+who+"\n"+FailureText(inv.Failure)))
+	case flows.StateAwaitingApproval:
+		blocks = append(blocks, section(":raising_hand: *Waiting for approval* to invite "+who+"\n"+progressText(inv)),
+			note("You can close this dialog."))
 	default:
 		blocks = append(blocks, section(fmt.Sprintf(":hourglass_flowing_sand: *Inviting* %s\n%s", who, progressText(inv))))
 		if retryIn != "" {
@@ -174,6 +183,8 @@ func StatusModal(inv *flows.Invitation, p flows.Policy, retryIn string) slack.Mo
 
 func progressText(inv *flows.Invitation) string {
 	switch inv.State {
+	case flows.StateAwaitingApproval:
+		return "Sent for approval to " + mentions(inv.Approval) + ". invitebot DMs you the decision."
 	case flows.StateRequested, flows.StateChecking:
 		return "Checking the directory for an existing account…"
 	case flows.StateInviting:
@@ -292,6 +303,10 @@ func FailureText(f *flows.Failure) string {
 		return "Done in Entra, but Slack could not be reached to tell you."
 	case flows.FailCredential:
 		return "invitebot could not sign in to Microsoft Entra: its client secret or certificate was rejected or has expired. Ask the invitebot admins to renew it."
+	case flows.FailDenied:
+		return "An approver denied the invitation: " + Escape(f.Message)
+	case flows.FailApprovalExpired:
+		return "Nobody decided on the invitation in time, so the request expired. Ask again if you still need the guest."
 	case flows.FailConvertRefused:
 		return "This account cannot be converted to B2B: " + Escape(f.Message) + "."
 	}

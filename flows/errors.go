@@ -52,6 +52,8 @@ const (
 	FieldJobTitle    Field = "job_title"
 	// FieldConvertFrom is the internal account of a conversion to B2B.
 	FieldConvertFrom Field = "account"
+	// FieldJustification is why the guest is needed (for approvals).
+	FieldJustification Field = "justification"
 )
 
 // FieldErrors maps request fields to what is wrong with them. It is shown to

@@ -24,19 +24,22 @@ type State string
 
 // The states of an invitation, in the order a successful one passes them.
 const (
-	StateRequested     State = "requested"
-	StateChecking      State = "checking"
-	StateAwaitingPick  State = "awaiting_pick"
-	StateInviting      State = "inviting"
-	StateInvited       State = "invited"
-	StateAttributesSet State = "attributes_set"
-	StateGroupsAdded   State = "groups_added"
-	StateProvisioned   State = "provisioned"
-	StateNotified      State = "notified"
-	StateAccepted      State = "accepted"
-	StateFailed        State = "failed"
-	StateRevoked       State = "revoked" // access removed by a person
-	StateRemoved       State = "removed" // the user was deleted in Entra
+	StateRequested State = "requested"
+	// StateAwaitingApproval: the policy requires an approver's decision
+	// before anything is sent to Entra.
+	StateAwaitingApproval State = "awaiting_approval"
+	StateChecking         State = "checking"
+	StateAwaitingPick     State = "awaiting_pick"
+	StateInviting         State = "inviting"
+	StateInvited          State = "invited"
+	StateAttributesSet    State = "attributes_set"
+	StateGroupsAdded      State = "groups_added"
+	StateProvisioned      State = "provisioned"
+	StateNotified         State = "notified"
+	StateAccepted         State = "accepted"
+	StateFailed           State = "failed"
+	StateRevoked          State = "revoked" // access removed by a person
+	StateRemoved          State = "removed" // the user was deleted in Entra
 )
 
 // Terminal reports whether no further automatic step of the invitation
@@ -51,7 +54,7 @@ func (s State) Terminal() bool {
 
 // Waiting reports whether s waits for a person (the inviter's pick) rather
 // than for the bot.
-func (s State) Waiting() bool { return s == StateAwaitingPick }
+func (s State) Waiting() bool { return s == StateAwaitingPick || s == StateAwaitingApproval }
 
 // Delivery says who delivers the redeem link to the invitee.
 type Delivery string
@@ -96,6 +99,9 @@ type Request struct {
 	UserType    UserType   `json:"userType"`
 	Groups      []string   `json:"groups,omitempty"` // Entra group object IDs
 	Attributes  Attributes `json:"attributes,omitzero"`
+	// Justification is why the inviter needs the guest (asked for when the
+	// policy requires approval).
+	Justification string `json:"justification,omitempty"`
 	// ConvertFrom is the object ID or UPN of an internal account to convert
 	// to B2B with Email as its external address, keeping its object ID,
 	// groups and app assignments. Set only by Service.Convert.
@@ -141,16 +147,18 @@ type FailureCode string
 
 // The failure codes.
 const (
-	FailForbidden    FailureCode = "forbidden"     // Graph 403: missing permission or invitations restricted
-	FailRejected     FailureCode = "rejected"      // Graph 400: Graph's message says why
-	FailThrottled    FailureCode = "throttled"     // 429 beyond the retry budget
-	FailUnavailable  FailureCode = "unavailable"   // 5xx/timeouts beyond the retry budget
-	FailNotFound     FailureCode = "not_found"     // object still missing after the replication budget
-	FailInternalUser FailureCode = "internal_user" // address in one of the tenant's verified domains
-	FailCancelled    FailureCode = "cancelled"     // the inviter closed the pick dialog
-	FailNotify       FailureCode = "notify_failed" // done in Entra, but Slack could not be told
-	FailInternal     FailureCode = "internal"      // a bug or a store error
-	FailCredential   FailureCode = "credential"    // the token service rejected the app's credential
+	FailForbidden       FailureCode = "forbidden"        // Graph 403: missing permission or invitations restricted
+	FailRejected        FailureCode = "rejected"         // Graph 400: Graph's message says why
+	FailThrottled       FailureCode = "throttled"        // 429 beyond the retry budget
+	FailUnavailable     FailureCode = "unavailable"      // 5xx/timeouts beyond the retry budget
+	FailNotFound        FailureCode = "not_found"        // object still missing after the replication budget
+	FailInternalUser    FailureCode = "internal_user"    // address in one of the tenant's verified domains
+	FailCancelled       FailureCode = "cancelled"        // the inviter closed the pick dialog
+	FailNotify          FailureCode = "notify_failed"    // done in Entra, but Slack could not be told
+	FailInternal        FailureCode = "internal"         // a bug or a store error
+	FailCredential      FailureCode = "credential"       // the token service rejected the app's credential
+	FailDenied          FailureCode = "denied"           // an approver denied it
+	FailApprovalExpired FailureCode = "approval_expired" // nobody decided in time
 	// FailConvertRefused: the internal account cannot be converted to B2B.
 	FailConvertRefused FailureCode = "convert_refused"
 )
@@ -203,6 +211,8 @@ type Invitation struct {
 	// Action is the lifecycle action in progress (resend, reset, revoke);
 	// one at a time, so concurrent clicks do one thing.
 	Action *Action `json:"action,omitempty"`
+	// Approval is the approval the policy asked for, if any.
+	Approval *Approval `json:"approval,omitempty"`
 	// Outbox holds notices recorded with the change that caused them and
 	// not yet delivered: each is delivered at least once, and recorded only
 	// once per change.
@@ -223,6 +233,12 @@ func (inv *Invitation) Clone() *Invitation {
 	if inv.Action != nil {
 		a := *inv.Action
 		c.Action = &a
+	}
+	if inv.Approval != nil {
+		a := *inv.Approval
+		a.Approvers = slices.Clone(a.Approvers)
+		a.Messages = slices.Clone(a.Messages)
+		c.Approval = &a
 	}
 	if inv.Failure != nil {
 		f := *inv.Failure
@@ -290,6 +306,35 @@ type Outgoing struct {
 	Action  ActionKind `json:"action,omitempty"`
 	By      string     `json:"by,omitempty"`
 	Failure *Failure   `json:"failure,omitempty"`
+	// To is the approval request's recipient: a channel or an approver.
+	To string `json:"to,omitempty"`
+}
+
+// Approval is an invitation's approval: who may decide, and the decision.
+type Approval struct {
+	Approvers   []string  `json:"approvers"` // Slack user IDs; one decides
+	RequestedAt time.Time `json:"requestedAt"`
+	ExpiresAt   time.Time `json:"expiresAt"`
+	// Decision is "" while pending, else one of the Decision* values.
+	Decision  string    `json:"decision,omitempty"`
+	DecidedBy string    `json:"decidedBy,omitempty"`
+	DecidedAt time.Time `json:"decidedAt,omitzero"`
+	Reason    string    `json:"reason,omitempty"` // the approver's, on deny
+	// Messages are the posted requests, updated once decided.
+	Messages []ApprovalMessage `json:"messages,omitempty"`
+}
+
+// The approval decisions.
+const (
+	DecisionApproved = "approved"
+	DecisionDenied   = "denied"
+	DecisionExpired  = "expired"
+)
+
+// ApprovalMessage is an approval request posted to To.
+type ApprovalMessage struct {
+	To  string     `json:"to"`
+	Ref MessageRef `json:"ref"`
 }
 
 // Pending reports whether the invitation waits for the guest to accept:

@@ -262,17 +262,20 @@ func (s *Service) flush(ctx context.Context, id string) {
 		return
 	}
 	for _, out := range inv.Outbox {
-		n := Notice{Kind: out.Kind, Invitation: inv.Clone(), Action: out.Action, By: out.By, Failure: out.Failure}
-		_, derr := s.deliver(ctx, n)
+		n := Notice{Kind: out.Kind, Invitation: inv.Clone(), Action: out.Action, By: out.By, Failure: out.Failure, To: out.To}
+		ref, derr := s.deliver(ctx, n)
 		if derr != nil && !errors.Is(derr, ErrUndeliverable) {
 			return // kept for the next flush
 		}
 		got, err := s.store.UpdateInvitation(ctx, inv.ID, func(cur *Invitation) error {
-			i := slices.IndexFunc(cur.Outbox, func(o Outgoing) bool { return o.Kind == out.Kind && o.At.Equal(out.At) })
+			i := slices.IndexFunc(cur.Outbox, func(o Outgoing) bool { return o.Kind == out.Kind && o.At.Equal(out.At) && o.To == out.To })
 			if i < 0 {
 				return ErrWrongState
 			}
 			cur.Outbox = slices.Delete(cur.Outbox, i, i+1)
+			if out.Kind == NoticeApprovalRequested && derr == nil && cur.Approval != nil && ref.TS != "" {
+				cur.Approval.Messages = append(cur.Approval.Messages, ApprovalMessage{To: out.To, Ref: ref})
+			}
 			if derr != nil {
 				cur.History = append(cur.History, s.event(cur, ActorBot, "notice dropped", string(out.Kind)+": "+derr.Error()))
 			}
@@ -306,7 +309,7 @@ func (s *Service) Convert(ctx context.Context, who Inviter, account, email strin
 		return nil, errs
 	}
 	r.UserType = "" // conversion keeps the account's user type
-	return s.create(ctx, "", who, r, "convert requested", "from "+account)
+	return s.create(ctx, "", who, r, "convert requested", "from "+account, nil)
 }
 
 // checkConvert replaces the directory lookup for a conversion: the account

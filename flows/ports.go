@@ -126,6 +126,12 @@ const (
 	NoticeActionDone NoticeKind = "action_done"
 	// NoticeActionFailed: a lifecycle action failed; Notice.Failure says why.
 	NoticeActionFailed NoticeKind = "action_failed"
+	// NoticeApprovalRequested: ask Notice.To (a channel or an approver) to
+	// decide; the Notifier returns the message it posted.
+	NoticeApprovalRequested NoticeKind = "approval_requested"
+	// NoticeApprovalDecided: Invitation.Approval has the decision; tell the
+	// inviter and update the posted requests.
+	NoticeApprovalDecided NoticeKind = "approval_decided"
 )
 
 // Notice is a domain message to the inviter. The Notifier (bot) renders it.
@@ -137,6 +143,7 @@ type Notice struct {
 	Action  ActionKind
 	By      string
 	Failure *Failure
+	To      string // NoticeApprovalRequested's recipient
 }
 
 // Final reports whether the notice must be delivered (retried), not only

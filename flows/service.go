@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -224,24 +225,45 @@ func (s *Service) refreshLoop() {
 // starts the invitation in the background. It returns FieldErrors for bad
 // input (nothing is recorded then). A re-delivered submission of the same
 // Slack view returns the invitation it started the first time.
+//
+// The policy decides first: who may invite at all, the partner-domain
+// rules (deny is answered next to the email field), the domain's defaults,
+// and whether an approver must decide (then a justification is required,
+// and the invitation waits in awaiting_approval).
 func (s *Service) Submit(ctx context.Context, viewID string, who Inviter, r Request) (*Invitation, error) {
 	p := s.Policy()
-	r = r.Normalize(p)
-	if errs := Validate(r, p.IsAdmin(who.UserID), p, s.Domains()); errs != nil {
+	rule := p.Domains.Rule(Domain(strings.TrimSpace(r.Email)))
+	r = p.WithDomainDefaults(r).Normalize(p)
+	r.Justification = strings.TrimSpace(r.Justification)
+	memberOK := p.IsAdmin(who.UserID) || (rule != nil && rule.UserType == UserTypeMember)
+	if errs := Validate(r, memberOK, p, s.Domains()); errs != nil {
 		return nil, errs
 	}
-	return s.create(ctx, viewID, who, r, "requested",
-		fmt.Sprintf("type=%s delivery=%s groups=%d", r.UserType, r.Delivery, len(r.Groups)))
+	d := p.Decide(r, who.UserID)
+	switch {
+	case d.Denied != "":
+		return nil, FieldErrors{FieldEmail: d.Denied}
+	case d.NeedsApproval() && r.Justification == "":
+		return nil, FieldErrors{FieldJustification: "This invitation needs an approver's OK: say why you need this guest."}
+	}
+	detail := fmt.Sprintf("type=%s delivery=%s groups=%d", r.UserType, r.Delivery, len(r.Groups))
+	if !d.NeedsApproval() {
+		return s.create(ctx, viewID, who, r, "requested", detail, nil)
+	}
+	return s.create(ctx, viewID, who, r, "requested", detail, func(inv *Invitation) { s.requestApproval(inv, d) })
 }
 
 // create records a new, validated invitation and starts it.
-func (s *Service) create(ctx context.Context, viewID string, who Inviter, r Request, action, detail string) (*Invitation, error) {
+func (s *Service) create(ctx context.Context, viewID string, who Inviter, r Request, action, detail string, prep func(*Invitation)) (*Invitation, error) {
 	now := s.now()
 	inv := &Invitation{
 		ID: s.newID(), ViewID: viewID, Inviter: who, Request: r,
 		State: StateRequested, CreatedAt: now, UpdatedAt: now,
 	}
 	inv.History = []Event{s.event(inv, who.UserID, action, detail)}
+	if prep != nil {
+		prep(inv)
+	}
 	got, err := s.store.CreateInvitation(ctx, inv)
 	if errors.Is(err, ErrInFlight) && got.State == StateAwaitingPick && now.Sub(got.UpdatedAt) > s.pickTimeout {
 		// An abandoned pick dialog must not block the address forever.
@@ -262,6 +284,10 @@ func (s *Service) create(ctx context.Context, viewID string, who Inviter, r Requ
 		return nil, fmt.Errorf("submit: %w", err)
 	}
 	s.log.Info("invitation requested", "invitation", got)
+	if got.State == StateAwaitingApproval {
+		s.flushLater(got.ID)
+		return got, nil
+	}
 	s.start(got.ID)
 	return got, nil
 }

@@ -35,13 +35,19 @@ func (s *Service) Track(ctx context.Context) (TrackStats, error) {
 	began := time.Now()
 	var st TrackStats
 	invs, err := s.store.Invitations(ctx, func(inv *Invitation) bool {
-		return inv.Pending() || len(inv.Outbox) > 0 || inv.Action != nil
+		return inv.Pending() || len(inv.Outbox) > 0 || inv.Action != nil || inv.State == StateAwaitingApproval
 	})
 	if err != nil {
 		return st, fmt.Errorf("track: %w", err)
 	}
 	byUser := map[string][]string{} // object ID → invitation IDs
 	for _, inv := range invs {
+		if inv.State == StateAwaitingApproval && inv.Approval != nil && s.now().After(inv.Approval.ExpiresAt) {
+			if err := s.expireApproval(ctx, inv.ID); err != nil {
+				s.log.Error("expire approval", "id", inv.ID, "err", err)
+			}
+			continue
+		}
 		switch {
 		case inv.Action != nil:
 			s.startAction(inv.ID) // resumes an action a restart interrupted

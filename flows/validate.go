@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -30,6 +31,9 @@ const forbiddenEmailChars = "~!#$%^&*()+=[]{}\\/|;:\"<>?,"
 type Group struct {
 	Name string
 	ID   string // Entra group object ID
+	// Approvers, if set, must approve (one of them) an invitation that
+	// asks for this group.
+	Approvers []string
 }
 
 // Policy is what the operator configured about who may do what.
@@ -37,6 +41,20 @@ type Policy struct {
 	Admins             []string // Slack user IDs
 	Groups             []Group
 	DefaultRedirectURL string
+
+	// Inviters are who may invite at all (admins always may); empty:
+	// everyone.
+	Inviters []string
+	// Domains are the partner-domain rules.
+	Domains DomainPolicy
+	// Approvers decide invitations a domain rule sends for approval;
+	// empty: the admins.
+	Approvers []string
+	// ApprovalChannel is where approval requests are posted; "": each
+	// approver gets a DM.
+	ApprovalChannel string
+	// ApprovalTTL is how long a request waits for a decision; zero: 72h.
+	ApprovalTTL time.Duration
 }
 
 // IsAdmin reports whether the Slack user is a configured admin.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"text/template"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -46,6 +47,10 @@ type app struct {
 	bot   *bot.Bot
 	slack *slack.Client
 	mux   *http.ServeMux
+	// reload asks serve to re-read the policy file (serve's caller sends
+	// SIGHUP here); reloaded, if set, gets each reload's outcome (tests).
+	reload   chan os.Signal
+	reloaded chan error
 }
 
 // newApp wires the adapters around flows. The caller must Close it.
@@ -93,7 +98,7 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		MissingGrace: d.missingGrace,
 	})
 	b.SetService(svc)
-	a := &app{cfg: cfg, log: log, db: db, svc: svc, bot: b, slack: api, mux: http.NewServeMux()}
+	a := &app{cfg: cfg, log: log, db: db, svc: svc, bot: b, slack: api, mux: http.NewServeMux(), reload: make(chan os.Signal, 1)}
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
@@ -142,11 +147,21 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 		a.log.Info("resumed unfinished invitations", "count", n)
 	}()
 	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-a.reload:
+			rerr := a.reloadPolicy()
+			if a.reloaded != nil {
+				a.reloaded <- rerr
+			}
+		case err = <-errc:
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			break wait
 		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -158,6 +173,33 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	<-started // Close must not race Start
 	a.log.Info("invitebot stopped")
 	return err
+}
+
+// reloadPolicy re-reads INVITEBOT_CONFIG and puts it in force. A file with
+// errors is refused (logged, and returned) and the policy in force stays;
+// invitations in flight keep going.
+func (a *app) reloadPolicy() error {
+	path := a.cfg.PolicyPath
+	if path == "" {
+		a.log.Warn("policy reload asked for, but INVITEBOT_CONFIG is not set")
+		return errors.New("INVITEBOT_CONFIG is not set")
+	}
+	p, err := config.LoadPolicy(path)
+	var tmpl *template.Template
+	if err == nil {
+		tmpl, err = p.InvitationTemplate()
+	}
+	if err != nil {
+		a.log.Error("policy reload refused; the policy in force stays", "file", path, "err", err)
+		return err
+	}
+	for _, w := range p.Warnings {
+		a.log.Warn("INVITEBOT_CONFIG: " + w)
+	}
+	a.bot.SetTemplate(tmpl)
+	a.svc.SetPolicy(p.Flows(a.cfg.RedirectURL))
+	a.log.Info("policy reloaded", "file", path, "admins", len(p.Admins), "groups", len(p.Groups), "domain_rules", len(p.Domains.Rules))
+	return nil
 }
 
 // newLogger builds the process logger: JSON unless LOG_FORMAT=text or

@@ -236,7 +236,9 @@ func testValidationErrors(t *testing.T, h *harness) {
 		{"LongName", "display_name", func(v map[string]map[string]any) {
 			v["display_name"]["display_name"] = slackfake.Text(strings.Repeat("n", 300))
 		}},
-		{"MemberByNonAdmin", "user_type", func(v map[string]map[string]any) {
+		// A forged value for a block the non-admin's dialog does not have:
+		// the error goes where Slack can show it, next to the email.
+		{"MemberByNonAdmin", "email", func(v map[string]map[string]any) {
 			v["user_type"] = map[string]any{"user_type": slackfake.Radio("Member")}
 		}},
 		{"ForgedGroup", "groups", func(v map[string]map[string]any) { v["groups"] = map[string]any{"groups": slackfake.Multi("forged")} }},

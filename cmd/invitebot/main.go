@@ -4,6 +4,7 @@
 //	invitebot serve    run the bot (configuration from the environment)
 //	invitebot demo     run the whole flow against built-in emulators
 //	invitebot load     measure Slack's 3-second deadlines against the emulators
+//	invitebot policy   check a policy file, or print an example
 //	invitebot help     usage and the environment variables
 package main
 
@@ -38,6 +39,7 @@ Usage:
                      of Slack and Microsoft Graph (no tenant, no Slack app needed)
   invitebot load     measure the slash command and submission acks under load,
                      against the same emulators
+  invitebot policy   check a policy file offline, or print a commented example
   invitebot help     this text
 
 Run "invitebot COMMAND -h" for a command's help.
@@ -56,6 +58,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return demoCmd(ctx, args[1:], stdout, stderr)
 	case "load":
 		return loadCmd(ctx, args[1:], stdout, stderr)
+	case "policy":
+		return policyCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

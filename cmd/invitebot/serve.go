@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os/signal"
+	"syscall"
 
 	"github.com/invitebot/invitebot/internal/config"
 )
@@ -45,6 +47,8 @@ Environment:
 		return err
 	}
 	defer a.Close()
+	signal.Notify(a.reload, syscall.SIGHUP) // re-read INVITEBOT_CONFIG
+	defer signal.Stop(a.reload)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("INVITEBOT_ADDR: %w", err)

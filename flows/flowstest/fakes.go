@@ -156,7 +156,7 @@ type Notifier struct {
 var _ flows.Notifier = (*Notifier)(nil)
 
 // Notify implements flows.Notifier. A NoticeDone gets a MessageRef in the
-// inviter's DM.
+// inviter's DM, a NoticeApprovalRequested one in Notice.To.
 func (n *Notifier) Notify(ctx context.Context, no flows.Notice) (flows.MessageRef, error) {
 	n.mu.Lock()
 	n.notices = append(n.notices, no)
@@ -172,8 +172,11 @@ func (n *Notifier) Notify(ctx context.Context, no flows.Notice) (flows.MessageRe
 			return flows.MessageRef{}, err
 		}
 	}
-	if no.Kind == flows.NoticeDone {
+	switch no.Kind {
+	case flows.NoticeDone:
 		return flows.MessageRef{Channel: "D" + no.Invitation.Inviter.UserID, TS: fmt.Sprintf("%d.000100", seq)}, nil
+	case flows.NoticeApprovalRequested:
+		return flows.MessageRef{Channel: no.To, TS: fmt.Sprintf("%d.000100", seq)}, nil
 	}
 	return flows.MessageRef{}, nil
 }

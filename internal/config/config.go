@@ -82,9 +82,21 @@ func (c *Config) SocketMode() bool { return c.SlackAppToken != "" }
 
 // FlowsPolicy returns the policy in flows' terms.
 func (c *Config) FlowsPolicy() flows.Policy {
-	p := flows.Policy{Admins: c.Policy.Admins, DefaultRedirectURL: c.RedirectURL}
-	for _, g := range c.Policy.Groups {
-		p.Groups = append(p.Groups, flows.Group{Name: g.Name, ID: g.ID})
+	return c.Policy.Flows(c.RedirectURL)
+}
+
+// Flows returns the policy in flows' terms, with redirect as the default
+// redirect URL.
+func (pol *Policy) Flows(redirect string) flows.Policy {
+	p := flows.Policy{Admins: pol.Admins, DefaultRedirectURL: redirect, Inviters: pol.Inviters,
+		Approvers: pol.Approvals.Approvers, ApprovalChannel: pol.Approvals.Channel, ApprovalTTL: pol.ApprovalTTL(),
+		Domains: flows.DomainPolicy{Default: flows.DomainAction(pol.Domains.Default)}}
+	for _, g := range pol.Groups {
+		p.Groups = append(p.Groups, flows.Group{Name: g.Name, ID: g.ID, Approvers: g.Approvers})
+	}
+	for _, r := range pol.Domains.Rules {
+		p.Domains.Rules = append(p.Domains.Rules, flows.DomainRule{Domain: strings.ToLower(r.Domain), Action: flows.DomainAction(r.Action),
+			Reason: r.Reason, UserType: flows.UserType(r.UserType), Groups: r.Groups, RedirectURL: r.RedirectURL, Message: r.Message})
 	}
 	return p
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/invitebot/invitebot/flows"
 	"github.com/invitebot/invitebot/internal/config"
 )
 
@@ -170,5 +171,49 @@ func TestDefaultInvitationTemplateRenders(t *testing.T) {
 		if !strings.Contains(sb.String(), want) {
 			t.Errorf("template output lacks %q:\n%s", want, sb.String())
 		}
+	}
+}
+
+func TestExamplePolicyParses(t *testing.T) {
+	p, err := config.ParsePolicy(config.Example)
+	if err != nil {
+		t.Fatalf("the shipped example does not parse: %v", err)
+	}
+	if len(p.Warnings) != 0 {
+		t.Errorf("warnings: %v", p.Warnings)
+	}
+	fp := p.Flows("https://myapplications.microsoft.com")
+	if len(fp.Domains.Rules) != 4 || fp.Domains.Default != "approve" || fp.ApprovalChannel != "C0APPROVALS" ||
+		fp.ApprovalTTL != 72*time.Hour || len(fp.Groups[1].Approvers) != 2 || len(fp.Inviters) != 3 {
+		t.Errorf("flows policy = %+v", fp)
+	}
+	if d := fp.Decide(flows.Request{Email: "bob@gmail.com"}, "U0456EFGH"); !strings.Contains(d.Denied, "company address") {
+		t.Errorf("gmail.com: %+v", d)
+	}
+}
+
+func TestParsePolicyGovernanceErrors(t *testing.T) {
+	const groups = "groups:\n  - {name: A, id: 11111111-2222-3333-4444-555555555555}\n"
+	tests := []struct{ name, yaml, want string }{
+		{"Inviter", "inviters: [bob]\n", "line 1: inviters[0]"},
+		{"GroupApprover", "groups:\n  - name: A\n    id: 11111111-2222-3333-4444-555555555555\n    approvers: [nope]\n", "line 4: groups[0].approvers[0]"},
+		{"DefaultAction", "domains:\n  default: maybe\n", "line 2: domains.default"},
+		{"RuleDomain", "domains:\n  rules:\n    - domain: not a domain\n      action: allow\n", "line 3: domains.rules[0].domain"},
+		{"RuleAction", "domains:\n  rules:\n    - domain: fabrikam.com\n      action: approved\n", "line 4: domains.rules[0].action"},
+		{"RuleTwice", "domains:\n  rules:\n    - {domain: fabrikam.com, action: allow}\n    - {domain: Fabrikam.com, action: deny}\n", "domains.rules[1].domain: Fabrikam.com has two rules"},
+		{"RuleUserType", "domains:\n  rules:\n    - {domain: fabrikam.com, action: allow, user_type: Admin}\n", "domains.rules[0].user_type"},
+		{"RuleGroupNotOffered", groups + "domains:\n  rules:\n    - domain: fabrikam.com\n      action: allow\n      groups: [99999999-2222-3333-4444-555555555555]\n", "line 7: domains.rules[0].groups[0]"},
+		{"RuleRedirect", "domains:\n  rules:\n    - {domain: fabrikam.com, action: allow, redirect_url: \"http://x.com\"}\n", "domains.rules[0].redirect_url"},
+		{"Channel", "approvals:\n  channel: \"#approvals\"\n", "line 2: approvals.channel"},
+		{"Expiry", "approvals:\n  expire_after: 5m\n", "line 2: approvals.expire_after"},
+		{"Approver", "approvals:\n  approvers: [x]\n", "approvals.approvers[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.ParsePolicy([]byte(tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("ParsePolicy error = %v, want it to contain %q", err, tt.want)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	_ "embed"
 	"errors"
 	"fmt"
 	"os"
@@ -9,8 +10,11 @@ import (
 	"slices"
 	"strings"
 	"text/template"
+	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/invitebot/invitebot/flows"
 )
 
 // Policy is the policy file (INVITEBOT_CONFIG). Its first keys, admins and
@@ -22,6 +26,13 @@ type Policy struct {
 	Groups []Group `yaml:"groups"`
 	// Templates are texts the bot renders.
 	Templates Templates `yaml:"templates"`
+	// Inviters are who may invite at all (admins always may); empty:
+	// everyone in the workspace.
+	Inviters []string `yaml:"inviters"`
+	// Domains are the partner-domain rules.
+	Domains Domains `yaml:"domains"`
+	// Approvals say who decides and where requests go.
+	Approvals Approvals `yaml:"approvals"`
 
 	// Warnings are what was ignored: top-level keys this version does not
 	// know (a typo, or a setting of a newer invitebot after a rollback).
@@ -35,6 +46,41 @@ type Policy struct {
 type Group struct {
 	Name string `yaml:"name"` // shown to the inviter (at most 75 characters)
 	ID   string `yaml:"id"`   // Entra group object ID
+	// Approvers, if set: an invitation asking for this group needs one of
+	// them to approve it.
+	Approvers []string `yaml:"approvers"`
+}
+
+// Domains are the partner-domain rules.
+type Domains struct {
+	// Default is the action for domains no rule names: allow (the
+	// default), deny or approve.
+	Default string       `yaml:"default"`
+	Rules   []DomainRule `yaml:"rules"`
+}
+
+// DomainRule is one partner domain's rule and defaults.
+type DomainRule struct {
+	Domain      string   `yaml:"domain"` // fabrikam.com, or *.fabrikam.com for its subdomains
+	Action      string   `yaml:"action"` // allow, deny, approve, auto_approve
+	Reason      string   `yaml:"reason"` // shown when denied
+	UserType    string   `yaml:"user_type"`
+	Groups      []string `yaml:"groups"` // object IDs among the offered groups
+	RedirectURL string   `yaml:"redirect_url"`
+	Message     string   `yaml:"message"`
+}
+
+// Approvals configure who decides and where requests are posted.
+type Approvals struct {
+	// Approvers decide invitations a domain rule sends for approval;
+	// empty: the admins.
+	Approvers []string `yaml:"approvers"`
+	// Channel is where requests are posted (invite invitebot to it);
+	// empty: each approver gets a DM.
+	Channel string `yaml:"channel"`
+	// ExpireAfter is how long a request waits for a decision (Go
+	// duration, at least 1h); empty: 72h.
+	ExpireAfter string `yaml:"expire_after"`
 }
 
 // Templates are Go text/template texts.
@@ -45,6 +91,11 @@ type Templates struct {
 	// .InviterName. Empty: DefaultInvitationTemplate.
 	Invitation string `yaml:"invitation"`
 }
+
+// Example is a complete, commented policy file (`invitebot policy example`).
+//
+//go:embed policy.example.yaml
+var Example []byte
 
 // DefaultInvitationTemplate is used when templates.invitation is unset.
 const DefaultInvitationTemplate = `Hi {{.GuestName}},
@@ -130,6 +181,7 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	if _, err := p.InvitationTemplate(); err != nil {
 		bad([]any{"templates", "invitation"}, "%v", err)
 	}
+	p.checkGovernance(bad, seen)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -188,4 +240,81 @@ func fieldName(path []any) string {
 		}
 	}
 	return b.String()
+}
+
+var (
+	slackChannelRE = regexp.MustCompile(`^[CG][A-Z0-9]{2,20}$`)
+	domainRE       = regexp.MustCompile(`^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$`)
+)
+
+// checkGovernance validates inviters, group approvers, domain rules and
+// approvals; groups is the set of offered group IDs (lower-cased).
+func (p *Policy) checkGovernance(bad func(path []any, format string, a ...any), groups map[string]bool) {
+	users := func(path []any, ids []string) {
+		for i, u := range ids {
+			if !slackUserRE.MatchString(u) {
+				bad(append(path, i), "%q is not a Slack user ID (like U0123ABCD)", u)
+			}
+		}
+	}
+	users([]any{"inviters"}, p.Inviters)
+	for i, g := range p.Groups {
+		users([]any{"groups", i, "approvers"}, g.Approvers)
+	}
+	users([]any{"approvals", "approvers"}, p.Approvals.Approvers)
+	if c := p.Approvals.Channel; c != "" && !slackChannelRE.MatchString(c) {
+		bad([]any{"approvals", "channel"}, "%q is not a Slack channel ID (like C0123ABCD; not its name)", c)
+	}
+	if v := p.Approvals.ExpireAfter; v != "" {
+		if d, err := time.ParseDuration(v); err != nil || d < time.Hour {
+			bad([]any{"approvals", "expire_after"}, "%q is not a duration of at least 1h (like 72h)", v)
+		}
+	}
+	switch p.Domains.Default {
+	case "", string(flows.DomainAllow), string(flows.DomainDeny), string(flows.DomainApprove):
+	default:
+		bad([]any{"domains", "default"}, "%q: one of allow, deny, approve", p.Domains.Default)
+	}
+	seen := map[string]bool{}
+	for i, r := range p.Domains.Rules {
+		at := func(f string) []any { return []any{"domains", "rules", i, f} }
+		d := strings.ToLower(r.Domain)
+		switch {
+		case !domainRE.MatchString(d):
+			bad(at("domain"), "%q is not a domain (like fabrikam.com, or *.fabrikam.com for its subdomains)", r.Domain)
+		case seen[d]:
+			bad(at("domain"), "%s has two rules", r.Domain)
+		}
+		seen[d] = true
+		if !slices.Contains(flows.DomainActions, flows.DomainAction(r.Action)) {
+			bad(at("action"), "%q: one of allow, deny, approve, auto_approve", r.Action)
+		}
+		if len([]rune(r.Reason)) > 500 {
+			bad(at("reason"), "at most 500 characters")
+		}
+		switch r.UserType {
+		case "", string(flows.UserTypeGuest), string(flows.UserTypeMember):
+		default:
+			bad(at("user_type"), "%q: Guest or Member", r.UserType)
+		}
+		for j, g := range r.Groups {
+			if !groups[strings.ToLower(g)] {
+				bad([]any{"domains", "rules", i, "groups", j}, "%q is not one of the groups above", g)
+			}
+		}
+		if r.RedirectURL != "" {
+			if msg := flows.CheckRedirectURL(r.RedirectURL); msg != "" {
+				bad(at("redirect_url"), "%s", msg)
+			}
+		}
+		if len([]rune(r.Message)) > flows.MaxMessageLen {
+			bad(at("message"), "at most %d characters", flows.MaxMessageLen)
+		}
+	}
+}
+
+// ApprovalTTL returns approvals.expire_after, or zero for the default.
+func (p *Policy) ApprovalTTL() time.Duration {
+	d, _ := time.ParseDuration(p.Approvals.ExpireAfter)
+	return d
 }

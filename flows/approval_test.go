@@ -1,0 +1,167 @@
+package flows_test
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/invitebot/invitebot/flows"
+)
+
+// approvalEnv is an env whose policy sends unknown domains for approval by
+// UAPPR or USEC, and denies gmail.com.
+func approvalEnv(t *testing.T) *env {
+	t.Helper()
+	e := newEnv(t)
+	p := e.svc.Policy()
+	p.Approvers = []string{"UAPPR", "USEC"}
+	p.Domains = flows.DomainPolicy{Default: flows.DomainApprove, Rules: []flows.DomainRule{
+		{Domain: "gmail.com", Action: flows.DomainDeny, Reason: "No personal addresses."},
+		{Domain: "fabrikam.com", Action: flows.DomainAllow},
+	}}
+	e.svc.SetPolicy(p)
+	return e
+}
+
+func (e *env) requestApproval(t *testing.T) *flows.Invitation {
+	t.Helper()
+	r := request()
+	r.Email, r.Justification = "bob@unknown.org", "Bob reviews our Q4 contracts."
+	inv, err := e.svc.Submit(t.Context(), "V-approval", inviter, r)
+	if err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	e.svc.Wait()
+	return e.load(t, inv.ID)
+}
+
+func TestApprovalRequested(t *testing.T) {
+	e := approvalEnv(t)
+	r := request()
+	r.Email = "bob@unknown.org"
+	_, err := e.svc.Submit(t.Context(), "V0", inviter, r)
+	var fe flows.FieldErrors
+	if !errors.As(err, &fe) || fe[flows.FieldJustification] == "" {
+		t.Fatalf("Submit without a justification = %v, want an error next to the justification", err)
+	}
+	r.Email = "bob@gmail.com"
+	if _, err := e.svc.Submit(t.Context(), "V1", inviter, r); !errors.As(err, &fe) || fe[flows.FieldEmail] != "Invitations to gmail.com are not allowed. No personal addresses." {
+		t.Errorf("denied domain: %v", err)
+	}
+	inv := e.requestApproval(t)
+	if inv.State != flows.StateAwaitingApproval || !slices.Equal(inv.Approval.Approvers, []string{"UAPPR", "USEC"}) {
+		t.Fatalf("invitation = %s %+v", inv.State, inv.Approval)
+	}
+	if n := e.dir.Count("Invite") + e.dir.Count("FindUsers"); n != 0 {
+		t.Errorf("%d directory calls before approval", n)
+	}
+	var to []string
+	for _, n := range e.note.Notices() {
+		if n.Kind == flows.NoticeApprovalRequested {
+			to = append(to, n.To)
+		}
+	}
+	if !slices.Equal(to, []string{"UAPPR", "USEC"}) || len(inv.Approval.Messages) != 2 || len(inv.Outbox) != 0 {
+		t.Errorf("requests sent to %v, messages %v, outbox %v; want a DM to each approver, recorded", to, inv.Approval.Messages, inv.Outbox)
+	}
+}
+
+func TestApprovalToChannel(t *testing.T) {
+	e := approvalEnv(t)
+	p := e.svc.Policy()
+	p.ApprovalChannel = "C0APPROVALS"
+	e.svc.SetPolicy(p)
+	inv := e.requestApproval(t)
+	if len(inv.Approval.Messages) != 1 || inv.Approval.Messages[0].To != "C0APPROVALS" {
+		t.Errorf("messages = %+v, want one in the approvals channel", inv.Approval.Messages)
+	}
+}
+
+func TestApproveRunsTheInvitation(t *testing.T) {
+	e := approvalEnv(t)
+	inv := e.requestApproval(t)
+	approver := flows.Inviter{TeamID: "T1", UserID: "UAPPR"}
+	if _, err := e.svc.Decide(t.Context(), inv.ID, inviter, true, ""); !errors.Is(err, flows.ErrNotAuthorized) {
+		t.Errorf("the requester approving their own request: %v, want ErrNotAuthorized", err)
+	}
+	if _, err := e.svc.Decide(t.Context(), inv.ID, flows.Inviter{TeamID: "T1", UserID: "UMALLORY"}, true, ""); !errors.Is(err, flows.ErrNotAuthorized) {
+		t.Errorf("a non-approver approving: %v, want ErrNotAuthorized", err)
+	}
+	if _, err := e.svc.Decide(t.Context(), inv.ID, approver, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	got := e.load(t, inv.ID)
+	if got.State != flows.StateNotified || got.Approval.Decision != flows.DecisionApproved || got.Approval.DecidedBy != "UAPPR" {
+		t.Errorf("after approval: %s %+v (%+v)", got.State, got.Approval, got.Failure)
+	}
+	if _, err := e.svc.Decide(t.Context(), inv.ID, flows.Inviter{UserID: "USEC"}, false, "no"); !errors.Is(err, flows.ErrWrongState) {
+		t.Errorf("a second decision: %v, want ErrWrongState", err)
+	}
+	refused := 0
+	for _, ev := range got.History {
+		if ev.Action == "decision refused" {
+			refused++
+		}
+	}
+	if refused != 2 {
+		t.Errorf("%d refused attempts in the audit trail, want 2", refused)
+	}
+	if n := e.note.Count(flows.NoticeApprovalDecided, inv.ID); n != 1 {
+		t.Errorf("decision notices = %d, want 1", n)
+	}
+}
+
+func TestDenyEndsTheInvitation(t *testing.T) {
+	e := approvalEnv(t)
+	inv := e.requestApproval(t)
+	if _, err := e.svc.Decide(t.Context(), inv.ID, flows.Inviter{UserID: "USEC"}, false, "Not a current supplier."); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	got := e.load(t, inv.ID)
+	if got.State != flows.StateFailed || got.Failure.Code != flows.FailDenied || got.Failure.Message != "Not a current supplier." {
+		t.Errorf("after deny: %s %+v", got.State, got.Failure)
+	}
+	if e.dir.Count("Invite") != 0 {
+		t.Error("a denied request reached Graph")
+	}
+}
+
+func TestApprovalAfterRestartAndPolicyChange(t *testing.T) {
+	e := approvalEnv(t)
+	inv := e.requestApproval(t)
+	policy := e.svc.Policy()
+	e.svc.Close()
+	e.svc = e.start(t)
+	policy.Approvers = []string{"USEC"} // UAPPR is no longer an approver
+	e.svc.SetPolicy(policy)
+	if _, err := e.svc.Decide(t.Context(), inv.ID, flows.Inviter{UserID: "UAPPR"}, true, ""); !errors.Is(err, flows.ErrNotAuthorized) {
+		t.Errorf("a removed approver approving: %v, want ErrNotAuthorized", err)
+	}
+	if _, err := e.svc.Decide(t.Context(), inv.ID, flows.Inviter{UserID: "USEC"}, true, ""); err != nil {
+		t.Fatalf("approval after a restart: %v", err)
+	}
+	e.svc.Wait()
+	if got := e.load(t, inv.ID); got.State != flows.StateNotified {
+		t.Errorf("state = %s, want notified", got.State)
+	}
+}
+
+func TestApprovalExpires(t *testing.T) {
+	e := approvalEnv(t)
+	inv := e.requestApproval(t)
+	e.advance(flows.DefaultApprovalTTL + time.Minute)
+	if _, err := e.svc.Decide(t.Context(), inv.ID, flows.Inviter{UserID: "USEC"}, true, ""); !errors.Is(err, flows.ErrExpired) {
+		t.Errorf("deciding after expiry: %v, want ErrExpired", err)
+	}
+	e.track(t)
+	got := e.load(t, inv.ID)
+	if got.State != flows.StateFailed || got.Failure.Code != flows.FailApprovalExpired || got.Approval.Decision != flows.DecisionExpired {
+		t.Errorf("after expiry: %s %+v", got.State, got.Failure)
+	}
+	if n := e.note.Count(flows.NoticeApprovalDecided, inv.ID); n != 1 {
+		t.Errorf("expiry notices = %d, want 1", n)
+	}
+}
