@@ -3,10 +3,12 @@ package flows_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/invitebot/invitebot/flows"
+	"github.com/invitebot/invitebot/flows/flowstest"
 )
 
 // approvalEnv is an env whose policy sends unknown domains for approval by
@@ -163,5 +165,35 @@ func TestApprovalExpires(t *testing.T) {
 	}
 	if n := e.note.Count(flows.NoticeApprovalDecided, inv.ID); n != 1 {
 		t.Errorf("expiry notices = %d, want 1", n)
+	}
+}
+
+func TestSponsorRecordedAndSetInEntra(t *testing.T) {
+	e := &env{store: flowstest.NewStore(), dir: flowstest.NewDirectory(), note: &flowstest.Notifier{},
+		people: flowstest.People{inviter.UserID: "ann@contoso.com"}}
+	e.svc = e.start(t)
+	e.dir.AddUser(flows.DirectoryUser{ID: "u-ann", Mail: "ann@contoso.com", UserPrincipalName: "ann@contoso.com", UserType: flows.UserTypeMember})
+	inv := e.submit(t, "V1", request())
+	if inv.State != flows.StateNotified || inv.Sponsor == nil || !inv.Sponsor.InEntra || inv.Sponsor.ObjectID != "u-ann" {
+		t.Fatalf("invitation = %s, sponsor %+v", inv.State, inv.Sponsor)
+	}
+	if got := e.dir.Sponsors(inv.ObjectID); !slices.Equal(got, []string{"u-ann"}) {
+		t.Errorf("Entra sponsors = %v, want the inviter's account", got)
+	}
+	if g, _ := e.store.Guest(t.Context(), inv.ObjectID); g == nil || g.Sponsor == nil || g.Sponsor.SlackUser != inviter.UserID {
+		t.Errorf("guest's sponsor = %+v", g)
+	}
+}
+
+func TestSponsorWithoutEntraAccountIsNotedNotFatal(t *testing.T) {
+	e := &env{store: flowstest.NewStore(), dir: flowstest.NewDirectory(), note: &flowstest.Notifier{},
+		people: flowstest.People{inviter.UserID: "ann@contoso.com"}}
+	e.svc = e.start(t)
+	inv := e.submit(t, "V1", request())
+	if inv.State != flows.StateNotified || inv.Sponsor == nil || inv.Sponsor.InEntra || !strings.Contains(inv.Sponsor.Note, "no internal Entra account") {
+		t.Fatalf("invitation = %s, sponsor %+v", inv.State, inv.Sponsor)
+	}
+	if e.dir.Count("AddSponsor") != 0 {
+		t.Error("a sponsor was added without an Entra account to add")
 	}
 }

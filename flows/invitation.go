@@ -211,6 +211,8 @@ type Invitation struct {
 	// Action is the lifecycle action in progress (resend, reset, revoke);
 	// one at a time, so concurrent clicks do one thing.
 	Action *Action `json:"action,omitempty"`
+	// Sponsor is the inviter as the guest's sponsor, once provisioned.
+	Sponsor *Sponsor `json:"sponsor,omitempty"`
 	// Approval is the approval the policy asked for, if any.
 	Approval *Approval `json:"approval,omitempty"`
 	// Outbox holds notices recorded with the change that caused them and
@@ -310,6 +312,17 @@ type Outgoing struct {
 	To string `json:"to,omitempty"`
 }
 
+// Sponsor is who is responsible for a guest: the inviter, in Slack and,
+// where it could be mapped and the tenant supports it, in Entra (the
+// user's sponsors relationship).
+type Sponsor struct {
+	SlackUser string `json:"slackUser"`
+	Email     string `json:"email,omitempty"`    // the inviter's Slack email
+	ObjectID  string `json:"objectId,omitempty"` // their Entra account
+	InEntra   bool   `json:"inEntra"`            // the sponsors relationship is set
+	Note      string `json:"note,omitempty"`     // why not, if not
+}
+
 // Approval is an invitation's approval: who may decide, and the decision.
 type Approval struct {
 	Approvers   []string  `json:"approvers"` // Slack user IDs; one decides
@@ -370,6 +383,7 @@ type Guest struct {
 	State        State     `json:"state"`
 	Existing     bool      `json:"existing,omitempty"` // picked from the directory, not invited
 	InvitationID string    `json:"invitationId"`
+	Sponsor      *Sponsor  `json:"sponsor,omitempty"`
 	CreatedAt    time.Time `json:"createdAt"`
 	UpdatedAt    time.Time `json:"updatedAt"`
 }

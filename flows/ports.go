@@ -54,12 +54,22 @@ type Directory interface {
 	// User returns the user with the given object ID or userPrincipalName,
 	// with the properties a conversion to B2B needs.
 	User(ctx context.Context, idOrUPN string) (DirectoryUser, error)
+	// AddSponsor makes sponsorID (an internal user) a sponsor of userID. It
+	// returns nil when it already is one.
+	AddSponsor(ctx context.Context, userID, sponsorID string) error
 	// ExternalStates reads externalUserState and its change time for at most
 	// MaxStatesPerRequest users in one request (a JSON batch). It returns one
 	// entry per id, in any order. An entry's Err is that user's own failure
 	// (a *DirectoryError: 404 for a deleted user, 429 with RetryAfter for a
 	// throttled item); the returned error is the whole request's.
 	ExternalStates(ctx context.Context, ids []string) ([]ExternalState, error)
+}
+
+// People are the workspace's people (Slack): how invitebot maps an inviter
+// to their Entra account, to record them as the guest's sponsor.
+type People interface {
+	// Email returns the Slack user's email address, or "" if Slack has none.
+	Email(ctx context.Context, slackUserID string) (string, error)
 }
 
 // MaxStatesPerRequest is how many users one ExternalStates call may read:

@@ -23,6 +23,9 @@ type Config struct {
 	Store     Store
 	Notifier  Notifier
 	Policy    Policy
+	// People maps inviters to their email, for the Entra sponsor; nil: the
+	// sponsor is recorded in the store only.
+	People People
 
 	Logger *slog.Logger                               // nil: discard
 	Now    func() time.Time                           // nil: time.Now
@@ -57,15 +60,16 @@ type Config struct {
 // Graph work runs in the background on the Service's own context, so a
 // Slack acknowledgement never waits for it.
 type Service struct {
-	dir   Directory // holds the gate: interactive calls
-	raw   Directory // the tracker's, after waiting at the gate
-	gate  gate
-	store Store
-	note  Notifier
-	log   *slog.Logger
-	now   func() time.Time
-	sleep func(context.Context, time.Duration) error
-	newID func() string
+	dir    Directory // holds the gate: interactive calls
+	raw    Directory // the tracker's, after waiting at the gate
+	gate   gate
+	store  Store
+	note   Notifier
+	people People
+	log    *slog.Logger
+	now    func() time.Time
+	sleep  func(context.Context, time.Duration) error
+	newID  func() string
 
 	transient, replication   Backoff
 	callTimeout, pickTimeout time.Duration
@@ -91,7 +95,7 @@ type Service struct {
 // unfinished invitations, and Close to stop.
 func New(cfg Config) *Service {
 	s := &Service{
-		dir: cfg.Directory, store: cfg.Store, note: cfg.Notifier,
+		dir: cfg.Directory, store: cfg.Store, note: cfg.Notifier, people: cfg.People,
 		log: cfg.Logger, now: cfg.Now, sleep: cfg.Sleep, newID: cfg.NewID,
 		transient: cfg.Transient, replication: cfg.Replication,
 		callTimeout: cfg.CallTimeout, pickTimeout: cfg.PickTimeout, domainRefresh: cfg.DomainRefresh,

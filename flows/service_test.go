@@ -26,6 +26,7 @@ type env struct {
 	sleeps []time.Duration
 	offset time.Duration // added to the wall clock by advance
 	remind time.Duration // Config.RemindAfter for the next start
+	people flows.People  // Config.People; nil: none
 }
 
 // now is the services' clock: the wall clock plus what advance added.
@@ -59,7 +60,7 @@ func newEnvWith(t *testing.T, remind time.Duration) *env {
 func (e *env) start(t *testing.T) *flows.Service {
 	t.Helper()
 	svc := flows.New(flows.Config{
-		Directory: e.dir, Store: e.store, Notifier: e.note,
+		Directory: e.dir, Store: e.store, Notifier: e.note, People: e.people,
 		Policy: flows.Policy{
 			Admins:             []string{"UADMIN"},
 			Groups:             []flows.Group{{Name: "Portal", ID: "g1"}, {Name: "Wiki", ID: "g2"}},

@@ -277,10 +277,63 @@ func (s *Service) provision(ctx context.Context, inv *Invitation) error {
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
+	sp := s.sponsor(ctx, inv)
+	g.Sponsor = sp
 	if err := s.store.SaveGuest(ctx, g); err != nil {
 		return err
 	}
-	return s.advance(ctx, inv, StateProvisioned, "provisioned", inv.ObjectID, nil)
+	detail := "sponsor " + sp.SlackUser + " set in Entra"
+	if !sp.InEntra {
+		detail = "sponsor " + sp.SlackUser + " recorded here only: " + sp.Note
+	}
+	return s.advance(ctx, inv, StateProvisioned, "provisioned", detail, func(cur *Invitation) { cur.Sponsor = sp })
+}
+
+// sponsor records the inviter as the guest's sponsor: always in the store,
+// and in Entra (the sponsors relationship) when the inviter's Slack email
+// maps to an internal account and the tenant takes it. A failure here is
+// noted, never fatal: the guest is invited either way.
+func (s *Service) sponsor(ctx context.Context, inv *Invitation) *Sponsor {
+	sp := &Sponsor{SlackUser: inv.Inviter.UserID}
+	if s.people == nil {
+		sp.Note = "no Slack directory to map the inviter"
+		return sp
+	}
+	email, err := s.people.Email(ctx, inv.Inviter.UserID)
+	if err != nil || email == "" {
+		sp.Note = "the inviter's Slack profile has no email invitebot can read"
+		return sp
+	}
+	sp.Email = email
+	var users []DirectoryUser
+	err = s.retryDirectory(ctx, false, nil, func(ctx context.Context) error {
+		var err error
+		users, err = s.dir.FindUsers(ctx, email, true)
+		return err
+	})
+	for _, u := range users {
+		if u.UserType != UserTypeGuest && u.ExternalUserState == "" {
+			sp.ObjectID = u.ID
+			break
+		}
+	}
+	switch {
+	case err != nil:
+		sp.Note = "looking up the inviter in Entra failed: " + redact(err, email)
+		return sp
+	case sp.ObjectID == "":
+		sp.Note = "no internal Entra account has the inviter's Slack email"
+		return sp
+	}
+	err = s.retryDirectory(ctx, true, nil, func(ctx context.Context) error {
+		return s.dir.AddSponsor(ctx, inv.ObjectID, sp.ObjectID)
+	})
+	if err != nil {
+		sp.Note = "Entra did not take the sponsor: " + redact(err, email)
+		return sp
+	}
+	sp.InEntra = true
+	return sp
 }
 
 func mergeGroups(a, b []string) []string {

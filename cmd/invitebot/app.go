@@ -91,7 +91,7 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		InvitationTemplate: tmpl, Logger: log.With("component", "bot"),
 	})
 	svc := flows.New(flows.Config{
-		Directory: dir, Store: db, Notifier: b, Policy: cfg.FlowsPolicy(),
+		Directory: dir, Store: db, Notifier: b, People: b, Policy: cfg.FlowsPolicy(),
 		Logger: log.With("component", "flows"), Sleep: d.sleep,
 		Transient: d.transient, Replication: d.replication,
 		PollInterval: cmp.Or(d.pollInterval, cfg.PollInterval), RemindAfter: cfg.RemindAfter,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/invitebot/invitebot/bot"
 	"github.com/invitebot/invitebot/flows"
+	"github.com/invitebot/invitebot/internal/graphfake"
 	"github.com/invitebot/invitebot/internal/slackfake"
 )
 
@@ -276,4 +277,37 @@ func (h *harness) submit2(t *testing.T, user, view string, values map[string]map
 		t.Fatalf("submit: %v %d %s", err, r.Status, r.Body)
 	}
 	return r.JSON()
+}
+
+// The inviter becomes the guest's sponsor in Entra (mapped by their Slack
+// email to their internal account) and in the store; without an Entra
+// account it is noted and the invitation goes on.
+func TestE2ESponsor(t *testing.T) {
+	h := start(t)
+	h.slack.AddUser(ann, "ann@contoso.com", "Ann Inviter")
+	annEntra := h.tenant.AddUser(graphfake.User{DisplayName: "Ann", Mail: "ann@contoso.com", UserPrincipalName: "ann@contoso.com", UserType: "Member"})
+	inv := h.inviteGuest(t, "bob@fabrikam.com", "Bob")
+	if got := h.tenant.Sponsors(inv.ObjectID); len(got) != 1 || got[0] != annEntra.ID {
+		t.Errorf("Entra sponsors of the guest = %v, want Ann's account %s", got, annEntra.ID)
+	}
+	g, err := h.app.db.Guest(h.ctx, inv.ObjectID)
+	if err != nil || g.Sponsor == nil || !g.Sponsor.InEntra || g.Sponsor.SlackUser != ann {
+		t.Errorf("stored guest sponsor = %+v, %v", g, err)
+	}
+	// Mallory has no Entra account: recorded here only.
+	r, view, err := h.player.Command(h.ctx, mallory, bot.Command, "")
+	if err != nil || view == "" {
+		t.Fatalf("command: %v %s", err, r.Body)
+	}
+	if _, err := h.player.Submit(h.ctx, mallory, view, inviteValues("carl@fabrikam.com", "Carl", "slack_link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.slack.WaitFor(h.ctx, func() bool { return len(h.dmsTo(mallory)) > 0 }); err != nil {
+		t.Fatal(err)
+	}
+	h.app.svc.Wait()
+	invs, _ := h.app.db.Invitations(h.ctx, func(inv *flows.Invitation) bool { return inv.Request.Email == "carl@fabrikam.com" })
+	if len(invs) != 1 || invs[0].State != flows.StateNotified || invs[0].Sponsor == nil || invs[0].Sponsor.InEntra || invs[0].Sponsor.Note == "" {
+		t.Errorf("Carl's invitation: %+v", invs)
+	}
 }

@@ -238,10 +238,11 @@ type Directory struct {
 	// ExternalStatesFunc, if set, answers ExternalStates.
 	ExternalStatesFunc func(ctx context.Context, ids []string) ([]flows.ExternalState, error)
 
-	mu      sync.Mutex
-	users   []flows.DirectoryUser
-	members map[string][]string
-	calls   []Call
+	mu       sync.Mutex
+	users    []flows.DirectoryUser
+	members  map[string][]string
+	sponsors map[string][]string
+	calls    []Call
 }
 
 var _ flows.Directory = (*Directory)(nil)
@@ -441,6 +442,33 @@ func (d *Directory) ExternalStates(ctx context.Context, ids []string) ([]flows.E
 	}
 	return out, nil
 }
+
+// AddSponsor implements flows.Directory.
+func (d *Directory) AddSponsor(_ context.Context, uid, sponsor string) error {
+	d.record("AddSponsor", uid, sponsor)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sponsors == nil {
+		d.sponsors = map[string][]string{}
+	}
+	if !slices.Contains(d.sponsors[uid], sponsor) {
+		d.sponsors[uid] = append(d.sponsors[uid], sponsor)
+	}
+	return nil
+}
+
+// Sponsors returns a user's sponsors.
+func (d *Directory) Sponsors(uid string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.sponsors[uid])
+}
+
+// People is a flows.People from a map of Slack user ID → email.
+type People map[string]string
+
+// Email implements flows.People.
+func (p People) Email(_ context.Context, id string) (string, error) { return p[id], nil }
 
 // SetState sets a user's externalUserState.
 func (d *Directory) SetState(uid, state string) {

@@ -11,6 +11,7 @@ import (
 
 	abstractions "github.com/microsoft/kiota-abstractions-go"
 	msgraphcore "github.com/microsoftgraph/msgraph-sdk-go-core"
+	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
@@ -63,6 +64,31 @@ func (c *Client) User(ctx context.Context, idOrUPN string) (flows.DirectoryUser,
 
 // batchErrors maps a failed POST /$batch to an ODataError, as the generated
 // request builders do, so translate sees Graph's code and message.
+// AddSponsor implements flows.Directory: POST /users/{id}/sponsors/$ref.
+// The SDK has no builder for it, so the request is built here and sent
+// through the same adapter. "Already exists" is success.
+func (c *Client) AddSponsor(ctx context.Context, userID, sponsorID string) error {
+	const op = "add sponsor"
+	adapter := c.graph.GetAdapter()
+	req := abstractions.NewRequestInformation()
+	req.Method = abstractions.POST
+	req.UrlTemplate = "{+baseurl}/users/{user%2Did}/sponsors/$ref"
+	req.PathParameters["baseurl"] = adapter.GetBaseUrl()
+	req.PathParameters["user%2Did"] = userID
+	req.Headers.TryAdd("Accept", "application/json")
+	ref := models.NewReferenceCreate()
+	odataID := c.base.String() + "/directoryObjects/" + sponsorID
+	ref.SetOdataId(&odataID)
+	if err := req.SetContentFromParsable(ctx, adapter, "application/json", ref); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	err := translate(op, adapter.SendNoContent(ctx, req, batchErrors))
+	if de, ok := err.(*flows.DirectoryError); ok && de.Status == 400 && strings.Contains(de.Message, "already exist") {
+		return nil
+	}
+	return err
+}
+
 var batchErrors = abstractions.ErrorMappings{"XXX": odataerrors.CreateODataErrorFromDiscriminatorValue}
 
 // ExternalStates implements flows.Directory with one JSON batch (POST

@@ -192,3 +192,31 @@ func TestExternalStatesFailures(t *testing.T) {
 		t.Errorf("duplicate ids: %+v, %v", s, err)
 	}
 }
+
+func TestAddSponsor(t *testing.T) {
+	f := newFixture(t, secret)
+	ctx := t.Context()
+	guest := f.tenant.AddUser(graphfake.User{DisplayName: "Bob", Mail: "bob@fabrikam.com", UserType: "Guest"})
+	ann := f.tenant.AddUser(graphfake.User{DisplayName: "Ann", Mail: "ann@contoso.com", UserType: "Member"})
+	if err := f.client.AddSponsor(ctx, guest.ID, ann.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.client.AddSponsor(ctx, guest.ID, ann.ID); err != nil {
+		t.Errorf("adding the same sponsor again: %v, want nil (already a sponsor)", err)
+	}
+	if got := f.tenant.Sponsors(guest.ID); len(got) != 1 || got[0] != ann.ID {
+		t.Errorf("sponsors = %v", got)
+	}
+	if err := f.client.AddSponsor(ctx, "missing", ann.ID); !errors.Is(err, flows.ErrNotFound) {
+		t.Errorf("sponsor for a missing user: %v, want ErrNotFound", err)
+	}
+	var authed bool
+	for _, r := range f.tenant.Requests() {
+		if r.Method == "POST" && strings.HasSuffix(r.Path, "/users/"+guest.ID+"/sponsors/$ref") {
+			authed = r.Authorization
+		}
+	}
+	if !authed {
+		t.Error("no authorised POST /users/{id}/sponsors/$ref reached the tenant")
+	}
+}

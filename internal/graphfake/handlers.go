@@ -372,3 +372,48 @@ func hasEmail(u *User, email string) bool {
 	return eq(u.Mail) || eq(u.UserPrincipalName) || slices.ContainsFunc(u.OtherMails, eq) ||
 		slices.ContainsFunc(u.ProxyAddresses, func(p string) bool { return eq(strings.TrimPrefix(strings.ToLower(p), "smtp:")) })
 }
+
+// addSponsor is POST /users/{id}/sponsors/$ref: 204, 400 if the sponsor
+// already is one (like a group add), 404 for a missing user or sponsor.
+func (t *Tenant) addSponsor(w http.ResponseWriter, r *http.Request, uid string) {
+	var body struct {
+		ID string `json:"@odata.id"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		graphError(w, r, http.StatusBadRequest, "BadRequest", "Unable to read JSON request payload.")
+		return
+	}
+	i := strings.LastIndex(body.ID, "/directoryObjects/")
+	if i < 0 || !strings.HasPrefix(body.ID, "http") {
+		graphError(w, r, http.StatusBadRequest, "BadRequest", "Invalid URL format specified in payload.")
+		return
+	}
+	sid := body.ID[i+len("/directoryObjects/"):]
+	if _, ok := t.visible(uid); !ok {
+		notFound(w, r, uid)
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.lookup(sid) == nil {
+		notFound(w, r, sid)
+		return
+	}
+	if t.sponsors == nil {
+		t.sponsors = map[string][]string{}
+	}
+	if slices.Contains(t.sponsors[uid], sid) {
+		graphError(w, r, http.StatusBadRequest, "Request_BadRequest",
+			"One or more added object references already exist for the following modified properties: 'sponsors'.")
+		return
+	}
+	t.sponsors[uid] = append(t.sponsors[uid], sid)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Sponsors returns a user's sponsors' IDs.
+func (t *Tenant) Sponsors(uid string) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.sponsors[uid])
+}

@@ -87,8 +87,9 @@ type Tenant struct {
 	batchItems  []Request
 	faults      map[Route]*fault
 	latency     map[Route]time.Duration
-	replication int            // invisible reads for a new user
-	hidden      map[string]int // user id → remaining invisible reads
+	replication int                 // invisible reads for a new user
+	hidden      map[string]int      // user id → remaining invisible reads
+	sponsors    map[string][]string // user id → sponsor ids
 }
 
 // NewTenant returns an empty tenant.
@@ -426,6 +427,8 @@ func (t *Tenant) dispatch(w http.ResponseWriter, r *http.Request, route Route, a
 		t.addMember(w, r, args[0])
 	case RouteRemoveMember:
 		t.removeMember(w, r, args[0], args[1])
+	case RouteAddSponsor:
+		t.addSponsor(w, r, args[0])
 	}
 }
 
@@ -445,6 +448,7 @@ const (
 	RouteAddMember       Route = "POST /groups/{id}/members/$ref"
 	RouteRemoveMember    Route = "DELETE /groups/{id}/members/{id}/$ref"
 	RouteBatch           Route = "POST /$batch"
+	RouteAddSponsor      Route = "POST /users/{id}/sponsors/$ref"
 )
 
 func match(method, path string) (Route, []string) {
@@ -462,6 +466,8 @@ func match(method, path string) (Route, []string) {
 		return RoutePatchUser, seg[1:]
 	case len(seg) == 2 && seg[0] == "users" && seg[1] != "" && method == "DELETE":
 		return RouteDeleteUser, seg[1:]
+	case method == "POST" && len(seg) == 4 && seg[0] == "users" && seg[2] == "sponsors" && seg[3] == "$ref":
+		return RouteAddSponsor, []string{seg[1]}
 	case method == "POST" && path == "/invitations":
 		return RoutePostInvitations, nil
 	case method == "POST" && len(seg) == 4 && seg[0] == "groups" && seg[2] == "members" && seg[3] == "$ref":

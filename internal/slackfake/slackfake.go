@@ -1,8 +1,9 @@
 // Package slackfake is a Slack Web API fake built on slack-go's slacktest:
 // views.open/update/push/publish (single-use trigger IDs, external_id, hash,
 // Block Kit limits), conversations.open, chat.postMessage/postEphemeral/update
-// (message metadata), users.lookupByEmail and users.info, with recording and
-// failure injection; and a Socket Mode
+// (message metadata), users.lookupByEmail and users.info, files upload v2
+// (files.getUploadURLExternal, the upload URL, files.completeUploadExternal),
+// with recording and failure injection; and a Socket Mode
 // endpoint (apps.connections.open and its WebSocket). It also signs inbound
 // requests exactly as Slack does, so tests and the demo can play Slack over
 // HTTP or Socket Mode.
@@ -77,6 +78,8 @@ type Server struct {
 	conn     *socketConn     // the connected app, if any
 	connects int
 	pending  map[string]chan json.RawMessage // envelope ID → ack
+
+	uploads fileUploads // files.getUploadURLExternal … completeUploadExternal
 }
 
 type fault struct {
@@ -108,14 +111,27 @@ func New() *Server {
 				}
 				return map[string]any{"ok": true, "user": map[string]any{"id": u[0], "name": u[1], "real_name": u[1]}}
 			},
-			"apps.connections.open": s.appsConnectionsOpen,
+			"apps.connections.open":        s.appsConnectionsOpen,
+			"files.getUploadURLExternal":   s.filesGetUploadURL,
+			"files.completeUploadExternal": s.filesCompleteUpload,
 			"users.info": func(_ http.ResponseWriter, _ *http.Request, f url.Values, _ map[string]any) any {
-				return map[string]any{"ok": true, "user": map[string]any{"id": f.Get("user"), "name": "inviter", "real_name": "Ann Inviter"}}
+				// A user added with AddUser has their email in the profile.
+				id, name, email := f.Get("user"), "Ann Inviter", ""
+				s.mu.Lock()
+				for e, u := range s.users {
+					if u[0] == id {
+						name, email = u[1], e
+					}
+				}
+				s.mu.Unlock()
+				return map[string]any{"ok": true, "user": map[string]any{"id": id, "name": "inviter", "real_name": name,
+					"profile": map[string]any{"real_name": name, "email": email}}}
 			},
 		} {
 			c.Handle("/"+name, s.wrap(name, h))
 		}
 		c.Handle("/socket-mode/link", s.serveSocket)
+		c.Handle(uploadPath, s.serveUpload)
 	})
 	s.ts.Start()
 	return s
