@@ -124,7 +124,7 @@ func TestInviteModal(t *testing.T) {
 	}
 	p := flows.Policy{DefaultRedirectURL: "https://myapps.microsoft.com", Groups: groups}
 	base := []string{BlockEmail, BlockDisplayName, BlockRedirectURL, BlockDelivery, BlockMessage, BlockCC}
-	attrs := []string{BlockGivenName, BlockSurname, BlockCompanyName, BlockJobTitle}
+	attrs := []string{BlockExpiresIn, BlockGivenName, BlockSurname, BlockCompanyName, BlockJobTitle}
 	tests := []struct {
 		name   string
 		pre    Prefill

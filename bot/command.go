@@ -19,6 +19,7 @@ const HelpText = "*/invite-guest* opens a dialog to invite an external collabora
 	"• `/invite-guest bob@contoso.com Bob Smith` — open it pre-filled\n" +
 	"• `/invite-guest help` — this text\n" +
 	"• `/invite-guest convert user@ourcompany.com user@partner.com` — (admins) convert an internal account to B2B, keeping its object ID, groups and apps\n" +
+	"• `/invite-guest audit [days]` — (admins) the audit log of the last days (default 30) as a CSV file in your DM\n" +
 	"Your invitations, with Resend and Revoke, are on invitebot's *Home* tab.\n" +
 	"invitebot checks the directory for an existing account first, then invites, adds the guest to the groups you chose and DMs you the result."
 
@@ -55,6 +56,9 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) any {
 	}
 	if f := strings.Fields(text); len(f) > 0 && f[0] == "convert" {
 		return b.convertCommand(ctx, cmd, f[1:])
+	}
+	if f := strings.Fields(text); len(f) > 0 && f[0] == "audit" {
+		return b.auditCommand(ctx, cmd, f[1:])
 	}
 	p := b.svc.Policy()
 	if !p.MayInvite(cmd.UserID) {

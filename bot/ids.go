@@ -30,6 +30,8 @@ const (
 	BlockJobTitle    = "job_title"
 	// BlockJustification is shown when the policy has approvals.
 	BlockJustification = "justification"
+	// BlockExpiresIn is the access period select.
+	BlockExpiresIn = "expires_in"
 
 	// BlockPick is the radio group of the pick dialog.
 	BlockPick = "pick"
@@ -67,6 +69,10 @@ const (
 	ActionDeny    = "deny_invitation"
 	CallbackDeny  = "deny_invitation"
 	BlockReason   = "reason"
+
+	// Expiry: the buttons on the sponsor's reminder (value: invitation ID).
+	ActionExtend    = "extend_access"
+	ActionLetExpire = "let_expire"
 )
 
 // Scopes are the bot token scopes the code uses; manifest/manifest.yaml
@@ -77,6 +83,7 @@ var Scopes = []string{
 	"im:write",         // conversations.open for those DMs
 	"users:read",       // users.info: the inviter's name in the invitation text
 	"users:read.email", // users.lookupByEmail: is the invitee in Slack?
+	"files:write",      // files upload v2: /invite-guest audit's CSV file in the admin's DM
 }
 
 // Events are the Events API events the bot handles; manifest/manifest.yaml

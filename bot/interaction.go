@@ -25,6 +25,7 @@ var fieldBlocks = map[flows.Field]string{
 	flows.FieldCompanyName:   BlockCompanyName,
 	flows.FieldJobTitle:      BlockJobTitle,
 	flows.FieldJustification: BlockJustification,
+	flows.FieldExpiresIn:     BlockExpiresIn,
 }
 
 // ParseSubmission reads the invitation dialog's state into a request.
@@ -50,6 +51,7 @@ func ParseSubmission(state *slack.ViewState) flows.Request {
 			JobTitle:    val(BlockJobTitle).Value,
 		},
 		Justification: val(BlockJustification).Value,
+		ExpiresIn:     parseExpiry(val(BlockExpiresIn).SelectedOption.Value),
 	}
 	for _, o := range val(BlockGroups).SelectedOptions {
 		r.Groups = append(r.Groups, o.Value)

@@ -41,6 +41,12 @@ func (b *Bot) lifecycleNotice(ctx context.Context, n flows.Notice) error {
 		if btns := actionButtons(inv, false); len(btns) > 0 {
 			blocks = append(blocks, slack.NewActionBlock(BlockInvitationActions, btns...))
 		}
+	case flows.NoticeExpiring:
+		text = fmt.Sprintf(":hourglass: The access of %s, whom you sponsor, ends %s.", who, inv.Expiry.At.UTC().Format("Mon 2 Jan 2006"))
+		extend := slack.NewButtonBlockElement(ActionExtend, inv.ID, plain("Extend by "+days(inv.Expiry.Period)))
+		extend.Style = slack.StylePrimary
+		blocks = []slack.Block{section(text), slack.NewActionBlock("expiry", extend,
+			slack.NewButtonBlockElement(ActionLetExpire, inv.ID, plain("Let it expire"))), note("Invitation `" + inv.ID + "`")}
 	case flows.NoticeActionDone:
 		text, blocks = b.actionDoneMessage(ctx, inv, n)
 	case flows.NoticeActionFailed:
@@ -100,6 +106,12 @@ func (b *Bot) actionDoneMessage(ctx context.Context, inv *flows.Invitation, n fl
 		return fmt.Sprintf(":no_entry: %s was removed from %s%s. The account itself still exists.", who, strings.Join(names, ", "), by), nil
 	case flows.ActionDelete:
 		return fmt.Sprintf(":no_entry: %s was deleted from Microsoft Entra%s (it stays in the recycle bin for 30 days).", who, by), nil
+	case flows.ActionExpire:
+		what := "removed from the groups invitebot added"
+		if p.ExpiryAction == flows.ExpireDisable {
+			what = "blocked from signing in"
+		}
+		return fmt.Sprintf(":hourglass: The access of %s expired: they were %s.", who, what), nil
 	}
 	return fmt.Sprintf("Done: %s for %s.", actionVerb(n.Action), who), nil
 }
@@ -182,6 +194,9 @@ func (b *Bot) blockAction(ctx context.Context, cb slack.InteractionCallback, who
 	switch actionID {
 	case ActionApprove:
 		b.approve(ctx, cb, who, id)
+		return
+	case ActionExtend, ActionLetExpire:
+		b.expiryChoice(ctx, cb, who, id, actionID == ActionExtend)
 		return
 	case ActionDeny:
 		if _, err := b.api.OpenViewContext(ctx, cb.TriggerID, DenyModal(id)); err != nil {

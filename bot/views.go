@@ -103,6 +103,7 @@ func InviteModal(pre Prefill, p flows.Policy, admin bool) slack.ModalViewRequest
 		gb.Optional = true
 		blocks = append(blocks, gb)
 	}
+	blocks = append(blocks, expiryInput(p))
 	if p.HasApprovals() {
 		blocks = append(blocks, textInput(BlockJustification, "Why do you need this guest?",
 			"Required when the invitation needs an approver's OK (some partner domains and groups do).", "", maxJustificationLen, true, true))
@@ -321,7 +322,7 @@ func forbiddenText(op string) string {
 		perm = "Organization.Read.All"
 	case strings.Contains(op, "group member"):
 		perm = "GroupMember.ReadWrite.All"
-	case op == "update user" || op == "delete user":
+	case op == "update user" || op == "delete user" || op == "disable user" || op == "add sponsor":
 		perm = "User.ReadWrite.All"
 	case strings.HasPrefix(op, "find user") || strings.HasPrefix(op, "read user"):
 		perm = "User.Read.All"

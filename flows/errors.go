@@ -54,6 +54,8 @@ const (
 	FieldConvertFrom Field = "account"
 	// FieldJustification is why the guest is needed (for approvals).
 	FieldJustification Field = "justification"
+	// FieldExpiresIn is how long the guest's access lasts.
+	FieldExpiresIn Field = "expires_in"
 )
 
 // FieldErrors maps request fields to what is wrong with them. It is shown to

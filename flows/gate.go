@@ -131,6 +131,12 @@ func (d interactive) DeleteUser(ctx context.Context, userID string) (err error) 
 	return d.Directory.DeleteUser(ctx, userID)
 }
 
+func (d interactive) DisableUser(ctx context.Context, userID string) (err error) {
+	d.g.enter()
+	defer func() { d.g.leave(err, d.now()) }()
+	return d.Directory.DisableUser(ctx, userID)
+}
+
 func (d interactive) AddSponsor(ctx context.Context, userID, sponsorID string) (err error) {
 	d.g.enter()
 	defer func() { d.g.leave(err, d.now()) }()

@@ -99,6 +99,9 @@ type Request struct {
 	UserType    UserType   `json:"userType"`
 	Groups      []string   `json:"groups,omitempty"` // Entra group object IDs
 	Attributes  Attributes `json:"attributes,omitzero"`
+	// ExpiresIn is how long the guest's access lasts after provisioning;
+	// zero: it does not expire. Policy default, or the inviter's choice.
+	ExpiresIn time.Duration `json:"expiresIn,omitempty"`
 	// Justification is why the inviter needs the guest (asked for when the
 	// policy requires approval).
 	Justification string `json:"justification,omitempty"`
@@ -211,6 +214,8 @@ type Invitation struct {
 	// Action is the lifecycle action in progress (resend, reset, revoke);
 	// one at a time, so concurrent clicks do one thing.
 	Action *Action `json:"action,omitempty"`
+	// Expiry is when the guest's access ends, if it does.
+	Expiry *Expiry `json:"expiry,omitempty"`
 	// Sponsor is the inviter as the guest's sponsor, once provisioned.
 	Sponsor *Sponsor `json:"sponsor,omitempty"`
 	// Approval is the approval the policy asked for, if any.
@@ -235,6 +240,10 @@ func (inv *Invitation) Clone() *Invitation {
 	if inv.Action != nil {
 		a := *inv.Action
 		c.Action = &a
+	}
+	if inv.Expiry != nil {
+		x := *inv.Expiry
+		c.Expiry = &x
 	}
 	if inv.Approval != nil {
 		a := *inv.Approval
@@ -288,6 +297,9 @@ const (
 	ActionReset        ActionKind = "reset"         // resetRedemption: the guest must redeem again (admin)
 	ActionRevokeGroups ActionKind = "revoke_groups" // remove from the groups invitebot added
 	ActionDelete       ActionKind = "delete"        // delete the guest user (admin)
+	// ActionExpire ends access when the expiry date passes (invitebot's
+	// own action): remove the groups invitebot added, or disable sign-in.
+	ActionExpire ActionKind = "expire"
 )
 
 // AdminOnly reports whether only admins may take the action.
@@ -310,6 +322,24 @@ type Outgoing struct {
 	Failure *Failure   `json:"failure,omitempty"`
 	// To is the approval request's recipient: a channel or an approver.
 	To string `json:"to,omitempty"`
+}
+
+// ExpiryAction is what happens to a guest's access when it expires.
+type ExpiryAction string
+
+// The expiry actions.
+const (
+	ExpireRemoveGroups ExpiryAction = "remove_groups" // remove from the groups invitebot added
+	ExpireDisable      ExpiryAction = "disable"       // block sign-in (accountEnabled false)
+)
+
+// Expiry is a guest's access end date and what the sponsor said about it.
+type Expiry struct {
+	At     time.Time     `json:"at"`
+	Period time.Duration `json:"period"` // what Extend adds
+	// WarnedAt is when the sponsor was asked to extend or let it expire.
+	WarnedAt  time.Time `json:"warnedAt,omitzero"`
+	LetExpire bool      `json:"letExpire,omitempty"`
 }
 
 // Sponsor is who is responsible for a guest: the inviter, in Slack and,

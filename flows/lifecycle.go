@@ -121,6 +121,15 @@ func (s *Service) runAction(ctx context.Context, id string) {
 		var n int
 		n, err = s.removeGroups(ctx, inv)
 		detail = fmt.Sprintf("removed from %d group(s)", n)
+	case ActionExpire:
+		if s.Policy().ExpiryAction == ExpireDisable {
+			err = s.retryDirectory(ctx, false, nil, func(ctx context.Context) error { return s.dir.DisableUser(ctx, inv.ObjectID) })
+			detail = "access expired: sign-in blocked"
+		} else {
+			var n int
+			n, err = s.removeGroups(ctx, inv)
+			detail = fmt.Sprintf("access expired: removed from %d group(s)", n)
+		}
 	case ActionDelete:
 		err = s.retryDirectory(ctx, false, nil, func(ctx context.Context) error { return s.dir.DeleteUser(ctx, inv.ObjectID) })
 		if errors.Is(err, ErrNotFound) {
@@ -157,7 +166,7 @@ func (s *Service) runAction(ctx context.Context, id string) {
 			}
 			cur.History = append(cur.History, s.event(cur, a.By, string(a.Kind), detail))
 			cur.UpdatedAt = now
-		case ActionRevokeGroups, ActionDelete:
+		case ActionRevokeGroups, ActionDelete, ActionExpire:
 			s.setState(cur, StateRevoked, a.By, string(a.Kind), detail)
 		}
 		cur.Outbox = append(cur.Outbox, out)

@@ -54,6 +54,8 @@ type Directory interface {
 	// User returns the user with the given object ID or userPrincipalName,
 	// with the properties a conversion to B2B needs.
 	User(ctx context.Context, idOrUPN string) (DirectoryUser, error)
+	// DisableUser blocks the user's sign-in (accountEnabled false).
+	DisableUser(ctx context.Context, userID string) error
 	// AddSponsor makes sponsorID (an internal user) a sponsor of userID. It
 	// returns nil when it already is one.
 	AddSponsor(ctx context.Context, userID, sponsorID string) error
@@ -136,6 +138,8 @@ const (
 	NoticeActionDone NoticeKind = "action_done"
 	// NoticeActionFailed: a lifecycle action failed; Notice.Failure says why.
 	NoticeActionFailed NoticeKind = "action_failed"
+	// NoticeExpiring: the guest's access ends soon; the sponsor may extend.
+	NoticeExpiring NoticeKind = "expiring"
 	// NoticeApprovalRequested: ask Notice.To (a channel or an approver) to
 	// decide; the Notifier returns the message it posted.
 	NoticeApprovalRequested NoticeKind = "approval_requested"

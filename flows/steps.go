@@ -286,7 +286,12 @@ func (s *Service) provision(ctx context.Context, inv *Invitation) error {
 	if !sp.InEntra {
 		detail = "sponsor " + sp.SlackUser + " recorded here only: " + sp.Note
 	}
-	return s.advance(ctx, inv, StateProvisioned, "provisioned", detail, func(cur *Invitation) { cur.Sponsor = sp })
+	return s.advance(ctx, inv, StateProvisioned, "provisioned", detail, func(cur *Invitation) {
+		cur.Sponsor = sp
+		if d := cur.Request.ExpiresIn; d > 0 && cur.Expiry == nil {
+			cur.Expiry = &Expiry{At: now.Add(d), Period: d}
+		}
+	})
 }
 
 // sponsor records the inviter as the guest's sponsor: always in the store,

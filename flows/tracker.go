@@ -17,7 +17,10 @@ type TrackStats struct {
 	Removed  int // deleted in Entra
 	Reminded int
 	Untimely int // users whose state could not be read this cycle (retried next cycle)
-	Duration time.Duration
+	// ExpiryWarned and Expired count sponsors asked about an ending access,
+	// and accesses ended.
+	ExpiryWarned, Expired int
+	Duration              time.Duration
 }
 
 // errUnchanged tells UpdateInvitation that nothing needs writing.
@@ -35,7 +38,8 @@ func (s *Service) Track(ctx context.Context) (TrackStats, error) {
 	began := time.Now()
 	var st TrackStats
 	invs, err := s.store.Invitations(ctx, func(inv *Invitation) bool {
-		return inv.Pending() || len(inv.Outbox) > 0 || inv.Action != nil || inv.State == StateAwaitingApproval
+		return inv.Pending() || len(inv.Outbox) > 0 || inv.Action != nil || inv.State == StateAwaitingApproval ||
+			(inv.Expiry != nil && live(inv))
 	})
 	if err != nil {
 		return st, fmt.Errorf("track: %w", err)
@@ -47,6 +51,19 @@ func (s *Service) Track(ctx context.Context) (TrackStats, error) {
 				s.log.Error("expire approval", "id", inv.ID, "err", err)
 			}
 			continue
+		}
+		if inv.Expiry != nil && live(inv) && inv.Action == nil {
+			did, err := s.checkExpiry(ctx, inv.ID)
+			if err != nil {
+				s.log.Error("check expiry", "id", inv.ID, "err", err)
+			}
+			switch did {
+			case string(ActionExpire):
+				st.Expired++
+				continue
+			case string(NoticeExpiring):
+				st.ExpiryWarned++
+			}
 		}
 		switch {
 		case inv.Action != nil:

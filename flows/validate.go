@@ -55,7 +55,21 @@ type Policy struct {
 	ApprovalChannel string
 	// ApprovalTTL is how long a request waits for a decision; zero: 72h.
 	ApprovalTTL time.Duration
+
+	// Expiry is the default access period of new guests (zero: no
+	// expiry); ExpiryWarning how long before the end the sponsor is asked
+	// (zero: 7 days); ExpiryAction what happens (default remove groups).
+	Expiry        time.Duration
+	ExpiryWarning time.Duration
+	ExpiryAction  ExpiryAction
 }
+
+// NoExpiry is the Request.ExpiresIn an inviter sends to choose "never"
+// (zero means "not chosen": the policy's default applies).
+const NoExpiry time.Duration = -1
+
+// MaxExpiry bounds an access period.
+const MaxExpiry = 5 * 365 * 24 * time.Hour
 
 // IsAdmin reports whether the Slack user is a configured admin.
 func (p Policy) IsAdmin(userID string) bool { return slices.Contains(p.Admins, userID) }
@@ -188,6 +202,9 @@ func Validate(r Request, admin bool, p Policy, domains []string) FieldErrors {
 			errs[FieldGroups] = "That group is not offered any more; reopen the dialog."
 		}
 	}
+	if r.ExpiresIn < 0 || r.ExpiresIn > MaxExpiry {
+		errs[FieldExpiresIn] = "Choose an expiry of at most 5 years, or none."
+	}
 	tooLong(errs, FieldGivenName, r.Attributes.GivenName, MaxGivenNameLen)
 	tooLong(errs, FieldSurname, r.Attributes.Surname, MaxSurnameLen)
 	tooLong(errs, FieldCompanyName, r.Attributes.CompanyName, MaxCompanyNameLen)
@@ -232,6 +249,12 @@ func (r Request) Normalize(p Policy) Request {
 	}
 	if r.UserType == "" {
 		r.UserType = UserTypeGuest
+	}
+	switch r.ExpiresIn {
+	case 0:
+		r.ExpiresIn = p.Expiry // not chosen: the policy's default
+	case NoExpiry:
+		r.ExpiresIn = 0
 	}
 	r.Attributes.GivenName = strings.TrimSpace(r.Attributes.GivenName)
 	r.Attributes.Surname = strings.TrimSpace(r.Attributes.Surname)

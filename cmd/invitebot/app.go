@@ -35,7 +35,8 @@ type deps struct {
 	replication    flows.Backoff
 	pollInterval   time.Duration // overrides the config's (tests: -1 = no background tracking)
 	missingGrace   time.Duration
-	storeNoSync    bool // benchmarks that seed thousands of records only
+	storeNoSync    bool             // benchmarks that seed thousands of records only
+	now            func() time.Time // flows' clock; nil: time.Now
 }
 
 // app is invitebot wired together.
@@ -92,7 +93,7 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 	})
 	svc := flows.New(flows.Config{
 		Directory: dir, Store: db, Notifier: b, People: b, Policy: cfg.FlowsPolicy(),
-		Logger: log.With("component", "flows"), Sleep: d.sleep,
+		Logger: log.With("component", "flows"), Sleep: d.sleep, Now: d.now,
 		Transient: d.transient, Replication: d.replication,
 		PollInterval: cmp.Or(d.pollInterval, cfg.PollInterval), RemindAfter: cfg.RemindAfter,
 		MissingGrace: d.missingGrace,

@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/invitebot/invitebot/bot"
 	"github.com/invitebot/invitebot/flows"
@@ -309,5 +311,92 @@ func TestE2ESponsor(t *testing.T) {
 	invs, _ := h.app.db.Invitations(h.ctx, func(inv *flows.Invitation) bool { return inv.Request.Email == "carl@fabrikam.com" })
 	if len(invs) != 1 || invs[0].State != flows.StateNotified || invs[0].Sponsor == nil || invs[0].Sponsor.InEntra || invs[0].Sponsor.Note == "" {
 		t.Errorf("Carl's invitation: %+v", invs)
+	}
+}
+
+// clock is a settable clock for flows.
+type clock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+}
+
+// Expiry: the inviter picks 30 days in the dialog; the sponsor is asked a
+// week before, extends once, and at the (new) end the guest leaves the
+// group.
+func TestE2EExpiry(t *testing.T) {
+	c := &clock{}
+	h := startWith(t, overHTTP, deps{pollInterval: -1, now: c.now})
+	view := h.open(t, "")
+	raw, _ := h.slack.View(view)
+	if !strings.Contains(string(raw), `"block_id":"expires_in"`) {
+		t.Fatalf("the dialog has no expiry choice:\n%s", raw)
+	}
+	v := inviteValues("bob@fabrikam.com", "Bob", "slack_link", emuPortal)
+	v[bot.BlockExpiresIn] = map[string]any{bot.BlockExpiresIn: map[string]any{"type": "static_select", "selected_option": map[string]any{"value": "30d"}}}
+	h.submit(t, view, v)
+	h.waitDM(t, 1)
+	inv := h.invitation(t)
+	if inv.Expiry == nil || inv.Expiry.Period != 30*24*time.Hour {
+		t.Fatalf("expiry = %+v, want 30 days", inv.Expiry)
+	}
+	c.advance(24 * 24 * time.Hour)
+	if st := h.trackCycle(t); st.ExpiryWarned != 1 {
+		t.Fatalf("cycle a week before the end: %+v", st)
+	}
+	var reminder slackfake.Message
+	for _, m := range h.dmsTo(ann) {
+		if strings.Contains(string(m.Blocks), bot.ActionExtend) {
+			reminder = m
+		}
+	}
+	if reminder.TS == "" {
+		t.Fatalf("no reminder with an Extend button in Ann's DMs")
+	}
+	// Mallory cannot extend Ann's guest; Ann can.
+	if r, _ := h.player.Press(h.ctx, mallory, slackfake.MessageContainer(reminder), bot.ActionExtend, inv.ID, ""); r.Status != http.StatusOK {
+		t.Fatalf("press: %d", r.Status)
+	}
+	if got := h.recordOf(t, inv.ID); !got.Expiry.At.Equal(inv.Expiry.At) {
+		t.Fatal("Mallory extended Ann's guest")
+	}
+	if r, _ := h.player.Press(h.ctx, ann, slackfake.MessageContainer(reminder), bot.ActionExtend, inv.ID, ""); r.Status != http.StatusOK {
+		t.Fatalf("press: %d", r.Status)
+	}
+	if got := h.recordOf(t, inv.ID); !got.Expiry.At.Equal(inv.Expiry.At.Add(30 * 24 * time.Hour)) {
+		t.Fatalf("after Extend the access ends %v, want 30 days later than %v", got.Expiry.At, inv.Expiry.At)
+	}
+	c.advance(7 * 24 * time.Hour) // the old end: nothing happens
+	h.trackCycle(t)
+	if m := h.tenant.GroupMembers(emuPortal); len(m) != 1 {
+		t.Fatalf("the guest left the group at the old end: %v", m)
+	}
+	c.advance(30 * 24 * time.Hour)
+	if st := h.trackCycle(t); st.Expired != 1 {
+		t.Fatalf("cycle at the new end: %+v", st)
+	}
+	if m := h.tenant.GroupMembers(emuPortal); len(m) != 0 {
+		t.Errorf("still in the group after expiry: %v", m)
+	}
+	if got := h.recordOf(t, inv.ID); got.State != flows.StateRevoked {
+		t.Errorf("record = %s, want revoked", got.State)
+	}
+	var told bool
+	for _, m := range h.dmsTo(ann) {
+		told = told || strings.Contains(m.Text, "expired")
+	}
+	if !told {
+		t.Error("Ann was not told the access expired")
 	}
 }

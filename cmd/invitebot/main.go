@@ -5,6 +5,7 @@
 //	invitebot demo     run the whole flow against built-in emulators
 //	invitebot load     measure Slack's 3-second deadlines against the emulators
 //	invitebot policy   check a policy file, or print an example
+//	invitebot audit    export the audit log as CSV
 //	invitebot help     usage and the environment variables
 package main
 
@@ -40,6 +41,7 @@ Usage:
   invitebot load     measure the slash command and submission acks under load,
                      against the same emulators
   invitebot policy   check a policy file offline, or print a commented example
+  invitebot audit    export the audit log as CSV (audit export [-since 720h] [-o FILE])
   invitebot help     this text
 
 Run "invitebot COMMAND -h" for a command's help.
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return loadCmd(ctx, args[1:], stdout, stderr)
 	case "policy":
 		return policyCmd(ctx, args[1:], stdout, stderr)
+	case "audit":
+		return auditCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

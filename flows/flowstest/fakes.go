@@ -443,6 +443,12 @@ func (d *Directory) ExternalStates(ctx context.Context, ids []string) ([]flows.E
 	return out, nil
 }
 
+// DisableUser implements flows.Directory.
+func (d *Directory) DisableUser(_ context.Context, uid string) error {
+	d.record("DisableUser", uid)
+	return nil
+}
+
 // AddSponsor implements flows.Directory.
 func (d *Directory) AddSponsor(_ context.Context, uid, sponsor string) error {
 	d.record("AddSponsor", uid, sponsor)

@@ -90,7 +90,10 @@ func (c *Config) FlowsPolicy() flows.Policy {
 func (pol *Policy) Flows(redirect string) flows.Policy {
 	p := flows.Policy{Admins: pol.Admins, DefaultRedirectURL: redirect, Inviters: pol.Inviters,
 		Approvers: pol.Approvals.Approvers, ApprovalChannel: pol.Approvals.Channel, ApprovalTTL: pol.ApprovalTTL(),
-		Domains: flows.DomainPolicy{Default: flows.DomainAction(pol.Domains.Default)}}
+		Domains:      flows.DomainPolicy{Default: flows.DomainAction(pol.Domains.Default)},
+		ExpiryAction: flows.ExpiryAction(pol.Expiry.Action)}
+	p.Expiry, _ = ParseDays(pol.Expiry.Default)
+	p.ExpiryWarning, _ = ParseDays(pol.Expiry.RemindBefore)
 	for _, g := range pol.Groups {
 		p.Groups = append(p.Groups, flows.Group{Name: g.Name, ID: g.ID, Approvers: g.Approvers})
 	}

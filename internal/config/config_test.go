@@ -184,7 +184,8 @@ func TestExamplePolicyParses(t *testing.T) {
 	}
 	fp := p.Flows("https://myapplications.microsoft.com")
 	if len(fp.Domains.Rules) != 4 || fp.Domains.Default != "approve" || fp.ApprovalChannel != "C0APPROVALS" ||
-		fp.ApprovalTTL != 72*time.Hour || len(fp.Groups[1].Approvers) != 2 || len(fp.Inviters) != 3 {
+		fp.ApprovalTTL != 72*time.Hour || len(fp.Groups[1].Approvers) != 2 || len(fp.Inviters) != 3 ||
+		fp.Expiry != 90*24*time.Hour || fp.ExpiryWarning != 7*24*time.Hour || fp.ExpiryAction != flows.ExpireRemoveGroups {
 		t.Errorf("flows policy = %+v", fp)
 	}
 	if d := fp.Decide(flows.Request{Email: "bob@gmail.com"}, "U0456EFGH"); !strings.Contains(d.Denied, "company address") {
@@ -207,6 +208,9 @@ func TestParsePolicyGovernanceErrors(t *testing.T) {
 		{"Channel", "approvals:\n  channel: \"#approvals\"\n", "line 2: approvals.channel"},
 		{"Expiry", "approvals:\n  expire_after: 5m\n", "line 2: approvals.expire_after"},
 		{"Approver", "approvals:\n  approvers: [x]\n", "approvals.approvers[0]"},
+		{"ExpiryDefault", "expiry:\n  default: 90\n", "line 2: expiry.default"},
+		{"ExpiryTooShort", "expiry:\n  remind_before: 1h\n", "line 2: expiry.remind_before"},
+		{"ExpiryAction", "expiry:\n  action: delete\n", "line 2: expiry.action"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -33,6 +34,8 @@ type Policy struct {
 	Domains Domains `yaml:"domains"`
 	// Approvals say who decides and where requests go.
 	Approvals Approvals `yaml:"approvals"`
+	// Expiry is how long guests' access lasts by default.
+	Expiry Expiry `yaml:"expiry"`
 
 	// Warnings are what was ignored: top-level keys this version does not
 	// know (a typo, or a setting of a newer invitebot after a rollback).
@@ -68,6 +71,31 @@ type DomainRule struct {
 	Groups      []string `yaml:"groups"` // object IDs among the offered groups
 	RedirectURL string   `yaml:"redirect_url"`
 	Message     string   `yaml:"message"`
+}
+
+// Expiry configures the end of guests' access.
+type Expiry struct {
+	// Default is the access period of new guests ("90d", or a Go duration
+	// like "2160h"); empty: no expiry unless the inviter chooses one.
+	Default string `yaml:"default"`
+	// RemindBefore is how long before the end the sponsor is asked to
+	// extend or let it expire; empty: 7d.
+	RemindBefore string `yaml:"remind_before"`
+	// Action is remove_groups (default: the groups invitebot added) or
+	// disable (block sign-in).
+	Action string `yaml:"action"`
+}
+
+// ParseDays parses "90d" as 90 days, and anything else as a Go duration.
+func ParseDays(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("%q is not a number of days", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
 }
 
 // Approvals configure who decides and where requests are posted.
@@ -269,6 +297,19 @@ func (p *Policy) checkGovernance(bad func(path []any, format string, a ...any), 
 		if d, err := time.ParseDuration(v); err != nil || d < time.Hour {
 			bad([]any{"approvals", "expire_after"}, "%q is not a duration of at least 1h (like 72h)", v)
 		}
+	}
+	for _, f := range []struct{ key, v string }{{"default", p.Expiry.Default}, {"remind_before", p.Expiry.RemindBefore}} {
+		if f.v == "" {
+			continue
+		}
+		if d, err := ParseDays(f.v); err != nil || d < 24*time.Hour || d > flows.MaxExpiry {
+			bad([]any{"expiry", f.key}, "%q is not a period between 1d and 5 years (like 90d)", f.v)
+		}
+	}
+	switch p.Expiry.Action {
+	case "", string(flows.ExpireRemoveGroups), string(flows.ExpireDisable):
+	default:
+		bad([]any{"expiry", "action"}, "%q: remove_groups or disable", p.Expiry.Action)
 	}
 	switch p.Domains.Default {
 	case "", string(flows.DomainAllow), string(flows.DomainDeny), string(flows.DomainApprove):

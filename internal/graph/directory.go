@@ -131,6 +131,15 @@ func (c *Client) UpdateUser(ctx context.Context, id string, a flows.Attributes) 
 	return translate("update user", err)
 }
 
+// DisableUser implements flows.Directory: PATCH accountEnabled false.
+func (c *Client) DisableUser(ctx context.Context, id string) error {
+	u := models.NewUser()
+	off := false
+	u.SetAccountEnabled(&off)
+	_, err := c.graph.Users().ByUserId(id).Patch(ctx, u, nil)
+	return translate("disable user", err)
+}
+
 // AddGroupMember implements flows.Directory. Graph's "already exist…
 // 'members'" 400 is success.
 func (c *Client) AddGroupMember(ctx context.Context, groupID, userID string) error {

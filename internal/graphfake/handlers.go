@@ -188,6 +188,13 @@ func (t *Tenant) patchUser(w http.ResponseWriter, r *http.Request, id string) {
 			u.JobTitle = s
 		case "displayName":
 			u.DisplayName = s
+		case "accountEnabled":
+			b, ok := v.(bool)
+			if !ok {
+				graphError(w, r, http.StatusBadRequest, "Request_BadRequest", "Invalid value for property 'accountEnabled'.")
+				return
+			}
+			u.AccountEnabled = b
 		case "@odata.type":
 		default:
 			graphError(w, r, http.StatusBadRequest, "Request_BadRequest", "Invalid property '"+k+"'.")
