@@ -84,6 +84,7 @@ var Scopes = []string{
 	"users:read",       // users.info: the inviter's name in the invitation text
 	"users:read.email", // users.lookupByEmail: is the invitee in Slack?
 	"files:write",      // files upload v2: /invite-guest audit's CSV file in the admin's DM
+	"usergroups:read",  // usergroups.users.list: user groups named in the policy file
 }
 
 // Events are the Events API events the bot handles; manifest/manifest.yaml

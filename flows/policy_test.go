@@ -112,3 +112,24 @@ func TestWithDomainDefaults(t *testing.T) {
 		t.Errorf("another domain got fabrikam's defaults: %+v", r)
 	}
 }
+
+func TestExpandUserGroups(t *testing.T) {
+	p := flows.Policy{Admins: []string{"UADMIN", "S0ADMINS"}, Inviters: []string{"S0SALES"},
+		Groups: []flows.Group{{ID: "g1", Approvers: []string{"S0FIN"}}}}
+	if got := p.UserGroups(); !slices.Equal(got, []string{"S0ADMINS", "S0SALES", "S0FIN"}) {
+		t.Errorf("UserGroups = %v", got)
+	}
+	x := p.ExpandUserGroups(map[string][]string{"S0ADMINS": {"UBOSS", "UADMIN"}, "S0FIN": {"UCFO"}})
+	if !x.IsAdmin("UBOSS") || !x.IsAdmin("UADMIN") || x.IsAdmin("S0ADMINS") {
+		t.Errorf("admins = %v", x.Admins)
+	}
+	if x.MayInvite("USALES1") || !slices.Equal(x.Inviters, []string{"S0SALES"}) {
+		t.Errorf("an unresolved group granted something: inviters %v", x.Inviters)
+	}
+	if e := p.ExpandUserGroups(map[string][]string{"S0SALES": {}}); e.MayInvite("UANYONE") {
+		t.Error("an empty inviters group let everyone invite")
+	}
+	if !slices.Equal(x.Groups[0].Approvers, []string{"UCFO"}) || !slices.Equal(p.Groups[0].Approvers, []string{"S0FIN"}) {
+		t.Errorf("group approvers = %v (original %v)", x.Groups[0].Approvers, p.Groups[0].Approvers)
+	}
+}

@@ -265,7 +265,11 @@ func (s *Service) observe(ctx context.Context, id string, r ExternalState, missi
 			if sent.IsZero() {
 				sent = cur.CreatedAt
 			}
-			if s.remindAfter > 0 && t.RemindedAt.IsZero() && now.Sub(sent) >= s.remindAfter {
+			remind := s.remindAfter
+			if p := s.Policy().RemindAfter; p != 0 {
+				remind = p
+			}
+			if remind > 0 && t.RemindedAt.IsZero() && now.Sub(sent) >= remind {
 				kind, t.RemindedAt, changed = NoticeReminder, now, true
 				cur.History = append(cur.History, s.event(cur, ActorBot, "reminder", ""))
 			}

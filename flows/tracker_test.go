@@ -666,3 +666,24 @@ func TestDeleteOnlyAccountsInvitebotCreated(t *testing.T) {
 		t.Errorf("resend for a picked pending account: %v", err)
 	}
 }
+
+func TestPolicyReminderAgeReplacesConfig(t *testing.T) {
+	e := newEnvWith(t, 72*time.Hour)
+	p := e.svc.Policy()
+	p.RemindAfter = 24 * time.Hour
+	e.svc.SetPolicy(p)
+	inv := e.pending(t, "bob@fabrikam.com")
+	e.advance(25 * time.Hour)
+	e.track(t)
+	if n := e.note.Count(flows.NoticeReminder, inv.ID); n != 1 {
+		t.Errorf("reminders after 25 h with the policy's 24 h = %d, want 1", n)
+	}
+	p.RemindAfter = -1 // none
+	e.svc.SetPolicy(p)
+	other := e.pending(t, "carl@fabrikam.com")
+	e.advance(100 * time.Hour)
+	e.track(t)
+	if n := e.note.Count(flows.NoticeReminder, other.ID); n != 0 {
+		t.Errorf("reminders with the policy's 0 = %d, want none", n)
+	}
+}

@@ -62,6 +62,10 @@ type Policy struct {
 	Expiry        time.Duration
 	ExpiryWarning time.Duration
 	ExpiryAction  ExpiryAction
+
+	// RemindAfter, if set, replaces Config.RemindAfter: the age of a
+	// pending invitation at which the inviter is reminded; negative: none.
+	RemindAfter time.Duration
 }
 
 // NoExpiry is the Request.ExpiresIn an inviter sends to choose "never"
@@ -70,6 +74,56 @@ const NoExpiry time.Duration = -1
 
 // MaxExpiry bounds an access period.
 const MaxExpiry = 5 * 365 * 24 * time.Hour
+
+// UserGroups returns the Slack user group IDs (S…) the policy names where
+// it names people, so the adapter can expand them (see ExpandUserGroups).
+func (p Policy) UserGroups() []string {
+	var out []string
+	add := func(ids []string) {
+		for _, id := range ids {
+			if strings.HasPrefix(id, "S") && !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	add(p.Admins)
+	add(p.Inviters)
+	add(p.Approvers)
+	for _, g := range p.Groups {
+		add(g.Approvers)
+	}
+	return out
+}
+
+// ExpandUserGroups returns p with each user group ID replaced by its
+// members (members[id]). A group missing from members stays as its ID,
+// which matches nobody: it grants nothing, and a list of only unresolved
+// groups still restricts (an empty inviters list would mean everyone).
+func (p Policy) ExpandUserGroups(members map[string][]string) Policy {
+	expand := func(ids []string) []string {
+		var out []string
+		for _, id := range ids {
+			m, ok := members[id]
+			if !strings.HasPrefix(id, "S") || !ok {
+				out = append(out, id)
+				continue
+			}
+			out = append(out, m...)
+			if len(m) == 0 {
+				out = append(out, id) // an empty group still restricts
+			}
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	p.Admins, p.Inviters, p.Approvers = expand(p.Admins), expand(p.Inviters), expand(p.Approvers)
+	groups := slices.Clone(p.Groups)
+	for i := range groups {
+		groups[i].Approvers = expand(groups[i].Approvers)
+	}
+	p.Groups = groups
+	return p
+}
 
 // IsAdmin reports whether the Slack user is a configured admin.
 func (p Policy) IsAdmin(userID string) bool { return slices.Contains(p.Admins, userID) }

@@ -52,6 +52,12 @@ type app struct {
 	// SIGHUP here); reloaded, if set, gets each reload's outcome (tests).
 	reload   chan os.Signal
 	reloaded chan error
+	// policy is the policy file's policy as written: Slack user group IDs
+	// not yet expanded. Only serve's goroutine touches it.
+	policy flows.Policy
+	// groupsRefreshed, if set, gets a value after each user group
+	// expansion (tests).
+	groupsRefreshed chan struct{}
 }
 
 // newApp wires the adapters around flows. The caller must Close it.
@@ -99,7 +105,8 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		MissingGrace: d.missingGrace,
 	})
 	b.SetService(svc)
-	a := &app{cfg: cfg, log: log, db: db, svc: svc, bot: b, slack: api, mux: http.NewServeMux(), reload: make(chan os.Signal, 1)}
+	a := &app{cfg: cfg, log: log, db: db, svc: svc, bot: b, slack: api, mux: http.NewServeMux(), reload: make(chan os.Signal, 1),
+		policy: cfg.FlowsPolicy()}
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
@@ -148,13 +155,18 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 		a.log.Info("resumed unfinished invitations", "count", n)
 	}()
 	var err error
+	groups := time.NewTimer(0) // expand the policy's Slack user groups now, then every 10 minutes
+	defer groups.Stop()
 wait:
 	for {
 		select {
 		case <-ctx.Done():
 			break wait
+		case <-groups.C:
+			a.expandUserGroups(ctx)
+			groups.Reset(userGroupRefresh)
 		case <-a.reload:
-			rerr := a.reloadPolicy()
+			rerr := a.reloadPolicy(ctx)
 			if a.reloaded != nil {
 				a.reloaded <- rerr
 			}
@@ -179,7 +191,7 @@ wait:
 // reloadPolicy re-reads INVITEBOT_CONFIG and puts it in force. A file with
 // errors is refused (logged, and returned) and the policy in force stays;
 // invitations in flight keep going.
-func (a *app) reloadPolicy() error {
+func (a *app) reloadPolicy(ctx context.Context) error {
 	path := a.cfg.PolicyPath
 	if path == "" {
 		a.log.Warn("policy reload asked for, but INVITEBOT_CONFIG is not set")
@@ -198,9 +210,40 @@ func (a *app) reloadPolicy() error {
 		a.log.Warn("INVITEBOT_CONFIG: " + w)
 	}
 	a.bot.SetTemplate(tmpl)
-	a.svc.SetPolicy(p.Flows(a.cfg.RedirectURL))
+	a.policy = p.Flows(a.cfg.RedirectURL)
+	a.svc.SetPolicy(a.policy) // user groups match nobody until expanded, next line
+	a.expandUserGroups(ctx)
 	a.log.Info("policy reloaded", "file", path, "admins", len(p.Admins), "groups", len(p.Groups), "domain_rules", len(p.Domains.Rules))
 	return nil
+}
+
+// userGroupRefresh is how often the policy's Slack user groups are re-read.
+const userGroupRefresh = 10 * time.Minute
+
+// expandUserGroups puts the policy in force with its Slack user groups
+// replaced by their members. A group Slack will not list is logged and
+// grants nothing (it matches nobody) until the next refresh.
+func (a *app) expandUserGroups(ctx context.Context) {
+	ids := a.policy.UserGroups()
+	if len(ids) == 0 {
+		return
+	}
+	members := map[string][]string{}
+	for _, id := range ids {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		m, err := a.bot.UserGroupMembers(cctx, id)
+		cancel()
+		if err != nil {
+			a.log.Warn("read Slack user group; it grants nothing until read", "group", id, "err", err)
+			continue
+		}
+		members[id] = m
+	}
+	a.svc.SetPolicy(a.policy.ExpandUserGroups(members))
+	a.log.Debug("policy user groups expanded", "groups", len(ids), "read", len(members))
+	if a.groupsRefreshed != nil {
+		a.groupsRefreshed <- struct{}{}
+	}
 }
 
 // newLogger builds the process logger: JSON unless LOG_FORMAT=text or

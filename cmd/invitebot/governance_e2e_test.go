@@ -400,3 +400,35 @@ func TestE2EExpiry(t *testing.T) {
 		t.Error("Ann was not told the access expired")
 	}
 }
+
+// Admins (and inviters, approvers) may be Slack user groups: invitebot
+// expands them with usergroups.users.list; an unreadable group grants
+// nothing.
+func TestE2EUserGroupsInPolicy(t *testing.T) {
+	h := start(t)
+	h.slack.SetUserGroup("S0ADMINS", "U0BOSS")
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, []byte("admins: [S0ADMINS, S0MISSING]\ninviters: [S0ADMINS, "+ann+"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.cfg.PolicyPath = path
+	h.reloadPolicy(t)
+	p := h.app.svc.Policy()
+	if !p.IsAdmin("U0BOSS") || p.IsAdmin(ann) || !p.MayInvite("U0BOSS") || p.MayInvite(mallory) {
+		t.Fatalf("expanded policy: admins %v inviters %v", p.Admins, p.Inviters)
+	}
+	// U0BOSS, an admin through the group, gets the admin-only user type.
+	_, view, err := h.player.Command(h.ctx, "U0BOSS", bot.Command, "")
+	if err != nil || view == "" {
+		t.Fatal(err)
+	}
+	if raw, _ := h.slack.View(view); !strings.Contains(string(raw), `"block_id":"user_type"`) {
+		t.Error("a member of the admins group did not get the admin dialog")
+	}
+	// The group changes; the next expansion (every 10 minutes, or a reload) follows.
+	h.slack.SetUserGroup("S0ADMINS", mallory)
+	h.reloadPolicy(t)
+	if p := h.app.svc.Policy(); p.IsAdmin("U0BOSS") || !p.IsAdmin(mallory) {
+		t.Errorf("after the group changed: admins %v", p.Admins)
+	}
+}

@@ -94,6 +94,13 @@ func (pol *Policy) Flows(redirect string) flows.Policy {
 		ExpiryAction: flows.ExpiryAction(pol.Expiry.Action)}
 	p.Expiry, _ = ParseDays(pol.Expiry.Default)
 	p.ExpiryWarning, _ = ParseDays(pol.Expiry.RemindBefore)
+	switch v := pol.Reminders.PendingAfter; v {
+	case "":
+	case "0":
+		p.RemindAfter = -1
+	default:
+		p.RemindAfter, _ = ParseDays(v)
+	}
 	for _, g := range pol.Groups {
 		p.Groups = append(p.Groups, flows.Group{Name: g.Name, ID: g.ID, Approvers: g.Approvers})
 	}

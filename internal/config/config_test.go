@@ -185,7 +185,8 @@ func TestExamplePolicyParses(t *testing.T) {
 	fp := p.Flows("https://myapplications.microsoft.com")
 	if len(fp.Domains.Rules) != 4 || fp.Domains.Default != "approve" || fp.ApprovalChannel != "C0APPROVALS" ||
 		fp.ApprovalTTL != 72*time.Hour || len(fp.Groups[1].Approvers) != 2 || len(fp.Inviters) != 3 ||
-		fp.Expiry != 90*24*time.Hour || fp.ExpiryWarning != 7*24*time.Hour || fp.ExpiryAction != flows.ExpireRemoveGroups {
+		fp.Expiry != 90*24*time.Hour || fp.ExpiryWarning != 7*24*time.Hour || fp.ExpiryAction != flows.ExpireRemoveGroups ||
+		fp.RemindAfter != 3*24*time.Hour {
 		t.Errorf("flows policy = %+v", fp)
 	}
 	if d := fp.Decide(flows.Request{Email: "bob@gmail.com"}, "U0456EFGH"); !strings.Contains(d.Denied, "company address") {
@@ -211,6 +212,7 @@ func TestParsePolicyGovernanceErrors(t *testing.T) {
 		{"ExpiryDefault", "expiry:\n  default: 90\n", "line 2: expiry.default"},
 		{"ExpiryTooShort", "expiry:\n  remind_before: 1h\n", "line 2: expiry.remind_before"},
 		{"ExpiryAction", "expiry:\n  action: delete\n", "line 2: expiry.action"},
+		{"ReminderAge", "reminders:\n  pending_after: soon\n", "line 2: reminders.pending_after"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,6 +36,8 @@ type Policy struct {
 	Approvals Approvals `yaml:"approvals"`
 	// Expiry is how long guests' access lasts by default.
 	Expiry Expiry `yaml:"expiry"`
+	// Reminders configure the inviter's reminder about a pending invitation.
+	Reminders Reminders `yaml:"reminders"`
 
 	// Warnings are what was ignored: top-level keys this version does not
 	// know (a typo, or a setting of a newer invitebot after a rollback).
@@ -71,6 +73,14 @@ type DomainRule struct {
 	Groups      []string `yaml:"groups"` // object IDs among the offered groups
 	RedirectURL string   `yaml:"redirect_url"`
 	Message     string   `yaml:"message"`
+}
+
+// Reminders configure reminders to inviters.
+type Reminders struct {
+	// PendingAfter is the age of a pending invitation at which the inviter
+	// gets one reminder ("3d", a Go duration, or "0" for none); it
+	// replaces INVITEBOT_REMIND_AFTER.
+	PendingAfter string `yaml:"pending_after"`
 }
 
 // Expiry configures the end of guests' access.
@@ -143,7 +153,9 @@ const (
 	maxGroupNameLen = 75
 )
 
-var slackUserRE = regexp.MustCompile(`^[UW][A-Z0-9]{2,20}$`)
+// slackUserRE matches a Slack user ID, or a user group ID (S…) whose
+// members it stands for.
+var slackUserRE = regexp.MustCompile(`^[UWS][A-Z0-9]{2,20}$`)
 
 // LoadPolicy reads and validates a policy file.
 func LoadPolicy(path string) (*Policy, error) {
@@ -184,7 +196,7 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	}
 	for i, a := range p.Admins {
 		if !slackUserRE.MatchString(a) {
-			bad([]any{"admins", i}, "%q is not a Slack user ID (like U0123ABCD)", a)
+			bad([]any{"admins", i}, "%q is not a Slack user ID (like U0123ABCD) or user group ID (like S0123ABCD)", a)
 		}
 	}
 	if len(p.Groups) > maxGroups {
@@ -281,7 +293,7 @@ func (p *Policy) checkGovernance(bad func(path []any, format string, a ...any), 
 	users := func(path []any, ids []string) {
 		for i, u := range ids {
 			if !slackUserRE.MatchString(u) {
-				bad(append(path, i), "%q is not a Slack user ID (like U0123ABCD)", u)
+				bad(append(path, i), "%q is not a Slack user ID (like U0123ABCD) or user group ID (like S0123ABCD)", u)
 			}
 		}
 	}
@@ -304,6 +316,11 @@ func (p *Policy) checkGovernance(bad func(path []any, format string, a ...any), 
 		}
 		if d, err := ParseDays(f.v); err != nil || d < 24*time.Hour || d > flows.MaxExpiry {
 			bad([]any{"expiry", f.key}, "%q is not a period between 1d and 5 years (like 90d)", f.v)
+		}
+	}
+	if v := p.Reminders.PendingAfter; v != "" && v != "0" {
+		if d, err := ParseDays(v); err != nil || d < time.Minute {
+			bad([]any{"reminders", "pending_after"}, "%q is not a duration (like 3d or 72h), or 0 for no reminder", v)
 		}
 	}
 	switch p.Expiry.Action {

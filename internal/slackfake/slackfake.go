@@ -69,6 +69,7 @@ type Server struct {
 	triggers map[string]bool            // issued trigger IDs → still unused
 	opened   map[string]string          // trigger ID → view opened with it
 	users    map[string][2]string       // email → id, real name
+	ugroups  map[string][]string        // user group id → member ids
 	faults   map[string]*fault
 	seq      int
 	changed  chan struct{}
@@ -90,7 +91,7 @@ type fault struct {
 // New starts a fake.
 func New() *Server {
 	s := &Server{views: map[string]json.RawMessage{}, homes: map[string]string{}, external: map[string]string{}, triggers: map[string]bool{}, opened: map[string]string{},
-		users: map[string][2]string{}, faults: map[string]*fault{},
+		users: map[string][2]string{}, ugroups: map[string][]string{}, faults: map[string]*fault{},
 		tickets: map[string]bool{}, pending: map[string]chan json.RawMessage{}}
 	s.ts = slacktest.NewTestServer(func(c slacktest.Customize) {
 		for name, h := range map[string]func(http.ResponseWriter, *http.Request, url.Values, map[string]any) any{
@@ -114,6 +115,15 @@ func New() *Server {
 			"apps.connections.open":        s.appsConnectionsOpen,
 			"files.getUploadURLExternal":   s.filesGetUploadURL,
 			"files.completeUploadExternal": s.filesCompleteUpload,
+			"usergroups.users.list": func(_ http.ResponseWriter, _ *http.Request, f url.Values, _ map[string]any) any {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				m, ok := s.ugroups[f.Get("usergroup")]
+				if !ok {
+					return slackErr("no_such_subteam")
+				}
+				return map[string]any{"ok": true, "users": append([]string{}, m...)}
+			},
 			"users.info": func(_ http.ResponseWriter, _ *http.Request, f url.Values, _ map[string]any) any {
 				// A user added with AddUser has their email in the profile.
 				id, name, email := f.Get("user"), "Ann Inviter", ""
@@ -221,6 +231,13 @@ func (s *Server) AddUser(id, email, realName string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.users[strings.ToLower(email)] = [2]string{id, realName}
+}
+
+// SetUserGroup sets a user group's members (usergroups.users.list).
+func (s *Server) SetUserGroup(id string, members ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ugroups[id] = append([]string{}, members...)
 }
 
 // Fail makes the next n calls of method fail (n < 0: always).
