@@ -197,3 +197,43 @@ func TestSponsorWithoutEntraAccountIsNotedNotFatal(t *testing.T) {
 		t.Error("a sponsor was added without an Entra account to add")
 	}
 }
+
+// POST /invitations is paced under Graph's per-tenant limit: with a limit
+// of 2 per hour, a third invitation waits (and is resumed after a stop).
+func TestInvitationsArePacedUnderGraphsLimit(t *testing.T) {
+	dir, note, store := flowstest.NewDirectory(), &flowstest.Notifier{}, flowstest.NewStore()
+	svc := flows.New(flows.Config{Directory: dir, Store: store, Notifier: note, PollInterval: -1,
+		Policy:      flows.Policy{DefaultRedirectURL: "https://myapplications.microsoft.com"},
+		InviteLimit: 2, InviteWindow: time.Hour})
+	if _, err := svc.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, email := range []string{"a@fabrikam.com", "b@fabrikam.com", "c@fabrikam.com"} {
+		if _, err := svc.Submit(t.Context(), "V"+email, inviter, flows.Request{Email: email}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := note.WaitFor(t.Context(), func(ns []flows.Notice) bool {
+		done := 0
+		for _, n := range ns {
+			if n.Kind == flows.NoticeDone {
+				done++
+			}
+		}
+		return done == 2
+	}); err != nil {
+		t.Fatal(err)
+	}
+	svc.Close()
+	if n := dir.Count("Invite"); n != 2 {
+		t.Errorf("%d POSTs within the window, want 2", n)
+	}
+	states := map[flows.State]int{}
+	invs, _ := store.Invitations(t.Context(), nil)
+	for _, inv := range invs {
+		states[inv.State]++
+	}
+	if states[flows.StateNotified] != 2 || states[flows.StateInviting] != 1 {
+		t.Errorf("states = %v, want 2 notified and 1 inviting (waiting for the window; resumed after a restart)", states)
+	}
+}

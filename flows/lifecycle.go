@@ -201,6 +201,9 @@ func (s *Service) reinvite(ctx context.Context, inv *Invitation, reset bool) (In
 		in.ResetRedemption = reset
 	}
 	for attempt := 1; ; attempt++ {
+		if err := s.invites.wait(ctx); err != nil {
+			return Invited{}, err
+		}
 		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 		res, err := s.dir.Invite(cctx, in)
 		cancel()

@@ -54,22 +54,30 @@ type Config struct {
 	// TrackConcurrency is how many JSON batches the tracker has in flight;
 	// zero: 4.
 	TrackConcurrency int
+	// InviteLimit POSTs to /invitations per InviteWindow at most (Graph's
+	// per-tenant limit, shared by every app); zero: 150 per 5 s. Leave room
+	// if other apps invite into the same tenant.
+	InviteLimit  int
+	InviteWindow time.Duration
 }
 
 // Service runs invitations. Submissions are validated synchronously; the
 // Graph work runs in the background on the Service's own context, so a
 // Slack acknowledgement never waits for it.
 type Service struct {
-	dir    Directory // holds the gate: interactive calls
-	raw    Directory // the tracker's, after waiting at the gate
-	gate   gate
-	store  Store
-	note   Notifier
-	people People
-	log    *slog.Logger
-	now    func() time.Time
-	sleep  func(context.Context, time.Duration) error
-	newID  func() string
+	dir  Directory // holds the gate: interactive calls
+	raw  Directory // the tracker's, after waiting at the gate
+	gate gate
+	// invites paces POST /invitations under Graph's per-tenant limit; the
+	// wait is outside the call's timeout (a queue is not a slow Graph).
+	invites *window
+	store   Store
+	note    Notifier
+	people  People
+	log     *slog.Logger
+	now     func() time.Time
+	sleep   func(context.Context, time.Duration) error
+	newID   func() string
 
 	transient, replication   Backoff
 	callTimeout, pickTimeout time.Duration
@@ -139,8 +147,16 @@ func New(cfg Config) *Service {
 	if s.trackConcurrency <= 0 {
 		s.trackConcurrency = 4
 	}
+	limit, per := cfg.InviteLimit, cfg.InviteWindow
+	if limit <= 0 {
+		limit = DefaultInviteLimit
+	}
+	if per <= 0 {
+		per = DefaultInviteWindow
+	}
 	s.raw = cfg.Directory
 	s.dir = interactive{Directory: cfg.Directory, g: &s.gate, now: s.now}
+	s.invites = newWindow(limit, per)
 	p := cfg.Policy
 	s.policy.Store(&p)
 	s.ctx, s.cancel = context.WithCancel(context.Background())

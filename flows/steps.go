@@ -164,6 +164,9 @@ func (s *Service) invite(ctx context.Context, inv *Invitation) error {
 		if r.ConvertFrom != "" {
 			existing = inv.ObjectID // resolved by checkConvert
 		}
+		if err := s.invites.wait(ctx); err != nil {
+			return err
+		}
 		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 		res, err := s.dir.Invite(cctx, Invite{
 			Email: r.Email, DisplayName: r.DisplayName, RedirectURL: r.RedirectURL,

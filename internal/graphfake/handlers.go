@@ -208,6 +208,9 @@ func (t *Tenant) patchUser(w http.ResponseWriter, r *http.Request, id string) {
 const forbiddenEmailChars = "~!#$%^&*()+=[]{}\\/|;:\"<>?,"
 
 func (t *Tenant) invite(w http.ResponseWriter, r *http.Request) {
+	if !t.admitInvitation(w, r) {
+		return
+	}
 	var body map[string]any
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 		graphError(w, r, http.StatusBadRequest, "BadRequest", "Unable to read JSON request payload.")

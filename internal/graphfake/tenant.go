@@ -90,6 +90,11 @@ type Tenant struct {
 	replication int                 // invisible reads for a new user
 	hidden      map[string]int      // user id → remaining invisible reads
 	sponsors    map[string][]string // user id → sponsor ids
+
+	inviteLimit     int // SetInvitationLimit
+	inviteWindow    time.Duration
+	inviteTimes     []time.Time
+	inviteThrottled int
 }
 
 // NewTenant returns an empty tenant.
