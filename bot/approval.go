@@ -55,6 +55,20 @@ func (b *Bot) approvalRequest(inv *flows.Invitation) ([]slack.Block, string) {
 	}
 	fallback := "Approval needed: " + Escape(r.Email)
 	a := inv.Approval
+	if a != nil && a.Decision == "" {
+		// Each stage needs one of its own approvers.
+		var lines []string
+		for _, st := range p.Decide(r, inv.Inviter.UserID).Stages {
+			if by := a.Approved[st.Name]; by != "" {
+				lines = append(lines, fmt.Sprintf(":white_check_mark: %s: approved by <@%s>", Escape(st.Name), by))
+			} else {
+				lines = append(lines, fmt.Sprintf(":hourglass: %s: one of %s", Escape(st.Name), mentions(&flows.Approval{Approvers: st.Approvers})))
+			}
+		}
+		if len(lines) > 0 {
+			blocks = append(blocks, section("*Approvals needed*\n"+strings.Join(lines, "\n")))
+		}
+	}
 	switch {
 	case a == nil || a.Decision == "":
 		approve := slack.NewButtonBlockElement(ActionApprove, inv.ID, plain("Approve"))
@@ -63,11 +77,13 @@ func (b *Bot) approvalRequest(inv *flows.Invitation) ([]slack.Block, string) {
 		deny.Style = slack.StyleDanger
 		blocks = append(blocks, slack.NewActionBlock("approval", approve, deny))
 		if a != nil {
-			blocks = append(blocks, note(fmt.Sprintf("Any one of %s decides; the requester cannot. Expires %s.",
-				mentions(a), a.ExpiresAt.UTC().Format("2 Jan 2006 15:04 MST"))))
+			blocks = append(blocks, note(fmt.Sprintf("Each approval above needs one of its approvers; anyone of them can deny; the requester cannot decide. Expires %s.",
+				a.ExpiresAt.UTC().Format("2 Jan 2006 15:04 MST"))))
 		}
 	case a.Decision == flows.DecisionApproved:
 		blocks = append(blocks, section(fmt.Sprintf(":white_check_mark: *Approved* by <@%s>, %s", a.DecidedBy, a.DecidedAt.UTC().Format("2 Jan 2006 15:04 MST"))))
+	case a.Decision == flows.DecisionDenied && a.DecidedBy == "":
+		blocks = append(blocks, section(fmt.Sprintf(":x: *Ended*, %s: the policy no longer allows it. %s", a.DecidedAt.UTC().Format("2 Jan 2006 15:04 MST"), Escape(a.Reason))))
 	case a.Decision == flows.DecisionDenied:
 		blocks = append(blocks, section(fmt.Sprintf(":x: *Denied* by <@%s>, %s: %s", a.DecidedBy, a.DecidedAt.UTC().Format("2 Jan 2006 15:04 MST"), Escape(a.Reason))))
 	case a.Decision == flows.DecisionExpired:
@@ -109,10 +125,15 @@ func (b *Bot) approvalDecided(ctx context.Context, inv *flows.Invitation) error 
 	}
 	var text string
 	switch a.Decision {
+	case "":
+		return nil // approved in part: the requests above now say so
 	case flows.DecisionApproved:
 		text = fmt.Sprintf(":white_check_mark: <@%s> approved your invitation of %s. invitebot is inviting them now and will DM you the result.", a.DecidedBy, guestName(inv))
 	case flows.DecisionDenied:
 		text = fmt.Sprintf(":x: <@%s> denied your invitation of %s: %s", a.DecidedBy, guestName(inv), Escape(a.Reason))
+		if a.DecidedBy == "" {
+			text = fmt.Sprintf(":x: Your invitation of %s was ended: the policy no longer allows it. %s", guestName(inv), Escape(a.Reason))
+		}
 	default:
 		text = fmt.Sprintf(":hourglass: Nobody decided on your invitation of %s in time, so the request expired. Ask again if you still need the guest.", guestName(inv))
 	}
@@ -125,11 +146,15 @@ func (b *Bot) approvalDecided(ctx context.Context, inv *flows.Invitation) error 
 
 // approve records an approval pressed on a request.
 func (b *Bot) approve(ctx context.Context, cb slack.InteractionCallback, who flows.Inviter, id string) {
-	if _, err := b.svc.Decide(ctx, id, who, true, ""); err != nil {
+	inv, err := b.svc.Decide(ctx, id, who, true, "")
+	switch {
+	case err != nil:
 		b.reply(ctx, cb, who, decisionRefusal(err))
-		return
+	case inv.Approval.Decision == "":
+		b.reply(ctx, cb, who, "Approved your part; the request still waits for the other approvals it needs.")
+	default:
+		b.reply(ctx, cb, who, "Approved: invitebot is inviting the guest now.")
 	}
-	b.reply(ctx, cb, who, "Approved: invitebot is inviting the guest now.")
 }
 
 // decisionRefusal explains why a decision was not recorded.
@@ -139,6 +164,8 @@ func decisionRefusal(err error) string {
 		return "You are not an approver of this request (or it is your own: nobody may approve their own request)."
 	case errors.Is(err, flows.ErrWrongState):
 		return "This request has already been decided."
+	case errors.Is(err, flows.ErrPolicyDenied):
+		return "The policy no longer allows this invitation, so it was ended; the requester has been told."
 	case errors.Is(err, flows.ErrExpired):
 		return "This request has expired; the requester can ask again."
 	case errors.Is(err, flows.ErrNotFound):

@@ -51,7 +51,9 @@ func (b *Bot) lifecycleNotice(ctx context.Context, n flows.Notice) error {
 		text, blocks = b.actionDoneMessage(ctx, inv, n)
 	case flows.NoticeActionFailed:
 		text = fmt.Sprintf(":x: Could not %s for %s: %s", actionVerb(n.Action), who, FailureText(n.Failure))
-		to = firstNonEmpty(n.By, to)
+		if n.By != flows.ActorBot { // invitebot's own actions (expiry) are reported to the sponsor
+			to = firstNonEmpty(n.By, to)
+		}
 	default:
 		return fmt.Errorf("notify: unknown notice kind %q", n.Kind)
 	}
@@ -152,6 +154,8 @@ func actionVerb(k flows.ActionKind) string {
 		return "remove the guest from its groups"
 	case flows.ActionDelete:
 		return "delete the guest"
+	case flows.ActionExpire:
+		return "end the guest's expired access"
 	}
 	return string(k)
 }

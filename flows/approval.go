@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -45,53 +46,94 @@ func (s *Service) requestApproval(inv *Invitation, d Decision) {
 	}
 }
 
-// Decide records an approver's decision on invitation id: approve starts
-// the invitation; deny ends it with reason. who must be one of the request's
-// approvers under the policy in force now (so an approver removed since
-// cannot decide) and not its requester. A refused attempt is recorded in
-// the audit log. A second decision gets ErrWrongState.
+// ErrPolicyDenied is returned by Decide when the policy in force no longer
+// allows the request; it has been ended with the policy's reason.
+var ErrPolicyDenied = errors.New("the policy no longer allows this invitation")
+
+// Decide records an approver's decision on invitation id. The request's
+// approval stages are those of the policy in force now (so an approver
+// removed since cannot decide, and a request the policy now refuses ends
+// with ErrPolicyDenied): who must be an approver of a stage still waiting
+// and not the requester. Approving approves every waiting stage who may
+// approve; the invitation starts when every stage is approved. Denying ends
+// it with reason. A refused attempt is recorded in the audit log; a
+// decision on a decided request gets ErrWrongState.
 func (s *Service) Decide(ctx context.Context, id string, who Inviter, approve bool, reason string) (*Invitation, error) {
 	var refused string
+	var policyDenied, started bool
 	got, err := s.store.UpdateInvitation(ctx, id, func(cur *Invitation) error {
+		refused, policyDenied, started = "", false, false
 		if cur.State != StateAwaitingApproval || cur.Approval == nil {
 			return ErrWrongState
-		}
-		d := s.Policy().Decide(cur.Request, cur.Inviter.UserID)
-		switch {
-		case who.UserID == cur.Inviter.UserID:
-			refused = "the requester cannot decide their own request"
-		case !slices.Contains(d.Approvers, who.UserID):
-			refused = "not an approver of this request"
-		}
-		if refused != "" {
-			return ErrNotAuthorized
 		}
 		now := s.now()
 		if now.After(cur.Approval.ExpiresAt) {
 			return ErrExpired
 		}
 		a := cur.Approval
+		d := s.Policy().Decide(cur.Request, cur.Inviter.UserID)
+		if d.Denied != "" {
+			policyDenied = true
+			a.Decision, a.DecidedAt, a.Reason = DecisionDenied, now, d.Denied
+			cur.Failure = &Failure{Code: FailDenied, Message: "the policy no longer allows it: " + d.Denied, Step: cur.State}
+			s.setState(cur, StateFailed, ActorBot, "denied by policy", d.Denied)
+			cur.Outbox = append(cur.Outbox, Outgoing{Kind: NoticeApprovalDecided, At: now})
+			return nil
+		}
+		var mine []string // the waiting stages who may decide
+		for _, st := range d.Stages {
+			if a.Approved[st.Name] == "" && slices.Contains(st.Approvers, who.UserID) {
+				mine = append(mine, st.Name)
+			}
+		}
+		switch {
+		case who.UserID == cur.Inviter.UserID:
+			refused = "the requester cannot decide their own request"
+		case !d.NeedsApproval() && !slices.Contains(a.Approvers, who.UserID):
+			refused = "not an approver of this request"
+		case len(mine) == 0 && d.NeedsApproval():
+			refused = "not an approver of a stage of this request still waiting"
+		}
+		if refused != "" {
+			return ErrNotAuthorized
+		}
+		if !d.NeedsApproval() { // the policy no longer asks for approval: it goes ahead
+			started = true
+			a.Decision, a.DecidedBy, a.DecidedAt = DecisionApproved, who.UserID, now
+			s.setState(cur, StateRequested, ActorBot, "approved by policy", "the policy in force needs no approval")
+			cur.Outbox = append(cur.Outbox, Outgoing{Kind: NoticeApprovalDecided, At: now, By: who.UserID})
+			return nil
+		}
 		a.DecidedBy, a.DecidedAt, a.Reason = who.UserID, now, reason
-		if approve {
-			a.Decision = DecisionApproved
-			s.setState(cur, StateRequested, who.UserID, "approved", reason)
-		} else {
+		if !approve {
 			a.Decision = DecisionDenied
 			cur.Failure = &Failure{Code: FailDenied, Message: reason, Step: cur.State}
 			s.setState(cur, StateFailed, who.UserID, "denied", reason)
+			cur.Outbox = append(cur.Outbox, Outgoing{Kind: NoticeApprovalDecided, At: now, By: who.UserID})
+			return nil
 		}
+		if a.Approved == nil {
+			a.Approved = map[string]string{}
+		}
+		for _, name := range mine {
+			a.Approved[name] = who.UserID
+		}
+		complete := !slices.ContainsFunc(d.Stages, func(st Stage) bool { return a.Approved[st.Name] == "" })
+		if !complete {
+			cur.History = append(cur.History, s.event(cur, who.UserID, "approved in part", strings.Join(mine, ", ")))
+			cur.UpdatedAt = now
+			cur.Outbox = append(cur.Outbox, Outgoing{Kind: NoticeApprovalDecided, At: now, By: who.UserID})
+			return nil
+		}
+		started = true
+		a.Decision = DecisionApproved
+		s.setState(cur, StateRequested, who.UserID, "approved", reason)
 		cur.Outbox = append(cur.Outbox, Outgoing{Kind: NoticeApprovalDecided, At: now, By: who.UserID})
 		return nil
 	})
 	if errors.Is(err, ErrNotAuthorized) {
 		s.log.Warn("refused approval decision", "id", id, "user", who.UserID, "why", refused)
-		_, aerr := s.store.UpdateInvitation(ctx, id, func(cur *Invitation) error {
-			cur.History = append(cur.History, s.event(cur, who.UserID, "decision refused", refused))
-			return nil
-		})
-		if aerr != nil {
-			s.log.Error("audit refused decision", "id", id, "err", aerr)
-		}
+		s.audit(ctx, id, who.UserID, "decision refused", refused)
 		return nil, err
 	}
 	if err != nil {
@@ -99,10 +141,25 @@ func (s *Service) Decide(ctx context.Context, id string, who Inviter, approve bo
 	}
 	s.log.Info("approval decided", "invitation", got, "decision", got.Approval.Decision, "by", who.UserID)
 	s.flushLater(id)
-	if approve {
+	if started {
 		s.start(id)
 	}
+	if policyDenied {
+		return got, ErrPolicyDenied
+	}
 	return got, nil
+}
+
+// audit appends a refused or otherwise unrecorded attempt to invitation
+// id's history and the audit log.
+func (s *Service) audit(ctx context.Context, id, actor, action, detail string) {
+	_, err := s.store.UpdateInvitation(ctx, id, func(cur *Invitation) error {
+		cur.History = append(cur.History, s.event(cur, actor, action, detail))
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		s.log.Error("audit", "id", id, "action", action, "err", err)
+	}
 }
 
 // expireApproval ends an approval nobody decided in time.

@@ -214,13 +214,16 @@ func TestInvitationsArePacedUnderGraphsLimit(t *testing.T) {
 		}
 	}
 	if err := note.WaitFor(t.Context(), func(ns []flows.Notice) bool {
-		done := 0
+		done, inviting := 0, 0
 		for _, n := range ns {
-			if n.Kind == flows.NoticeDone {
+			switch {
+			case n.Kind == flows.NoticeDone:
 				done++
+			case n.Kind == flows.NoticeProgress && n.Invitation.State == flows.StateInviting:
+				inviting++
 			}
 		}
-		return done == 2
+		return done == 2 && inviting == 3 // two invited; the third reached the window
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -235,5 +238,58 @@ func TestInvitationsArePacedUnderGraphsLimit(t *testing.T) {
 	}
 	if states[flows.StateNotified] != 2 || states[flows.StateInviting] != 1 {
 		t.Errorf("states = %v, want 2 notified and 1 inviting (waiting for the window; resumed after a restart)", states)
+	}
+}
+
+// Each approval stage needs its own approver: the approver of one group
+// cannot approve another group's, nor the domain's.
+func TestApprovalStages(t *testing.T) {
+	e := approvalEnv(t)
+	p := e.svc.Policy()
+	p.Groups = []flows.Group{{Name: "Portal", ID: "g1", Approvers: []string{"UPORTAL"}}, {Name: "Wiki", ID: "g2", Approvers: []string{"UWIKI"}}}
+	e.svc.SetPolicy(p)
+	r := request() // asks for g1 and g2, at a domain that needs approval too
+	r.Email, r.Justification = "bob@unknown.org", "needed"
+	inv, err := e.svc.Submit(t.Context(), "V-stages", inviter, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	for _, who := range []string{"UPORTAL", "UAPPR"} {
+		if _, err := e.svc.Decide(t.Context(), inv.ID, flows.Inviter{UserID: who}, true, ""); err != nil {
+			t.Fatalf("%s approving: %v", who, err)
+		}
+		e.svc.Wait()
+		if got := e.load(t, inv.ID); got.State != flows.StateAwaitingApproval {
+			t.Fatalf("after %s's approval the request is %s, want still waiting (Wiki's approver has not approved)", who, got.State)
+		}
+	}
+	if _, err := e.svc.Decide(t.Context(), inv.ID, flows.Inviter{UserID: "UPORTAL"}, true, ""); !errors.Is(err, flows.ErrNotAuthorized) {
+		t.Errorf("Portal's approver approving again: %v, want ErrNotAuthorized (nothing of theirs waits)", err)
+	}
+	if _, err := e.svc.Decide(t.Context(), inv.ID, flows.Inviter{UserID: "UWIKI"}, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	got := e.load(t, inv.ID)
+	if got.State != flows.StateNotified || len(got.Approval.Approved) != 3 {
+		t.Errorf("after every stage: %s, approved %v", got.State, got.Approval.Approved)
+	}
+}
+
+// A request the policy refuses by the time someone decides is ended with
+// the policy's reason; one that no longer needs approval goes ahead.
+func TestApprovalUnderChangedPolicy(t *testing.T) {
+	e := approvalEnv(t)
+	denied := e.requestApproval(t)
+	p := e.svc.Policy()
+	p.Domains.Rules = append(p.Domains.Rules, flows.DomainRule{Domain: "unknown.org", Action: flows.DomainDeny, Reason: "Blocked since Monday."})
+	e.svc.SetPolicy(p)
+	if _, err := e.svc.Decide(t.Context(), denied.ID, flows.Inviter{UserID: "USEC"}, true, ""); !errors.Is(err, flows.ErrPolicyDenied) {
+		t.Errorf("deciding a request the policy now denies: %v, want ErrPolicyDenied", err)
+	}
+	e.svc.Wait()
+	if got := e.load(t, denied.ID); got.State != flows.StateFailed || !strings.Contains(got.Failure.Message, "Blocked since Monday.") {
+		t.Errorf("record = %s %+v", got.State, got.Failure)
 	}
 }

@@ -24,7 +24,7 @@ func (s *Service) checkExpiry(ctx context.Context, id string) (string, error) {
 	_, err := s.store.UpdateInvitation(ctx, id, func(cur *Invitation) error {
 		did = ""
 		x := cur.Expiry
-		if x == nil || !live(cur) || cur.Action != nil {
+		if x == nil || !live(cur) || cur.Action != nil || x.Failures >= MaxExpiryFailures {
 			return errUnchanged
 		}
 		now := s.now()
@@ -62,12 +62,15 @@ func (s *Service) checkExpiry(ctx context.Context, id string) (string, error) {
 
 // Extend gives the guest another access period from now (or from the end
 // date, if later). The sponsor (the inviter) or an admin may.
+//
+// Extend answers a reminder: once it is answered, a second click (or one
+// before any reminder) is ErrNotApplicable, so clicks cannot stack periods.
 func (s *Service) Extend(ctx context.Context, id string, who Inviter) (*Invitation, error) {
-	return s.store.UpdateInvitation(ctx, id, func(cur *Invitation) error {
+	got, err := s.store.UpdateInvitation(ctx, id, func(cur *Invitation) error {
 		if !s.may(cur, who, ActionRevokeGroups) { // the sponsor's or an admin's call
 			return ErrNotAuthorized
 		}
-		if cur.Expiry == nil || !live(cur) || cur.Action != nil {
+		if cur.Expiry == nil || !live(cur) || cur.Action != nil || cur.Expiry.WarnedAt.IsZero() {
 			return fmt.Errorf("extend: %w", ErrNotApplicable)
 		}
 		x := cur.Expiry
@@ -75,17 +78,21 @@ func (s *Service) Extend(ctx context.Context, id string, who Inviter) (*Invitati
 		if now := s.now(); from.Before(now) {
 			from = now
 		}
-		x.At, x.WarnedAt, x.LetExpire = from.Add(x.Period), time.Time{}, false
+		x.At, x.WarnedAt, x.LetExpire, x.Failures = from.Add(x.Period), time.Time{}, false, 0
 		cur.UpdatedAt = s.now()
 		cur.History = append(cur.History, s.event(cur, who.UserID, "extended", "to "+x.At.UTC().Format(time.RFC3339)))
 		return nil
 	})
+	if errors.Is(err, ErrNotAuthorized) {
+		s.audit(ctx, id, who.UserID, "refused", "extend: not the sponsor or an admin")
+	}
+	return got, err
 }
 
 // LetExpire records that the sponsor wants the access to end as planned
 // (no further reminder).
 func (s *Service) LetExpire(ctx context.Context, id string, who Inviter) (*Invitation, error) {
-	return s.store.UpdateInvitation(ctx, id, func(cur *Invitation) error {
+	got, err := s.store.UpdateInvitation(ctx, id, func(cur *Invitation) error {
 		if !s.may(cur, who, ActionRevokeGroups) {
 			return ErrNotAuthorized
 		}
@@ -97,4 +104,8 @@ func (s *Service) LetExpire(ctx context.Context, id string, who Inviter) (*Invit
 		cur.History = append(cur.History, s.event(cur, who.UserID, "let expire", cur.Expiry.At.UTC().Format(time.RFC3339)))
 		return nil
 	})
+	if errors.Is(err, ErrNotAuthorized) {
+		s.audit(ctx, id, who.UserID, "refused", "let expire: not the sponsor or an admin")
+	}
+	return got, err
 }

@@ -1,6 +1,7 @@
 package flows_test
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -104,5 +105,36 @@ func TestNoExpiryChosen(t *testing.T) {
 	r.Email, r.ExpiresIn = "carl@fabrikam.com", 6*365*day
 	if _, err := e.svc.Submit(t.Context(), "V2", inviter, r); err == nil {
 		t.Error("an expiry over 5 years was accepted")
+	}
+}
+
+// Extend answers a reminder once: a second click does not add a second
+// period; an expiry that keeps failing is given up after a few tries.
+func TestExtendOncePerReminderAndExpiryGivesUp(t *testing.T) {
+	e := expiryEnv(t, "")
+	inv := e.pending(t, "bob@fabrikam.com")
+	if _, err := e.svc.Extend(t.Context(), inv.ID, inviter); !errors.Is(err, flows.ErrNotApplicable) {
+		t.Errorf("extend before any reminder: %v, want ErrNotApplicable", err)
+	}
+	e.advance(25 * day)
+	e.track(t)
+	if _, err := e.svc.Extend(t.Context(), inv.ID, inviter); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Extend(t.Context(), inv.ID, inviter); !errors.Is(err, flows.ErrNotApplicable) {
+		t.Errorf("a second click: %v, want ErrNotApplicable", err)
+	}
+	if got := e.load(t, inv.ID); !got.Expiry.At.Equal(inv.Expiry.At.Add(30 * day)) {
+		t.Errorf("end = %v, want one period later than %v", got.Expiry.At, inv.Expiry.At)
+	}
+	e.advance(40 * day)
+	removeFails := &flows.DirectoryError{Op: "remove group member", Status: 403, Code: "Authorization_RequestDenied"}
+	e.dir.RemoveGroupMemberFunc = func(context.Context, string, string) error { return removeFails }
+	for range flows.MaxExpiryFailures + 2 {
+		e.track(t)
+	}
+	got := e.load(t, inv.ID)
+	if got.Expiry.Failures != flows.MaxExpiryFailures || got.State != flows.StateNotified {
+		t.Errorf("after repeated failures: %d failures, state %s; want %d and the guest left to a person", got.Expiry.Failures, got.State, flows.MaxExpiryFailures)
 	}
 }

@@ -2,6 +2,7 @@ package flows
 
 import (
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -249,6 +250,7 @@ func (inv *Invitation) Clone() *Invitation {
 		a := *inv.Approval
 		a.Approvers = slices.Clone(a.Approvers)
 		a.Messages = slices.Clone(a.Messages)
+		a.Approved = maps.Clone(a.Approved)
 		c.Approval = &a
 	}
 	if inv.Failure != nil {
@@ -340,7 +342,13 @@ type Expiry struct {
 	// WarnedAt is when the sponsor was asked to extend or let it expire.
 	WarnedAt  time.Time `json:"warnedAt,omitzero"`
 	LetExpire bool      `json:"letExpire,omitempty"`
+	// Failures counts failed attempts to end the access.
+	Failures int `json:"failures,omitempty"`
 }
+
+// MaxExpiryFailures is how many times invitebot tries to end an access
+// before it leaves it to a person (each failure is DMed to the sponsor).
+const MaxExpiryFailures = 3
 
 // Sponsor is who is responsible for a guest: the inviter, in Slack and,
 // where it could be mapped and the tenant supports it, in Entra (the
@@ -363,6 +371,8 @@ type Approval struct {
 	DecidedBy string    `json:"decidedBy,omitempty"`
 	DecidedAt time.Time `json:"decidedAt,omitzero"`
 	Reason    string    `json:"reason,omitempty"` // the approver's, on deny
+	// Approved maps each approval stage's name to who approved it.
+	Approved map[string]string `json:"approved,omitempty"`
 	// Messages are the posted requests, updated once decided.
 	Messages []ApprovalMessage `json:"messages,omitempty"`
 }

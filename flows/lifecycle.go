@@ -86,6 +86,7 @@ func (s *Service) Act(ctx context.Context, id string, who Inviter, kind ActionKi
 	if err != nil {
 		if errors.Is(err, ErrNotAuthorized) {
 			s.log.Warn("refused lifecycle action", "action", kind, "user", who.UserID, "id", id)
+			s.audit(ctx, id, who.UserID, "refused", string(kind)+": not allowed")
 		}
 		return nil, err
 	}
@@ -122,7 +123,9 @@ func (s *Service) runAction(ctx context.Context, id string) {
 		n, err = s.removeGroups(ctx, inv)
 		detail = fmt.Sprintf("removed from %d group(s)", n)
 	case ActionExpire:
-		if s.Policy().ExpiryAction == ExpireDisable {
+		// Blocking sign-in is for accounts invitebot created; a picked
+		// existing account or a converted employee only leaves the groups.
+		if s.Policy().ExpiryAction == ExpireDisable && !inv.Picked && inv.Request.ConvertFrom == "" {
 			err = s.retryDirectory(ctx, false, nil, func(ctx context.Context) error { return s.dir.DisableUser(ctx, inv.ObjectID) })
 			detail = "access expired: sign-in blocked"
 		} else {
@@ -151,6 +154,9 @@ func (s *Service) runAction(ctx context.Context, id string) {
 		if err != nil {
 			f := failureFor(cur.State, err)
 			out.Kind, out.Failure = NoticeActionFailed, f
+			if a.Kind == ActionExpire && cur.Expiry != nil {
+				cur.Expiry.Failures++ // checkExpiry gives up after a few
+			}
 			cur.History = append(cur.History, s.event(cur, a.By, string(a.Kind)+" failed", string(f.Code)+" "+f.Message))
 			cur.Outbox = append(cur.Outbox, out)
 			return nil

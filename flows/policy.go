@@ -69,6 +69,15 @@ type Decision struct {
 	Approvers []string
 	// Rule is the domain rule that applied, if any.
 	Rule *DomainRule
+	// Stages are the approvals needed: one of each stage's approvers must
+	// approve. Approvers is their union.
+	Stages []Stage
+}
+
+// Stage is one approval a request needs, from one of its approvers.
+type Stage struct {
+	Name      string   // what is approved: "the partner domain x", "the group y"
+	Approvers []string // Slack user IDs; the requester is never among them
 }
 
 // NeedsApproval reports whether someone must approve the request first.
@@ -96,7 +105,7 @@ func (p Policy) Decide(r Request, inviter string) Decision {
 	if action == "" {
 		action = DomainAllow
 	}
-	var approvers []string
+	var stages []Stage
 	switch action {
 	case DomainDeny:
 		d.Denied = fmt.Sprintf("Invitations to %s are not allowed.", domain)
@@ -109,25 +118,39 @@ func (p Policy) Decide(r Request, inviter string) Decision {
 	case DomainAutoApprove:
 		return d
 	case DomainApprove:
-		approvers = append(approvers, p.Approvers...)
-		if len(p.Approvers) == 0 {
-			approvers = append(approvers, p.Admins...)
+		a := p.Approvers
+		if len(a) == 0 {
+			a = p.Admins
 		}
+		stages = append(stages, Stage{Name: "the partner domain " + domain, Approvers: a})
 	}
 	for _, gid := range r.Groups {
-		if i := slices.IndexFunc(p.Groups, func(g Group) bool { return g.ID == gid }); i >= 0 {
-			approvers = append(approvers, p.Groups[i].Approvers...)
+		if i := slices.IndexFunc(p.Groups, func(g Group) bool { return g.ID == gid }); i >= 0 && len(p.Groups[i].Approvers) > 0 {
+			stages = append(stages, Stage{Name: "the group " + p.Groups[i].Name, Approvers: p.Groups[i].Approvers})
 		}
 	}
-	if len(approvers) == 0 {
-		return d
+	// Each stage needs one of its own approvers: the approver of a harmless
+	// group cannot approve a sensitive one. Nobody approves their own
+	// request, and a Slack user group not (yet) read approves nothing.
+	for i := range stages {
+		st := &stages[i]
+		unread := slices.ContainsFunc(st.Approvers, func(a string) bool { return strings.HasPrefix(a, "S") })
+		st.Approvers = slices.DeleteFunc(slices.Clone(st.Approvers), func(a string) bool { return a == inviter || strings.HasPrefix(a, "S") })
+		slices.Sort(st.Approvers)
+		st.Approvers = slices.Compact(st.Approvers)
+		switch {
+		case len(st.Approvers) == 0 && unread:
+			d.Denied = "This invitation needs approval for " + st.Name + ", but its approvers (a Slack user group) could not be read just now. Try again in a few minutes."
+			return d
+		case len(st.Approvers) == 0:
+			d.Denied = "This invitation needs approval for " + st.Name + ", and you are its only approver: nobody may approve their own request. Ask an invitebot admin."
+			return d
+		}
+		d.Approvers = append(d.Approvers, st.Approvers...)
 	}
-	slices.Sort(approvers)
-	approvers = slices.Compact(approvers)
-	d.Approvers = slices.DeleteFunc(approvers, func(a string) bool { return a == inviter })
-	if len(d.Approvers) == 0 {
-		d.Denied = "This invitation needs approval, and you are its only approver: nobody may approve their own request. Ask an invitebot admin."
-	}
+	slices.Sort(d.Approvers)
+	d.Approvers = slices.Compact(d.Approvers)
+	d.Stages = stages
 	return d
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -148,7 +149,7 @@ func CheckEmail(email string) string {
 	if len(email) > MaxEmailLen {
 		return fmt.Sprintf("An email address can be at most %d characters.", MaxEmailLen)
 	}
-	if strings.ContainsFunc(email, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+	if strings.ContainsFunc(email, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError }) {
 		return "The address must not contain spaces or control characters."
 	}
 	at := strings.LastIndexByte(email, '@')

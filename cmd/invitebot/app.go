@@ -58,6 +58,8 @@ type app struct {
 	// groupsRefreshed, if set, gets a value after each user group
 	// expansion (tests).
 	groupsRefreshed chan struct{}
+	// groupMembers are the user groups' members last read from Slack.
+	groupMembers map[string][]string
 }
 
 // newApp wires the adapters around flows. The caller must Close it.
@@ -211,8 +213,7 @@ func (a *app) reloadPolicy(ctx context.Context) error {
 	}
 	a.bot.SetTemplate(tmpl)
 	a.policy = p.Flows(a.cfg.RedirectURL)
-	a.svc.SetPolicy(a.policy) // user groups match nobody until expanded, next line
-	a.expandUserGroups(ctx)
+	a.expandUserGroups(ctx) // puts it in force, its user groups expanded
 	a.log.Info("policy reloaded", "file", path, "admins", len(p.Admins), "groups", len(p.Groups), "domain_rules", len(p.Domains.Rules))
 	return nil
 }
@@ -225,22 +226,23 @@ const userGroupRefresh = 10 * time.Minute
 // grants nothing (it matches nobody) until the next refresh.
 func (a *app) expandUserGroups(ctx context.Context) {
 	ids := a.policy.UserGroups()
-	if len(ids) == 0 {
-		return
+	if a.groupMembers == nil {
+		a.groupMembers = map[string][]string{}
 	}
-	members := map[string][]string{}
 	for _, id := range ids {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		m, err := a.bot.UserGroupMembers(cctx, id)
 		cancel()
 		if err != nil {
-			a.log.Warn("read Slack user group; it grants nothing until read", "group", id, "err", err)
+			// The last members read stay in force; a group never read
+			// grants nothing.
+			a.log.Warn("read Slack user group", "group", id, "known", a.groupMembers[id] != nil, "err", err)
 			continue
 		}
-		members[id] = m
+		a.groupMembers[id] = m
 	}
-	a.svc.SetPolicy(a.policy.ExpandUserGroups(members))
-	a.log.Debug("policy user groups expanded", "groups", len(ids), "read", len(members))
+	a.svc.SetPolicy(a.policy.ExpandUserGroups(a.groupMembers))
+	a.log.Debug("policy user groups expanded", "groups", len(ids), "read", len(a.groupMembers))
 	if a.groupsRefreshed != nil {
 		a.groupsRefreshed <- struct{}{}
 	}

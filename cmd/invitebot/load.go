@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -144,9 +146,11 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	graphLatency := fs.Duration("graph-latency", 5*time.Second, "how long Graph takes to answer during the submissions")
 	socket := fs.Bool("socket", false, "play Slack over Socket Mode instead of HTTP")
 	track := fs.Int("track", 0, "instead: measure acceptance tracking with this many pending invitations")
+	inviters := fs.String("inviters", "", "instead: run the whole flow for these numbers of concurrent inviters, e.g. 10,100,1000")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: invitebot load [-n 100] [-rounds 5] [-graph-latency 5s] [-socket]
        invitebot load -track 10000 [-rounds 5]
+       invitebot load -inviters 10,100,1000 [-graph-latency 100ms]
 
 Measures invitebot's Slack deadlines on this machine, against the built-in
 emulators: the time from a slash command to views.open (Slack's trigger_id
@@ -156,6 +160,12 @@ expires after 3 s) with n commands at once, and the view_submission ack
 
 With -track, it measures an acceptance-tracking cycle instead: the Graph
 requests per cycle and the cycle time for that many pending invitations.
+
+With -inviters, it runs the whole flow for each number of concurrent
+inviters (command, dialog, submission, invitation, group, DM) with Graph's
+invitation limit (150 per 5 s per tenant) enforced by the emulated tenant,
+and reports the deadlines, invitations completed per second, the 429s the
+tenant had to answer, and the peak RSS.
 `)
 		fs.PrintDefaults()
 	}
@@ -167,6 +177,21 @@ requests per cycle and the cycle time for that many pending invitations.
 	}
 	if *track > 0 {
 		return trackLoadCmd(ctx, *track, *rounds, stdout)
+	}
+	if *inviters != "" {
+		var counts []int
+		for _, f := range strings.Split(*inviters, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				return fmt.Errorf("-inviters: %q is not a positive number", f)
+			}
+			counts = append(counts, n)
+		}
+		lat := *graphLatency
+		if !graphLatencySet(fs) {
+			lat = 100 * time.Millisecond
+		}
+		return flowLoadCmd(ctx, counts, lat, stdout)
 	}
 	dir, err := os.MkdirTemp("", "invitebot-load-")
 	if err != nil {
@@ -204,4 +229,11 @@ requests per cycle and the cycle time for that many pending invitations.
 	fmt.Fprintf(stdout, "slash command ack:              %s\n", cack)
 	fmt.Fprintf(stdout, "view_submission ack (Graph %s): %s\n", *graphLatency, sack)
 	return nil
+}
+
+// graphLatencySet reports whether -graph-latency was given.
+func graphLatencySet(fs *flag.FlagSet) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "graph-latency" })
+	return set
 }

@@ -235,6 +235,8 @@ type Directory struct {
 	InviteFunc          func(context.Context, flows.Invite) (flows.Invited, error)
 	UpdateUserFunc      func(ctx context.Context, id string, a flows.Attributes) error
 	AddGroupMemberFunc  func(ctx context.Context, groupID, userID string) error
+	// RemoveGroupMemberFunc, if set, answers RemoveGroupMember.
+	RemoveGroupMemberFunc func(ctx context.Context, groupID, userID string) error
 	// ExternalStatesFunc, if set, answers ExternalStates.
 	ExternalStatesFunc func(ctx context.Context, ids []string) ([]flows.ExternalState, error)
 
@@ -386,8 +388,11 @@ func (d *Directory) DefaultAddGroupMember(_ context.Context, gid, uid string) er
 }
 
 // RemoveGroupMember implements flows.Directory.
-func (d *Directory) RemoveGroupMember(_ context.Context, gid, uid string) error {
+func (d *Directory) RemoveGroupMember(ctx context.Context, gid, uid string) error {
 	d.record("RemoveGroupMember", gid, uid)
+	if f := d.RemoveGroupMemberFunc; f != nil {
+		return f(ctx, gid, uid)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.members[gid] = slices.DeleteFunc(d.members[gid], func(id string) bool { return id == uid })

@@ -102,11 +102,11 @@ func (pol *Policy) Flows(redirect string) flows.Policy {
 		p.RemindAfter, _ = ParseDays(v)
 	}
 	for _, g := range pol.Groups {
-		p.Groups = append(p.Groups, flows.Group{Name: g.Name, ID: g.ID, Approvers: g.Approvers})
+		p.Groups = append(p.Groups, flows.Group{Name: g.Name, ID: strings.ToLower(g.ID), Approvers: g.Approvers})
 	}
 	for _, r := range pol.Domains.Rules {
 		p.Domains.Rules = append(p.Domains.Rules, flows.DomainRule{Domain: strings.ToLower(r.Domain), Action: flows.DomainAction(r.Action),
-			Reason: r.Reason, UserType: flows.UserType(r.UserType), Groups: r.Groups, RedirectURL: r.RedirectURL, Message: r.Message})
+			Reason: r.Reason, UserType: flows.UserType(r.UserType), Groups: lower(r.Groups), RedirectURL: r.RedirectURL, Message: r.Message})
 	}
 	return p
 }
@@ -270,4 +270,13 @@ func checkURL(bad func(string, string, ...any), k, v string, allowLoopbackHTTP b
 	if u.Scheme != "https" && !(u.Scheme == "http" && loopback && allowLoopbackHTTP) {
 		bad(k, "must be an https:// URL")
 	}
+}
+
+// lower lower-cases object IDs (GUIDs compare case-insensitively).
+func lower(ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = strings.ToLower(id)
+	}
+	return out
 }
