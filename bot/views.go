@@ -267,7 +267,7 @@ func doneSummary(inv *flows.Invitation, p flows.Policy) string {
 	if inv.Picked {
 		fmt.Fprintf(&b, "*%s* already had an account; access granted", name)
 	} else {
-		fmt.Fprintf(&b, "*%s* is invited as a %s", name, strings.ToLower(string(r.UserType)))
+		fmt.Fprintf(&b, "*%s* is invited as a %s", name, Escape(strings.ToLower(string(r.UserType))))
 	}
 	if len(inv.GroupsAdded) > 0 {
 		names := make([]string, len(inv.GroupsAdded))

@@ -183,7 +183,11 @@ func putInvitation(tx *bolt.Tx, inv *flows.Invitation, known int) error {
 func (db *DB) CreateInvitation(_ context.Context, inv *flows.Invitation) (*flows.Invitation, error) {
 	var existing *flows.Invitation
 	var verdict error
-	err := db.db.Update(func(tx *bolt.Tx) error {
+	// Batch: concurrent submissions share one fsync'd transaction (the
+	// Slack ack waits for this write). bbolt may run fn again on its own,
+	// so it starts from scratch each time.
+	err := db.db.Batch(func(tx *bolt.Tx) error {
+		existing, verdict = nil, nil
 		if inv.ViewID != "" {
 			if id := tx.Bucket(bucketByView).Get([]byte(inv.ViewID)); id != nil {
 				old, err := getInvitation(tx, string(id))
