@@ -41,6 +41,7 @@ type Bot struct {
 	svc    *flows.Service
 	secret string
 	tmpl   atomic.Pointer[template.Template]
+	id     atomic.Pointer[identity]
 	log    *slog.Logger
 }
 

@@ -47,6 +47,10 @@ func ParseCommandText(text string) Prefill {
 // the trigger_id is used within its 3 seconds and before any Graph or store
 // work. It returns the response body (nil: empty 200).
 func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) any {
+	if b.foreign(cmd.TeamID, cmd.EnterpriseID, cmd.APIAppID) {
+		b.log.Warn("refused a command for another workspace or app", "team", cmd.TeamID, "app", cmd.APIAppID)
+		return ephemeral("invitebot is not installed for this workspace.")
+	}
 	if cmd.Command != Command {
 		return ephemeral("Unknown command " + Escape(cmd.Command) + ".")
 	}

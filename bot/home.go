@@ -160,14 +160,21 @@ func (b *Bot) refreshHomes(ctx context.Context, users ...string) {
 // immediate; work runs in the background.
 func (b *Bot) event(ctx context.Context, raw json.RawMessage) {
 	var cb struct {
-		Type  string `json:"type"`
-		Event struct {
+		Type       string `json:"type"`
+		TeamID     string `json:"team_id"`
+		Enterprise string `json:"enterprise_id"`
+		APIAppID   string `json:"api_app_id"`
+		Event      struct {
 			Type string `json:"type"`
 			User string `json:"user"`
 			Tab  string `json:"tab"`
 		} `json:"event"`
 	}
 	if err := json.Unmarshal(raw, &cb); err != nil || cb.Type != "event_callback" {
+		return
+	}
+	if b.foreign(cb.TeamID, cb.Enterprise, cb.APIAppID) {
+		b.log.Warn("refused an event for another workspace or app", "team", cb.TeamID, "app", cb.APIAppID)
 		return
 	}
 	if cb.Event.Type == "app_home_opened" && cb.Event.Tab == "home" && cb.Event.User != "" {

@@ -63,6 +63,10 @@ func ParseSubmission(state *slack.ViewState) flows.Request {
 // (or the Socket Mode ack payload); nil means an empty 200.
 func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) any {
 	who := flows.Inviter{TeamID: cb.Team.ID, UserID: cb.User.ID}
+	if b.foreign(cb.Team.ID, cb.Enterprise.ID, cb.APIAppID) {
+		b.log.Warn("refused an interaction for another workspace or app", "team", cb.Team.ID, "app", cb.APIAppID)
+		return nil
+	}
 	switch cb.Type {
 	case slack.InteractionTypeViewSubmission:
 		switch cb.View.CallbackID {

@@ -81,6 +81,19 @@ func (g *gate) wait(ctx context.Context, now func() time.Time, sleep func(contex
 	}
 }
 
+// throttleWait sleeps through the throttling window Graph announced last
+// (if any): an invitation must not be sent into a 429 window another call
+// was told about.
+func (g *gate) throttleWait(ctx context.Context, now func() time.Time, sleep func(context.Context, time.Duration) error) error {
+	g.mu.Lock()
+	until := g.until
+	g.mu.Unlock()
+	if d := until.Sub(now()); d > 0 {
+		return sleep(ctx, d)
+	}
+	return nil
+}
+
 // interactive is the Directory the invitation steps and lifecycle actions
 // use: every call holds the gate, so the tracker yields to it.
 type interactive struct {

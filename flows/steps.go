@@ -126,7 +126,26 @@ func (s *Service) check(ctx context.Context, inv *Invitation) error {
 	if err != nil {
 		return err
 	}
-	s.tell(ctx, Notice{Kind: NoticeMatches, Invitation: inv.Clone()})
+	// The pick dialog is the only way on: deliver it (with retries). If
+	// Slack will not show it, end the invitation rather than leave the
+	// address blocked by a choice nobody can make.
+	if _, err := s.deliver(ctx, Notice{Kind: NoticeMatches, Invitation: inv.Clone()}); err != nil && ctx.Err() == nil {
+		_, cerr := s.store.UpdateInvitation(ctx, inv.ID, func(cur *Invitation) error {
+			if cur.State != StateAwaitingPick {
+				return ErrWrongState // picked or cancelled meanwhile
+			}
+			cur.Failure = &Failure{Code: FailNotify, Step: cur.State, Retryable: true,
+				Message: "Slack did not show the existing accounts to pick from; start again"}
+			s.setState(cur, StateFailed, ActorBot, "failed", "notify_failed: pick dialog not shown")
+			return nil
+		})
+		if cerr == nil {
+			got, _ := s.store.Invitation(ctx, inv.ID)
+			if got != nil {
+				_, _ = s.deliver(ctx, Notice{Kind: NoticeFailed, Invitation: got.Clone()})
+			}
+		}
+	}
 	return nil
 }
 
@@ -137,6 +156,7 @@ func (s *Service) check(ctx context.Context, inv *Invitation) error {
 // but would send a second email otherwise. So with DeliveryMicrosoftEmail a
 // retry first looks the address up and adopts the user it finds.
 func (s *Service) invite(ctx context.Context, inv *Invitation) error {
+	first := true
 	for {
 		if inv.InviteAttempt > 0 && inv.Request.Delivery == DeliveryMicrosoftEmail && inv.Request.ConvertFrom == "" {
 			u, err := s.findInvited(ctx, inv)
@@ -166,6 +186,14 @@ func (s *Service) invite(ctx context.Context, inv *Invitation) error {
 		}
 		if err := s.invites.wait(ctx); err != nil {
 			return err
+		}
+		if first {
+			// Graph asked everyone to wait (a 429 another call got); later
+			// attempts wait out their own Retry-After below.
+			if err := s.gate.throttleWait(ctx, s.now, s.sleep); err != nil {
+				return err
+			}
+			first = false
 		}
 		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 		res, err := s.dir.Invite(cctx, Invite{

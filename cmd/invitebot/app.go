@@ -146,6 +146,22 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	if a.cfg.SocketMode() {
 		go func() { errc <- a.bot.RunSocketMode(ctx, socketmode.New(a.slack)) }()
 	}
+	identified := make(chan struct{})
+	go func() { // which workspace and app requests must be for
+		defer close(identified)
+		for wait := time.Second; ctx.Err() == nil; wait = min(2*wait, time.Minute) {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := a.bot.Identify(cctx)
+			cancel()
+			if err == nil {
+				return
+			}
+			a.log.Warn("read the Slack identity; requests are checked by signature only until it is read", "err", err)
+			if flows.SleepContext(ctx, wait) != nil {
+				return
+			}
+		}
+	}()
 	started := make(chan struct{})
 	go func() {
 		defer close(started)
@@ -186,6 +202,7 @@ wait:
 	}
 	stop()
 	<-started // Close must not race Start
+	<-identified
 	a.log.Info("invitebot stopped")
 	return err
 }

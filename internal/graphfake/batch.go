@@ -34,6 +34,9 @@ type batchResponse struct {
 // was authorised) and without its own latency: the batch waits once, for
 // the longest latency of its routes, as Graph runs items in parallel.
 // Answers come back in reverse order, so clients must correlate by id.
+// Chaos applies to the batch itself (RouteBatch, else "") and to each item
+// (its route, else ""): an item gets its own status, Retry-After and
+// after-effect, but neither latency nor a dropped connection.
 func (t *Tenant) batch(w http.ResponseWriter, r *http.Request) int {
 	var body struct {
 		Requests []batchRequest `json:"requests"`
@@ -56,17 +59,24 @@ func (t *Tenant) batch(w http.ResponseWriter, r *http.Request) int {
 	if !t.delayBatch(r, routes) {
 		return len(reqs)
 	}
+	run := func() []batchResponse {
+		out := make([]batchResponse, len(reqs))
+		status := map[string]int{}
+		for i, q := range reqs {
+			out[i] = t.batchItem(r, q, paths[i], routes[i], args[i], status)
+			status[strings.ToLower(q.ID)] = out[i].Status
+		}
+		return out
+	}
+	if t.applyChaos(w, r, RouteBatch, false, func(http.ResponseWriter) { run() }) {
+		return len(reqs)
+	}
 	f := t.takeFault(RouteBatch)
 	if f != nil && !f.AfterEffect {
 		f.write(w, r)
 		return len(reqs)
 	}
-	out := make([]batchResponse, len(reqs))
-	status := map[string]int{}
-	for i, q := range reqs {
-		out[i] = t.batchItem(r, q, paths[i], routes[i], args[i], status)
-		status[strings.ToLower(q.ID)] = out[i].Status
-	}
+	out := run()
 	if f != nil { // the items took effect, the answer is lost
 		f.write(w, r)
 		return len(reqs)

@@ -65,11 +65,12 @@ func (t *Tenant) SetReplicationDelay(n int) {
 	t.replication = n
 }
 
-// Reset clears faults, latency and replication delay (not data).
+// Reset clears faults, chaos, latency and replication delay (not data).
 func (t *Tenant) Reset() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.faults, t.latency, t.replication = map[Route]*fault{}, map[Route]time.Duration{}, 0
+	t.chaos, t.throttledUntil = nil, nil
 }
 
 func (t *Tenant) takeFault(route Route) *fault {

@@ -95,6 +95,10 @@ type Tenant struct {
 	inviteWindow    time.Duration
 	inviteTimes     []time.Time
 	inviteThrottled int
+
+	chaos          map[Route]*chaos     // SetChaos
+	throttledUntil map[string]time.Time // "METHOD path" → end of its last chaos 429's Retry-After
+	chaosStats     ChaosStats
 }
 
 // NewTenant returns an empty tenant.
@@ -359,6 +363,9 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection (chaos resets).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
 // ServeHTTP implements http.Handler for the /v1.0 routes.
 func (t *Tenant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
@@ -396,9 +403,12 @@ func (t *Tenant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serve answers one (top-level or batch item) request on route: latency
-// (if wait), injected faults, then the handler.
+// (if wait), chaos, injected faults, then the handler.
 func (t *Tenant) serve(w http.ResponseWriter, r *http.Request, route Route, args []string, wait bool) {
 	if wait && !t.delay(r, route) {
+		return
+	}
+	if t.applyChaos(w, r, route, !wait, func(w http.ResponseWriter) { t.dispatch(w, r, route, args) }) {
 		return
 	}
 	f := t.takeFault(route)

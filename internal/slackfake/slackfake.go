@@ -81,6 +81,9 @@ type Server struct {
 	pending  map[string]chan json.RawMessage // envelope ID → ack
 
 	uploads fileUploads // files.getUploadURLExternal … completeUploadExternal
+
+	chaos      map[string]*chaos // SetChaos
+	chaosStats ChaosStats
 }
 
 type fault struct {
@@ -113,6 +116,8 @@ func New() *Server {
 				return map[string]any{"ok": true, "user": map[string]any{"id": u[0], "name": u[1], "real_name": u[1]}}
 			},
 			"apps.connections.open":        s.appsConnectionsOpen,
+			"auth.test":                    s.authTest,
+			"bots.info":                    s.botsInfo,
 			"files.getUploadURLExternal":   s.filesGetUploadURL,
 			"files.completeUploadExternal": s.filesCompleteUpload,
 			"usergroups.users.list": func(_ http.ResponseWriter, _ *http.Request, f url.Values, _ map[string]any) any {
@@ -163,8 +168,8 @@ func (s *Server) Close() {
 
 func slackErr(code string) map[string]any { return map[string]any{"ok": false, "error": code} }
 
-// wrap parses the request, applies faults, records the call and wakes
-// WaitFor.
+// wrap parses the request, applies faults and chaos, records the call and
+// wakes WaitFor.
 func (s *Server) wrap(name string, h func(http.ResponseWriter, *http.Request, url.Values, map[string]any) any) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		at := time.Now()
@@ -199,6 +204,8 @@ func (s *Server) wrap(name string, h func(http.ResponseWriter, *http.Request, ur
 			call.Error = strconv.Itoa(f.Status)
 		case f != nil:
 			resp = slackErr(f.Error)
+		case s.applyChaos(w, r, name, &call):
+			// answered with a failure
 		default:
 			resp = h(w, r, call.Form, call.JSON)
 		}
