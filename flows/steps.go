@@ -440,15 +440,18 @@ func (s *Service) failWith(ctx context.Context, inv *Invitation, f *Failure) err
 			detail += ": " + f.Message
 		}
 		s.setState(cur, StateFailed, ActorBot, "failed", detail)
+		if f.Code != FailNotify { // Slack is what failed: nothing to send
+			// Recorded with the failure, so a crash before Slack took it
+			// does not leave the inviter untold (the next cycle sends it).
+			cur.Outbox = append(cur.Outbox, Outgoing{Kind: NoticeFailed, At: cur.UpdatedAt})
+		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	*inv = *got
-	if f.Code != FailNotify {
-		_, _ = s.deliver(ctx, Notice{Kind: NoticeFailed, Invitation: got.Clone()})
-	}
+	s.flush(ctx, inv.ID)
 	return nil
 }
 

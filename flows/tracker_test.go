@@ -687,3 +687,28 @@ func TestPolicyReminderAgeReplacesConfig(t *testing.T) {
 		t.Errorf("reminders with the policy's 0 = %d, want none", n)
 	}
 }
+
+// A failure is recorded with its notice: if Slack cannot take it, the next
+// tracking cycle (or the first after a restart) tells the inviter.
+func TestFailureNoticeIsKeptUntilDelivered(t *testing.T) {
+	e := newEnv(t)
+	e.dir.InviteFunc = func(context.Context, flows.Invite) (flows.Invited, error) {
+		return flows.Invited{}, &flows.DirectoryError{Op: "invite", Status: 400, Code: "BadRequest", Message: "no"}
+	}
+	slackDown := true
+	e.note.NotifyFunc = func(_ context.Context, n flows.Notice) error {
+		if n.Kind == flows.NoticeFailed && slackDown {
+			return errors.New("slack down")
+		}
+		return nil
+	}
+	inv := e.submit(t, "V1", request())
+	if inv.State != flows.StateFailed || len(inv.Outbox) != 1 {
+		t.Fatalf("after a failure Slack could not report: %s, outbox %v", inv.State, inv.Outbox)
+	}
+	slackDown = false
+	e.track(t)
+	if got := e.load(t, inv.ID); len(got.Outbox) != 0 {
+		t.Errorf("outbox after Slack is back: %v", got.Outbox)
+	}
+}
