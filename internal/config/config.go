@@ -127,7 +127,7 @@ var Env = [][2]string{
 	{"GRAPH_BASE_URL", "Graph base URL incl. version (default " + DefaultGraphBaseURL + ")"},
 	{"INVITEBOT_ADDR", "HTTP listen address (default " + DefaultAddr + ")"},
 	{"INVITEBOT_DB", "bbolt file (default " + DefaultDB + ")"},
-	{"INVITEBOT_CONFIG", "policy file (YAML): admins, groups, templates"},
+	{"INVITEBOT_CONFIG", "policy file (YAML): admins, inviters, groups, domains, approvals, expiry, reminders, templates; see `invitebot policy example`"},
 	{"INVITEBOT_REDIRECT_URL", "default inviteRedirectUrl (default " + DefaultRedirectURL + ")"},
 	{"INVITEBOT_POLL_INTERVAL", "acceptance check interval (default 5m)"},
 	{"INVITEBOT_REMIND_AFTER", "remind the inviter once when an invitation is pending this long; 0 disables (default 72h)"},
