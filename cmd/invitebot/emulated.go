@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/invitebot/invitebot/bot"
 	"github.com/invitebot/invitebot/internal/config"
 	"github.com/invitebot/invitebot/internal/graphfake"
 	"github.com/invitebot/invitebot/internal/slackfake"
@@ -64,6 +65,7 @@ func startEmulated(dbPath string, log *slog.Logger, d deps, tr transport) (*emul
 	e.tenant.AddGroupWithID(emuPortal, "Partner portal users")
 	e.graph = graphfake.NewServer(e.tenant)
 	e.slack = slackfake.New()
+	e.slack.SetScopes(bot.Scopes...)
 	env := map[string]string{
 		"SLACK_BOT_TOKEN": "xoxb-emulated", "SLACK_SIGNING_SECRET": emuSigning, "SLACK_API_URL": e.slack.APIURL(),
 		"AZURE_TENANT_ID": emuTenant, "AZURE_CLIENT_ID": emuClient, "AZURE_CLIENT_SECRET": emuSecret,

@@ -41,6 +41,7 @@ Usage:
   invitebot load     measure the slash command and submission acks under load,
                      against the same emulators
   invitebot policy   check a policy file offline, or print a commented example
+  invitebot doctor   check the configuration against Slack and Entra, a line each
   invitebot audit    export the audit log as CSV (audit export [-since 720h] [-o FILE])
   invitebot help     this text
 
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return loadCmd(ctx, args[1:], stdout, stderr)
 	case "policy":
 		return policyCmd(ctx, args[1:], stdout, stderr)
+	case "doctor":
+		return doctorCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -159,3 +159,12 @@ func deref(p *string) string {
 	}
 	return *p
 }
+
+// Group returns a group's display name (GET /groups/{id}); for doctor.
+func (c *Client) Group(ctx context.Context, id string) (string, error) {
+	g, err := c.graph.Groups().ByGroupId(id).Get(ctx, nil)
+	if err != nil {
+		return "", translate("read group", err)
+	}
+	return deref(g.GetDisplayName()), nil
+}

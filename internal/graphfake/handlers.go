@@ -427,3 +427,16 @@ func (t *Tenant) Sponsors(uid string) []string {
 	defer t.mu.Unlock()
 	return slices.Clone(t.sponsors[uid])
 }
+
+// getGroup is GET /groups/{id}: the group's id and displayName.
+func (t *Tenant) getGroup(w http.ResponseWriter, r *http.Request, id string) {
+	t.mu.Lock()
+	name, ok := t.groups[id]
+	t.mu.Unlock()
+	if !ok {
+		notFound(w, r, id)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#groups/$entity",
+		"id": id, "displayName": name, "groupTypes": []string{}, "securityEnabled": true, "mailEnabled": false})
+}

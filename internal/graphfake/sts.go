@@ -14,7 +14,7 @@ import (
 // STSConfig configures the token service.
 type STSConfig struct {
 	TenantID, ClientID, ClientSecret string
-	// Roles go into the token's "roles" claim; nil: the three invitebot needs.
+	// Roles go into the token's "roles" claim; nil: every one invitebot uses.
 	Roles []string
 }
 
@@ -35,7 +35,7 @@ type STS struct {
 // NewSTS starts a token service.
 func NewSTS(cfg STSConfig) *STS {
 	if cfg.Roles == nil {
-		cfg.Roles = []string{"User.Invite.All", "User.Read.All", "GroupMember.ReadWrite.All"}
+		cfg.Roles = []string{"User.Invite.All", "User.Read.All", "GroupMember.ReadWrite.All", "Organization.Read.All", "User.ReadWrite.All"}
 	}
 	s := &STS{cfg: cfg, tokens: map[string]bool{}}
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))

@@ -444,6 +444,8 @@ func (t *Tenant) dispatch(w http.ResponseWriter, r *http.Request, route Route, a
 		t.removeMember(w, r, args[0], args[1])
 	case RouteAddSponsor:
 		t.addSponsor(w, r, args[0])
+	case RouteGetGroup:
+		t.getGroup(w, r, args[0])
 	}
 }
 
@@ -464,6 +466,7 @@ const (
 	RouteRemoveMember    Route = "DELETE /groups/{id}/members/{id}/$ref"
 	RouteBatch           Route = "POST /$batch"
 	RouteAddSponsor      Route = "POST /users/{id}/sponsors/$ref"
+	RouteGetGroup        Route = "GET /groups/{id}"
 )
 
 func match(method, path string) (Route, []string) {
@@ -471,6 +474,8 @@ func match(method, path string) (Route, []string) {
 	switch {
 	case method == "GET" && path == "/organization":
 		return RouteGetOrganization, nil
+	case method == "GET" && len(seg) == 2 && seg[0] == "groups" && seg[1] != "":
+		return RouteGetGroup, seg[1:]
 	case method == "GET" && path == "/users":
 		return RouteListUsers, nil
 	case method == "POST" && path == "/$batch":

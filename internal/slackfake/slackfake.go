@@ -70,6 +70,7 @@ type Server struct {
 	opened   map[string]string          // trigger ID → view opened with it
 	users    map[string][2]string       // email → id, real name
 	ugroups  map[string][]string        // user group id → member ids
+	scopes   string                     // SetScopes
 	faults   map[string]*fault
 	seq      int
 	changed  chan struct{}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/invitebot/invitebot/bot"
+	"github.com/invitebot/invitebot/internal/config"
+	"github.com/invitebot/invitebot/internal/graph"
+	"github.com/invitebot/invitebot/internal/store"
+)
+
+// requiredRoles are the Graph application permissions invitebot needs;
+// optionalRoles are needed by some features only.
+var (
+	requiredRoles = []string{"User.Invite.All", "User.Read.All", "GroupMember.ReadWrite.All", "Organization.Read.All"}
+	optionalRoles = map[string]string{"User.ReadWrite.All": "the optional attributes, sponsors, Delete the guest and expiry with action: disable"}
+)
+
+// doctor runs the checks and writes a line for each; it returns an error
+// if any failed.
+type doctor struct {
+	out    io.Writer
+	failed int
+}
+
+func (d *doctor) ok(name, format string, a ...any) {
+	fmt.Fprintf(d.out, "ok    %-20s %s\n", name, fmt.Sprintf(format, a...))
+}
+
+func (d *doctor) warn(name, format string, a ...any) {
+	fmt.Fprintf(d.out, "warn  %-20s %s\n", name, fmt.Sprintf(format, a...))
+}
+
+func (d *doctor) fail(name, format string, a ...any) {
+	d.failed++
+	fmt.Fprintf(d.out, "FAIL  %-20s %s\n", name, fmt.Sprintf(format, a...))
+}
+
+// doctorCmd is `invitebot doctor`.
+func doctorCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: invitebot doctor
+
+Checks the configuration against Slack and Microsoft Entra, a line each:
+the environment, the Slack token and its scopes, the Entra credential and
+the Graph permissions its token carries, the tenant's verified domains,
+the policy file's groups, and the bbolt file. Exits non-zero if any check
+fails. It changes nothing.
+`)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return runDoctor(ctx, getenv, deps{}, stdout)
+}
+
+func runDoctor(ctx context.Context, getenv func(string) string, d deps, stdout io.Writer) error {
+	doc := &doctor{out: stdout}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			doc.fail("environment", "%s", line)
+		}
+		return fmt.Errorf("doctor: %d check(s) failed", doc.failed)
+	}
+	mode := "HTTP mode"
+	if cfg.SocketMode() {
+		mode = "Socket Mode"
+	}
+	doc.ok("environment", "complete (%s; policy file: %s)", mode, orDefault(cfg.PolicyPath, "none"))
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+
+	// Slack.
+	opts := []slack.Option{slack.OptionAPIURL(cfg.SlackAPIURL)}
+	if d.slackHTTP != nil {
+		opts = append(opts, slack.OptionHTTPClient(d.slackHTTP))
+	}
+	api := slack.New(cfg.SlackBotToken.Reveal(), opts...)
+	if at, err := api.AuthTestContext(ctx); err != nil {
+		doc.fail("slack token", "auth.test: %v", err)
+	} else {
+		doc.ok("slack token", "workspace %s (%s), bot user %s", at.Team, at.TeamID, at.UserID)
+		granted := strings.Split(strings.ReplaceAll(at.Header.Get("X-OAuth-Scopes"), " ", ""), ",")
+		var missing []string
+		for _, s := range bot.Scopes {
+			if !slices.Contains(granted, s) {
+				missing = append(missing, s)
+			}
+		}
+		if len(missing) > 0 {
+			doc.fail("slack scopes", "missing %s: add them in the app's OAuth & Permissions (or re-create it from manifest/manifest.yaml) and reinstall", strings.Join(missing, ", "))
+		} else {
+			doc.ok("slack scopes", "all %d the manifest asks for", len(bot.Scopes))
+		}
+	}
+
+	// Entra.
+	dir, err := graph.New(graph.Config{
+		TenantID: cfg.TenantID, ClientID: cfg.ClientID,
+		ClientSecret: cfg.ClientSecret.Reveal(), CertificatePath: cfg.CertificatePath, CertificatePassword: cfg.CertificatePassword.Reveal(),
+		Credential: d.credential, AuthorityHost: cfg.AuthorityHost, BaseURL: cfg.GraphBaseURL,
+		Transport: d.graphTransport, AuthHTTPClient: d.authHTTP, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		doc.fail("entra credential", "%v", err)
+	} else if tok, err := dir.Token(ctx); err != nil {
+		doc.fail("entra credential", "no token: %s", oneLine(err))
+	} else {
+		doc.ok("entra credential", "token acquired for tenant %s", cfg.TenantID)
+		roles, err := tokenRoles(tok)
+		switch {
+		case err != nil:
+			doc.fail("graph permissions", "cannot read the token's roles: %v", err)
+		default:
+			var missing []string
+			for _, r := range requiredRoles {
+				if !slices.Contains(roles, r) {
+					missing = append(missing, r)
+				}
+			}
+			if len(missing) > 0 {
+				doc.fail("graph permissions", "missing application permission(s) %s: add them under API permissions and grant admin consent", strings.Join(missing, ", "))
+			} else {
+				doc.ok("graph permissions", "%s", strings.Join(requiredRoles, ", "))
+			}
+			for r, why := range optionalRoles {
+				if !slices.Contains(roles, r) {
+					doc.warn("graph permissions", "no %s: needed for %s", r, why)
+				}
+			}
+		}
+		if domains, err := dir.VerifiedDomains(ctx); err != nil {
+			doc.fail("verified domains", "%v", err)
+		} else {
+			doc.ok("verified domains", "%s", strings.Join(domains, ", "))
+		}
+		for _, g := range cfg.Policy.Groups {
+			name, err := dir.Group(ctx, g.ID)
+			switch {
+			case err != nil:
+				doc.fail("policy group", "%s (%s): %v", g.Name, g.ID, err)
+			default:
+				doc.ok("policy group", "%s (%s) is %q in Entra", g.Name, g.ID, name)
+			}
+		}
+	}
+
+	// The store.
+	db, err := store.Open(cfg.DBPath, store.Options{LockTimeout: time.Second})
+	switch {
+	case errors.Is(err, store.ErrLocked):
+		doc.fail("store", "%s: held by another process (a running invitebot?); doctor checked everything else", cfg.DBPath)
+	case err != nil:
+		doc.fail("store", "%v", err)
+	default:
+		cerr := db.Check()
+		_ = db.Close()
+		if cerr != nil {
+			doc.fail("store", "%s is damaged: %v", cfg.DBPath, cerr)
+		} else {
+			doc.ok("store", "%s opens and checks clean", cfg.DBPath)
+		}
+	}
+	if doc.failed > 0 {
+		return fmt.Errorf("doctor: %d check(s) failed", doc.failed)
+	}
+	return nil
+}
+
+// tokenRoles reads the "roles" claim of a JWT access token (no signature
+// check: the token came from the token service just now, over TLS).
+func tokenRoles(tok string) ([]string, error) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("not a JWT")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, fmt.Errorf("claims: %w", err)
+	}
+	var claims struct {
+		Roles []string `json:"roles"`
+	}
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		return nil, fmt.Errorf("claims: %w", err)
+	}
+	return claims.Roles, nil
+}
+
+var aadsts = regexp.MustCompile(`AADSTS[0-9]+:[^"\n]*`)
+
+// oneLine shortens an error for a doctor line: the token service's own
+// AADSTS message when there is one, else the first line.
+func oneLine(err error) string {
+	if m := aadsts.FindString(err.Error()); m != "" {
+		return "the token service said " + strings.TrimSpace(m)
+	}
+	first, _, _ := strings.Cut(err.Error(), "\n")
+	return first
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/invitebot/invitebot/internal/graphfake"
+	"github.com/invitebot/invitebot/internal/store"
+)
+
+// doctorEnv is the environment of the harness's invitebot, with its own
+// store file and a policy file offering groups.
+func doctorEnv(t *testing.T, h *harness, groups ...string) map[string]string {
+	t.Helper()
+	policy := "groups:\n"
+	for i, g := range groups {
+		policy += "  - {name: G" + string(rune('A'+i)) + ", id: " + g + "}\n"
+	}
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, []byte(policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{
+		"SLACK_BOT_TOKEN": "xoxb-emulated", "SLACK_SIGNING_SECRET": emuSigning, "SLACK_API_URL": h.slack.APIURL(),
+		"AZURE_TENANT_ID": emuTenant, "AZURE_CLIENT_ID": emuClient, "AZURE_CLIENT_SECRET": emuSecret,
+		"AZURE_AUTHORITY_HOST": h.sts.URL, "GRAPH_BASE_URL": h.graph.URL,
+		"INVITEBOT_DB": filepath.Join(t.TempDir(), "doctor.db"), "INVITEBOT_CONFIG": path,
+	}
+}
+
+func (h *harness) doctor(t *testing.T, env map[string]string, sts *graphfake.STS) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := runDoctor(h.ctx, func(k string) string { return env[k] }, deps{authHTTP: sts.Client()}, &out)
+	return out.String(), err
+}
+
+func TestDoctor(t *testing.T) {
+	h := start(t)
+	// Doctor runs as its own process; here, stop the bot so that two Graph
+	// clients are not in use in one process (kiota keeps a global).
+	if err := h.stopApp(); err != nil {
+		t.Fatal(err)
+	}
+	env := doctorEnv(t, h, emuPortal)
+	out, err := h.doctor(t, env, h.sts)
+	if err != nil {
+		t.Fatalf("doctor on a healthy set-up: %v\n%s", err, out)
+	}
+	for _, want := range []string{"ok    environment", "ok    slack token", "ok    slack scopes", "ok    entra credential",
+		"ok    graph permissions", "ok    verified domains     contoso.com", "ok    policy group", "ok    store"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, emuSecret) || strings.Contains(out, "xoxb-emulated") {
+		t.Errorf("doctor printed a secret:\n%s", out)
+	}
+
+	fails := func(name string, env map[string]string, sts *graphfake.STS, check, want string) {
+		t.Helper()
+		out, err := h.doctor(t, env, sts)
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, "FAIL  "+check) && strings.Contains(line, want) && err != nil {
+				return
+			}
+		}
+		t.Errorf("%s: err %v, want a FAIL %s line with %q:\n%s", name, err, check, want, out)
+	}
+	clone := func(m map[string]string, k, v string) map[string]string {
+		c := map[string]string{}
+		for kk, vv := range m {
+			c[kk] = vv
+		}
+		c[k] = v
+		return c
+	}
+	held, err := store.Open(env["INVITEBOT_DB"], store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fails("store held", env, h.sts, "store", "held by another process")
+	held.Close()
+	fails("wrong secret", clone(env, "AZURE_CLIENT_SECRET", "wrong"), h.sts, "entra credential", "AADSTS7000215")
+	fails("missing group", doctorEnv(t, h, "99999999-2222-3333-4444-555555555555"), h.sts, "policy group", "99999999-2222-3333-4444-555555555555")
+	fails("missing env", map[string]string{}, h.sts, "environment", "SLACK_BOT_TOKEN")
+
+	h.slack.SetScopes("commands", "chat:write")
+	fails("missing scopes", env, h.sts, "slack scopes", "missing im:write")
+	h.slack.SetScopes()
+
+	weak := graphfake.NewSTS(graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret,
+		Roles: []string{"User.Invite.All", "User.Read.All"}})
+	defer weak.Close()
+	fails("missing roles", clone(env, "AZURE_AUTHORITY_HOST", weak.URL), weak, "graph permissions", "missing application permission(s) GroupMember.ReadWrite.All, Organization.Read.All")
+}
