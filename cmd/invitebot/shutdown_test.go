@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/invitebot/invitebot/bot"
+	"github.com/invitebot/invitebot/flows"
+)
+
+// SIGTERM while an invitation's POST /invitations is in flight: invitebot
+// stops accepting, abandons the call, leaves the record checkpointed in
+// its last state, closes bbolt cleanly and exits 0; the next start
+// finishes the invitation (one guest, one outcome DM).
+func TestGracefulShutdownMidFlow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	r := newCrashRig(t)
+	r.start()
+	r.healthy(ctx)
+	tr := &trap{key: "POST /invitations", n: 1}
+	r.hub.arm(tr)
+	_, view, err := r.player.Command(ctx, ann, bot.Command, "")
+	if err != nil || view == "" {
+		t.Fatalf("command: %v", err)
+	}
+	if _, err := r.player.Submit(ctx, ann, view, inviteValues("bob@fabrikam.com", "Bob", "slack_link", emuPortal)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-tr.fired:
+	case <-ctx.Done():
+		t.Fatal("the invitation never reached POST /invitations")
+	}
+	began := time.Now()
+	r.stop(ctx) // SIGTERM; fails the test unless it exits 0
+	t.Logf("stopped %s after SIGTERM", time.Since(began).Round(time.Millisecond))
+	recs, _ := r.records(ctx) // the lock is released and the file checks clean
+	if rec := recs["bob@fabrikam.com"]; rec == nil || rec.State != flows.StateInviting {
+		t.Fatalf("record after SIGTERM = %+v, want checkpointed in inviting", rec)
+	}
+	r.start()
+	r.healthy(ctx)
+	if err := poll(ctx, func() bool { return r.outcomeDMs()["bob@fabrikam.com"] > 0 }); err != nil {
+		t.Fatalf("no outcome DM after the restart: %v", err)
+	}
+	r.stop(ctx)
+	recs, _ = r.records(ctx)
+	if rec := recs["bob@fabrikam.com"]; rec.State != flows.StateNotified {
+		t.Errorf("record after the restart = %s, want notified", rec.State)
+	}
+	n := 0
+	for _, u := range r.tenant.Users() {
+		if u.Mail == "bob@fabrikam.com" {
+			n++
+		}
+	}
+	if n != 1 || r.outcomeDMs()["bob@fabrikam.com"] != 1 {
+		t.Errorf("%d guests and %d outcome DMs, want 1 and 1", n, r.outcomeDMs()["bob@fabrikam.com"])
+	}
+}
