@@ -386,6 +386,9 @@ func mergeGroups(a, b []string) []string {
 // notified only after Slack accepted the message (at least once delivery).
 func (s *Service) notifyDone(ctx context.Context, inv *Invitation) error {
 	ref, err := s.deliver(ctx, Notice{Kind: NoticeDone, Invitation: inv.Clone()})
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err() // shutting down: provisioned is resumed by the next start
+	}
 	if err != nil {
 		return s.failWith(ctx, inv, &Failure{Code: FailNotify, Step: inv.State, Retryable: true})
 	}

@@ -712,3 +712,33 @@ func TestFailureNoticeIsKeptUntilDelivered(t *testing.T) {
 		t.Errorf("outbox after Slack is back: %v", got.Outbox)
 	}
 }
+
+// A shutdown while the outcome DM is being sent is not a Slack failure:
+// the record stays provisioned, and the next start sends the DM.
+func TestShutdownDuringOutcomeDMIsNotAFailure(t *testing.T) {
+	e := newEnv(t)
+	sending := make(chan struct{})
+	e.note.NotifyFunc = func(ctx context.Context, n flows.Notice) error {
+		if n.Kind == flows.NoticeDone {
+			close(sending)
+			<-ctx.Done() // Slack hangs; the process stops
+			return ctx.Err()
+		}
+		return nil
+	}
+	inv, err := e.svc.Submit(t.Context(), "V1", inviter, request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-sending
+	e.svc.Close()
+	if got := e.load(t, inv.ID); got.State != flows.StateProvisioned {
+		t.Fatalf("after a shutdown during the DM: %s (%+v), want provisioned", got.State, got.Failure)
+	}
+	e.note.NotifyFunc = nil
+	e.svc = e.start(t)
+	e.svc.Wait()
+	if got := e.load(t, inv.ID); got.State != flows.StateNotified {
+		t.Errorf("after the restart: %s, want notified", got.State)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,10 +46,24 @@ func TestGracefulShutdownMidFlow(t *testing.T) {
 	if err := poll(ctx, func() bool { return r.outcomeDMs()["bob@fabrikam.com"] > 0 }); err != nil {
 		t.Fatalf("no outcome DM after the restart: %v", err)
 	}
+	// The DM goes out just before the record says notified: wait for the
+	// Home tab to show the invitation pending (read from the record).
+	for {
+		n := len(r.slack.Calls("views.publish"))
+		if _, err := r.player.OpenHome(ctx, ann); err != nil {
+			t.Fatal(err)
+		}
+		if err := poll(ctx, func() bool { return len(r.slack.Calls("views.publish")) > n }); err != nil {
+			t.Fatalf("Home not published: %v", err)
+		}
+		if v, _ := r.slack.HomeView(ann); strings.Contains(renderView(v), "(bob@fabrikam.com)\nPending for") {
+			break
+		}
+	}
 	r.stop(ctx)
 	recs, _ = r.records(ctx)
 	if rec := recs["bob@fabrikam.com"]; rec.State != flows.StateNotified {
-		t.Errorf("record after the restart = %s, want notified", rec.State)
+		t.Errorf("record after the restart = %s (%+v), want notified; log tail:\n%s", rec.State, rec.Failure, tail(r.logs.String(), 3000))
 	}
 	n := 0
 	for _, u := range r.tenant.Users() {
