@@ -315,19 +315,10 @@ func (t *Tenant) invite(w http.ResponseWriter, r *http.Request) {
 }
 
 func (t *Tenant) addMember(w http.ResponseWriter, r *http.Request, gid string) {
-	var body struct {
-		ID string `json:"@odata.id"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		graphError(w, r, http.StatusBadRequest, "BadRequest", "Unable to read JSON request payload.")
+	uid, ok := readRef(w, r)
+	if !ok {
 		return
 	}
-	i := strings.LastIndex(body.ID, "/directoryObjects/")
-	if i < 0 || !strings.HasPrefix(body.ID, "http") {
-		graphError(w, r, http.StatusBadRequest, "BadRequest", "Invalid URL format specified in payload.")
-		return
-	}
-	uid := body.ID[i+len("/directoryObjects/"):]
 	t.mu.Lock()
 	_, group := t.groups[gid]
 	t.mu.Unlock()
@@ -386,19 +377,10 @@ func hasEmail(u *User, email string) bool {
 // addSponsor is POST /users/{id}/sponsors/$ref: 204, 400 if the sponsor
 // already is one (like a group add), 404 for a missing user or sponsor.
 func (t *Tenant) addSponsor(w http.ResponseWriter, r *http.Request, uid string) {
-	var body struct {
-		ID string `json:"@odata.id"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		graphError(w, r, http.StatusBadRequest, "BadRequest", "Unable to read JSON request payload.")
+	sid, ok := readRef(w, r)
+	if !ok {
 		return
 	}
-	i := strings.LastIndex(body.ID, "/directoryObjects/")
-	if i < 0 || !strings.HasPrefix(body.ID, "http") {
-		graphError(w, r, http.StatusBadRequest, "BadRequest", "Invalid URL format specified in payload.")
-		return
-	}
-	sid := body.ID[i+len("/directoryObjects/"):]
 	if _, ok := t.visible(uid); !ok {
 		notFound(w, r, uid)
 		return
@@ -439,4 +421,22 @@ func (t *Tenant) getGroup(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#groups/$entity",
 		"id": id, "displayName": name, "groupTypes": []string{}, "securityEnabled": true, "mailEnabled": false})
+}
+
+// readRef reads a $ref body ({"@odata.id": ".../directoryObjects/{id}"})
+// and returns the object ID; on a bad body it writes Graph's 400.
+func readRef(w http.ResponseWriter, r *http.Request) (string, bool) {
+	var body struct {
+		ID string `json:"@odata.id"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		graphError(w, r, http.StatusBadRequest, "BadRequest", "Unable to read JSON request payload.")
+		return "", false
+	}
+	i := strings.LastIndex(body.ID, "/directoryObjects/")
+	if i < 0 || !strings.HasPrefix(body.ID, "http") {
+		graphError(w, r, http.StatusBadRequest, "BadRequest", "Invalid URL format specified in payload.")
+		return "", false
+	}
+	return body.ID[i+len("/directoryObjects/"):], true
 }
