@@ -132,14 +132,14 @@ func (s *Service) Decide(ctx context.Context, id string, who Inviter, approve bo
 		return nil
 	})
 	if errors.Is(err, ErrNotAuthorized) {
-		s.log.Warn("refused approval decision", "id", id, "user", who.UserID, "why", refused)
+		s.log.WarnContext(ctx, "refused approval decision", "id", id, "user", who.UserID, "why", refused)
 		s.audit(ctx, id, who.UserID, "decision refused", refused)
 		return nil, err
 	}
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("approval decided", "invitation", got, "decision", got.Approval.Decision, "by", who.UserID)
+	s.log.InfoContext(ctx, "approval decided", "invitation", got, "decision", got.Approval.Decision, "by", who.UserID)
 	s.flushLater(id)
 	if started {
 		s.start(id)
@@ -158,7 +158,7 @@ func (s *Service) audit(ctx context.Context, id, actor, action, detail string) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		s.log.Error("audit", "id", id, "action", action, "err", err)
+		s.log.ErrorContext(ctx, "audit", "id", id, "action", action, "err", err)
 	}
 }
 

@@ -165,6 +165,9 @@ const (
 	FailApprovalExpired FailureCode = "approval_expired" // nobody decided in time
 	// FailConvertRefused: the internal account cannot be converted to B2B.
 	FailConvertRefused FailureCode = "convert_refused"
+	// FailNeedsPick: a bulk row's address matches accounts a person must
+	// choose between (Message says which).
+	FailNeedsPick FailureCode = "needs_pick"
 )
 
 // Event is one entry of an invitation's history and of the audit log.
@@ -183,8 +186,12 @@ const ActorBot = "invitebot"
 // Invitation is the durable record of one invitation request, keyed by ID
 // until the guest has an Entra object ID.
 type Invitation struct {
-	ID      string  `json:"id"`
-	ViewID  string  `json:"viewId,omitempty"` // the Slack modal that submitted it
+	ID     string `json:"id"`
+	ViewID string `json:"viewId,omitempty"` // the Slack modal that submitted it
+	// Bulk names the bulk file row the invitation comes from ("guests.csv
+	// line 7"); its outcome is reported in the bulk results, not by a DM
+	// per row.
+	Bulk    string  `json:"bulk,omitempty"`
 	Inviter Inviter `json:"inviter"`
 	Request Request `json:"request"`
 	State   State   `json:"state"`

@@ -85,12 +85,12 @@ func (s *Service) Act(ctx context.Context, id string, who Inviter, kind ActionKi
 	})
 	if err != nil {
 		if errors.Is(err, ErrNotAuthorized) {
-			s.log.Warn("refused lifecycle action", "action", kind, "user", who.UserID, "id", id)
+			s.log.WarnContext(ctx, "refused lifecycle action", "action", kind, "user", who.UserID, "id", id)
 			s.audit(ctx, id, who.UserID, "refused", string(kind)+": not allowed")
 		}
 		return nil, err
 	}
-	s.log.Info("lifecycle action", "action", kind, "by", who.UserID, "invitation", inv)
+	s.log.InfoContext(ctx, "lifecycle action", "action", kind, "by", who.UserID, "invitation", inv)
 	s.startAction(id)
 	return inv, nil
 }
@@ -102,6 +102,7 @@ func (s *Service) startAction(id string) {
 }
 
 func (s *Service) runAction(ctx context.Context, id string) {
+	ctx = WithInvitationID(ctx, id)
 	inv, err := s.store.Invitation(ctx, id)
 	if err != nil || inv.Action == nil {
 		return
@@ -179,13 +180,13 @@ func (s *Service) runAction(ctx context.Context, id string) {
 		return nil
 	})
 	if uerr != nil {
-		s.log.Error("record lifecycle action", "action", a.Kind, "id", id, "err", uerr)
+		s.log.ErrorContext(ctx, "record lifecycle action", "action", a.Kind, "id", id, "err", uerr)
 		return
 	}
 	if err != nil {
-		s.log.Warn("lifecycle action failed", "action", a.Kind, "invitation", got, "err", redact(err, got.Request.Email))
+		s.log.WarnContext(ctx, "lifecycle action failed", "action", a.Kind, "invitation", got, "err", redact(err, got.Request.Email))
 	} else {
-		s.log.Info("lifecycle action done", "action", a.Kind, "invitation", got)
+		s.log.InfoContext(ctx, "lifecycle action done", "action", a.Kind, "invitation", got)
 		s.syncGuest(ctx, got)
 	}
 	s.flush(ctx, id)
@@ -224,7 +225,7 @@ func (s *Service) reinvite(ctx context.Context, inv *Invitation, reset bool) (In
 		if ctx.Err() != nil || !retry || attempt >= s.transient.Attempts {
 			return Invited{}, err
 		}
-		if err := s.sleep(ctx, s.transient.Delay(attempt, de.RetryAfter)); err != nil {
+		if err := s.pause(ctx, retryReason(de), s.transient.Delay(attempt, de.RetryAfter)); err != nil {
 			return Invited{}, err
 		}
 	}
@@ -251,7 +252,7 @@ func (s *Service) syncGuest(ctx context.Context, inv *Invitation) {
 	g, err := s.store.Guest(ctx, inv.ObjectID)
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
-			s.log.Warn("read guest", "invitation", inv, "err", err)
+			s.log.WarnContext(ctx, "read guest", "invitation", inv, "err", err)
 		}
 		return
 	}
@@ -260,7 +261,7 @@ func (s *Service) syncGuest(ctx context.Context, inv *Invitation) {
 		g.Groups = slices.DeleteFunc(g.Groups, func(id string) bool { return slices.Contains(inv.GroupsAdded, id) })
 	}
 	if err := s.store.SaveGuest(ctx, *g); err != nil {
-		s.log.Warn("save guest", "invitation", inv, "err", err)
+		s.log.WarnContext(ctx, "save guest", "invitation", inv, "err", err)
 	}
 }
 
@@ -273,10 +274,11 @@ func (s *Service) flushLater(id string) {
 // Slack accepted it. What cannot be delivered stays for the next flush (the
 // tracker's next cycle, or the next Start).
 func (s *Service) flush(ctx context.Context, id string) {
+	ctx = WithInvitationID(ctx, id)
 	defer s.lock("outbox:" + id)()
 	inv, err := s.store.Invitation(ctx, id) // the outbox as it is now
 	if err != nil {
-		s.log.Error("load invitation", "id", id, "err", err)
+		s.log.ErrorContext(ctx, "load invitation", "id", id, "err", err)
 		return
 	}
 	for _, out := range inv.Outbox {
@@ -300,7 +302,7 @@ func (s *Service) flush(ctx context.Context, id string) {
 			return nil
 		})
 		if err != nil {
-			s.log.Error("record notice delivered", "invitation", inv, "kind", out.Kind, "err", err)
+			s.log.ErrorContext(ctx, "record notice delivered", "invitation", inv, "kind", out.Kind, "err", err)
 			return
 		}
 		*inv = *got

@@ -22,13 +22,16 @@ type window struct {
 	n    int
 	per  time.Duration
 	past []time.Time // the last n admissions, oldest first
+	// waited, if set, is told how long an admission had to wait.
+	waited func(time.Duration)
 }
 
 func newWindow(n int, per time.Duration) *window { return &window{n: n, per: per} }
 
 // wait blocks until one more event fits in the window, then records it.
 func (w *window) wait(ctx context.Context) error {
-	for {
+	began := time.Now()
+	for held := false; ; held = true {
 		w.mu.Lock()
 		now := time.Now()
 		for len(w.past) > 0 && now.Sub(w.past[0]) >= w.per {
@@ -37,6 +40,9 @@ func (w *window) wait(ctx context.Context) error {
 		if len(w.past) < w.n {
 			w.past = append(w.past, now)
 			w.mu.Unlock()
+			if held && w.waited != nil {
+				w.waited(now.Sub(began))
+			}
 			return nil
 		}
 		d := w.per - now.Sub(w.past[0])

@@ -28,3 +28,21 @@ func TestWindowPacesEvents(t *testing.T) {
 		t.Errorf("window holds %d events, want 3", len(w.past))
 	}
 }
+
+// Ensure an admission that had to wait is reported, and one that did not
+// is not.
+func TestWindowReportsWaits(t *testing.T) {
+	w := newWindow(1, time.Hour)
+	var waits []time.Duration
+	w.waited = func(d time.Duration) { waits = append(waits, d) }
+	if err := w.wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	w.past[0] = time.Now().Add(-time.Hour + 20*time.Millisecond) // leaves the window in 20 ms
+	if err := w.wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(waits) != 1 || waits[0] <= 0 {
+		t.Errorf("waits = %v, want one wait (the second admission's)", waits)
+	}
+}

@@ -100,7 +100,7 @@ func (s *Service) retryDirectory(ctx context.Context, afterCreate bool, onWait f
 		if onWait != nil {
 			onWait(wait)
 		}
-		if err := s.sleep(ctx, wait); err != nil {
+		if err := s.pause(ctx, retryReason(de), wait); err != nil {
 			return err
 		}
 	}

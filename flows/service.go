@@ -26,6 +26,8 @@ type Config struct {
 	// People maps inviters to their email, for the Entra sponsor; nil: the
 	// sponsor is recorded in the store only.
 	People People
+	// Observer is told what the Service does, for metrics; nil: nobody.
+	Observer Observer
 
 	Logger *slog.Logger                               // nil: discard
 	Now    func() time.Time                           // nil: time.Now
@@ -75,6 +77,7 @@ type Service struct {
 	note    Notifier
 	people  People
 	log     *slog.Logger
+	obs     Observer
 	now     func() time.Time
 	sleep   func(context.Context, time.Duration) error
 	newID   func() string
@@ -104,7 +107,7 @@ type Service struct {
 func New(cfg Config) *Service {
 	s := &Service{
 		dir: cfg.Directory, store: cfg.Store, note: cfg.Notifier, people: cfg.People,
-		log: cfg.Logger, now: cfg.Now, sleep: cfg.Sleep, newID: cfg.NewID,
+		log: cfg.Logger, obs: cfg.Observer, now: cfg.Now, sleep: cfg.Sleep, newID: cfg.NewID,
 		transient: cfg.Transient, replication: cfg.Replication,
 		callTimeout: cfg.CallTimeout, pickTimeout: cfg.PickTimeout, domainRefresh: cfg.DomainRefresh,
 		pollInterval: cfg.PollInterval, remindAfter: cfg.RemindAfter, missingGrace: cfg.MissingGrace,
@@ -114,6 +117,10 @@ func New(cfg Config) *Service {
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if s.obs == nil {
+		s.obs = nopObserver{}
+	}
+	s.store = observedStore{Store: cfg.Store, obs: s.obs}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -157,6 +164,7 @@ func New(cfg Config) *Service {
 	s.raw = cfg.Directory
 	s.dir = interactive{Directory: cfg.Directory, g: &s.gate, now: s.now}
 	s.invites = newWindow(limit, per)
+	s.invites.waited = func(d time.Duration) { s.obs.Waited(WaitInviteLimit, d) }
 	p := cfg.Policy
 	s.policy.Store(&p)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -251,6 +259,12 @@ func (s *Service) refreshLoop() {
 // and whether an approver must decide (then a justification is required,
 // and the invitation waits in awaiting_approval).
 func (s *Service) Submit(ctx context.Context, viewID string, who Inviter, r Request) (*Invitation, error) {
+	return s.submit(ctx, viewID, who, r, "")
+}
+
+// submit is Submit; bulk, if set, names the bulk file row the request
+// comes from ("guests.csv line 7").
+func (s *Service) submit(ctx context.Context, viewID string, who Inviter, r Request, bulk string) (*Invitation, error) {
 	p := s.Policy()
 	rule := p.Domains.Rule(Domain(strings.TrimSpace(r.Email)))
 	r = p.WithDomainDefaults(r).Normalize(p)
@@ -267,10 +281,15 @@ func (s *Service) Submit(ctx context.Context, viewID string, who Inviter, r Requ
 		return nil, FieldErrors{FieldJustification: "This invitation needs an approver's OK: say why you need this guest."}
 	}
 	detail := fmt.Sprintf("type=%s delivery=%s groups=%d", r.UserType, r.Delivery, len(r.Groups))
-	if !d.NeedsApproval() {
-		return s.create(ctx, viewID, who, r, "requested", detail, nil)
+	if bulk != "" {
+		detail += " bulk=" + bulk
 	}
-	return s.create(ctx, viewID, who, r, "requested", detail, func(inv *Invitation) { s.requestApproval(inv, d) })
+	return s.create(ctx, viewID, who, r, "requested", detail, func(inv *Invitation) {
+		inv.Bulk = bulk
+		if d.NeedsApproval() {
+			s.requestApproval(inv, d)
+		}
+	})
 }
 
 // create records a new, validated invitation and starts it.
@@ -294,7 +313,7 @@ func (s *Service) create(ctx context.Context, viewID string, who Inviter, r Requ
 	}
 	switch {
 	case errors.Is(err, ErrDuplicate):
-		s.log.Info("duplicate submission", "invitation", got)
+		s.log.InfoContext(ctx, "duplicate submission", "invitation", got)
 		s.start(got.ID)
 		return got, nil
 	case errors.Is(err, ErrInFlight):
@@ -303,7 +322,7 @@ func (s *Service) create(ctx context.Context, viewID string, who Inviter, r Requ
 	case err != nil:
 		return nil, fmt.Errorf("submit: %w", err)
 	}
-	s.log.Info("invitation requested", "invitation", got)
+	s.log.InfoContext(ctx, "invitation requested", "invitation", got)
 	if got.State == StateAwaitingApproval {
 		s.flushLater(got.ID)
 		return got, nil
@@ -376,7 +395,7 @@ func (s *Service) Resume(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("resume: %w", err)
 	}
 	for _, inv := range invs {
-		s.log.Info("resuming invitation", "invitation", inv)
+		s.log.InfoContext(ctx, "resuming invitation", "invitation", inv)
 		s.start(inv.ID)
 	}
 	return len(invs), nil

@@ -27,6 +27,7 @@ type env struct {
 	offset time.Duration // added to the wall clock by advance
 	remind time.Duration // Config.RemindAfter for the next start
 	people flows.People  // Config.People; nil: none
+	obs    *observer     // Config.Observer
 }
 
 // now is the services' clock: the wall clock plus what advance added.
@@ -59,8 +60,11 @@ func newEnvWith(t *testing.T, remind time.Duration) *env {
 // start builds and starts a Service on e's fakes (again, for restarts).
 func (e *env) start(t *testing.T) *flows.Service {
 	t.Helper()
+	if e.obs == nil {
+		e.obs = &observer{}
+	}
 	svc := flows.New(flows.Config{
-		Directory: e.dir, Store: e.store, Notifier: e.note, People: e.people,
+		Directory: e.dir, Store: e.store, Notifier: e.note, People: e.people, Observer: e.obs,
 		Policy: flows.Policy{
 			Admins:             []string{"UADMIN"},
 			Groups:             []flows.Group{{Name: "Portal", ID: "g1"}, {Name: "Wiki", ID: "g2"}},

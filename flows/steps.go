@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,20 +13,24 @@ import (
 
 // run drives invitation id until it finishes, waits for a person, fails, or
 // the service stops (then the record keeps its state for the next Start).
+// Its log lines carry the invitation's ID in their context.
 func (s *Service) run(ctx context.Context, id string) {
+	ctx = WithInvitationID(ctx, id)
 	for ctx.Err() == nil {
 		inv, err := s.store.Invitation(ctx, id)
 		if err != nil {
-			s.log.Error("load invitation", "id", id, "err", err)
+			s.log.ErrorContext(ctx, "load invitation", "id", id, "err", err)
 			return
 		}
 		if inv.State.Terminal() || inv.State.Waiting() {
 			return
 		}
+		from, began := inv.State, time.Now()
 		err = s.step(ctx, inv)
 		if ctx.Err() != nil {
 			return
 		}
+		s.obs.Step(from, time.Since(began), err)
 		if err != nil {
 			s.fail(ctx, inv, err)
 			return
@@ -76,7 +81,7 @@ func (s *Service) advance(ctx context.Context, inv *Invitation, to State, action
 		return err
 	}
 	*inv = *got
-	s.log.Info("invitation step", "invitation", got, "from", from)
+	s.log.InfoContext(ctx, "invitation step", "invitation", got, "from", from)
 	if to != StateNotified && !to.Waiting() {
 		s.tell(ctx, Notice{Kind: NoticeProgress, Invitation: got.Clone()})
 	}
@@ -85,17 +90,20 @@ func (s *Service) advance(ctx context.Context, inv *Invitation, to State, action
 
 // tell delivers a best-effort notice: failures are logged, not retried.
 func (s *Service) tell(ctx context.Context, n Notice) {
+	if n.Invitation != nil && n.Invitation.Bulk != "" {
+		return // no dialog to update: the bulk run reports progress
+	}
 	cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 	defer cancel()
 	if _, err := s.note.Notify(cctx, n); err != nil && ctx.Err() == nil {
-		s.log.Warn("notify", "kind", n.Kind, "invitation", n.Invitation, "err", err)
+		s.log.WarnContext(ctx, "notify", "kind", n.Kind, "invitation", n.Invitation, "err", err)
 	}
 }
 
 // waiting returns an onWait callback that tells the inviter about retries.
 func (s *Service) waiting(ctx context.Context, inv *Invitation) func(time.Duration) {
 	return func(d time.Duration) {
-		s.log.Info("retrying directory call", "invitation", inv, "in", d)
+		s.log.InfoContext(ctx, "retrying directory call", "invitation", inv, "in", d)
 		s.tell(ctx, Notice{Kind: NoticeRetrying, Invitation: inv.Clone(), RetryIn: d})
 	}
 }
@@ -120,6 +128,9 @@ func (s *Service) check(ctx context.Context, inv *Invitation) error {
 	}
 	if len(users) == 0 {
 		return s.advance(ctx, inv, StateInviting, "no existing user", "", nil)
+	}
+	if inv.Bulk != "" {
+		return s.adopt(ctx, inv, users)
 	}
 	err = s.advance(ctx, inv, StateAwaitingPick, "existing users found", fmt.Sprintf("%d match(es)", len(users)),
 		func(cur *Invitation) { cur.Matches = users })
@@ -147,6 +158,27 @@ func (s *Service) check(ctx context.Context, inv *Invitation) error {
 		}
 	}
 	return nil
+}
+
+// adopt settles a bulk row whose address exists in the directory, where
+// nobody is there to pick: the one guest with exactly that address is
+// taken as the inviter would pick it; anything else (several accounts, an
+// internal account, a match on another address) fails the row, naming
+// what a person must choose between.
+func (s *Service) adopt(ctx context.Context, inv *Invitation, users []DirectoryUser) error {
+	if len(users) == 1 && users[0].UserType == UserTypeGuest && strings.EqualFold(users[0].Mail, inv.Request.Email) {
+		u := users[0]
+		return s.advance(ctx, inv, StateInvited, "adopted existing guest", u.ID, func(cur *Invitation) {
+			cur.Matches, cur.ObjectID, cur.Picked = users, u.ID, true
+			cur.Tracking.External = cmp.Or(u.ExternalUserState, TrackNone)
+		})
+	}
+	kinds := make([]string, len(users))
+	for i, u := range users {
+		kinds[i] = strings.ToLower(cmp.Or(string(u.UserType), "member"))
+	}
+	return s.failWith(ctx, inv, &Failure{Code: FailNeedsPick, Message: fmt.Sprintf(
+		"%d existing account(s) (%s) match this address; invite it from /invite-guest to choose", len(users), strings.Join(kinds, ", "))})
 }
 
 // invite POSTs the invitation. The attempt counter is written before each
@@ -190,7 +222,7 @@ func (s *Service) invite(ctx context.Context, inv *Invitation) error {
 		if first {
 			// Graph asked everyone to wait (a 429 another call got); later
 			// attempts wait out their own Retry-After below.
-			if err := s.gate.throttleWait(ctx, s.now, s.sleep); err != nil {
+			if err := s.gate.throttleWait(ctx, s.now, s.pauser(WaitThrottleWindow)); err != nil {
 				return err
 			}
 			first = false
@@ -215,7 +247,7 @@ func (s *Service) invite(ctx context.Context, inv *Invitation) error {
 		}
 		wait := s.transient.Delay(inv.InviteAttempt, de.RetryAfter)
 		s.waiting(ctx, inv)(wait)
-		if err := s.sleep(ctx, wait); err != nil {
+		if err := s.pause(ctx, retryReason(de), wait); err != nil {
 			return err
 		}
 	}
@@ -246,7 +278,7 @@ func (s *Service) findInvited(ctx context.Context, inv *Invitation) (*DirectoryU
 		if attempt >= findInvitedLookups {
 			return nil, nil
 		}
-		if err := s.sleep(ctx, s.replication.Delay(attempt, 0)); err != nil {
+		if err := s.pause(ctx, WaitReplication, s.replication.Delay(attempt, 0)); err != nil {
 			return nil, err
 		}
 	}
@@ -385,6 +417,10 @@ func mergeGroups(a, b []string) []string {
 // notifyDone tells the inviter, retrying Slack failures; the state moves to
 // notified only after Slack accepted the message (at least once delivery).
 func (s *Service) notifyDone(ctx context.Context, inv *Invitation) error {
+	if inv.Bulk != "" && (inv.Request.Delivery != DeliverySlackLink || inv.RedeemURL == "") {
+		// Nothing to forward: the bulk results report it.
+		return s.advance(ctx, inv, StateNotified, "reported in the bulk results", "", nil)
+	}
 	ref, err := s.deliver(ctx, Notice{Kind: NoticeDone, Invitation: inv.Clone()})
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err() // shutting down: provisioned is resumed by the next start
@@ -408,25 +444,25 @@ func (s *Service) deliver(ctx context.Context, n Notice) (MessageRef, error) {
 		if err == nil || ctx.Err() != nil || attempt >= s.transient.Attempts || errors.Is(err, ErrUndeliverable) {
 			break
 		}
-		s.log.Warn("notify failed; retrying", "kind", n.Kind, "invitation", n.Invitation, "err", err)
-		if s.sleep(ctx, s.transient.Delay(attempt, waitFor(err))) != nil {
+		s.log.WarnContext(ctx, "notify failed; retrying", "kind", n.Kind, "invitation", n.Invitation, "err", err)
+		if s.pause(ctx, WaitSlackRetry, s.transient.Delay(attempt, waitFor(err))) != nil {
 			break
 		}
 	}
 	if err != nil {
-		s.log.Error("notify failed", "kind", n.Kind, "invitation", n.Invitation, "err", err)
+		s.log.ErrorContext(ctx, "notify failed", "kind", n.Kind, "invitation", n.Invitation, "err", err)
 	}
 	return ref, err
 }
 
 // fail records err as the invitation's failure and tells the inviter.
 func (s *Service) fail(ctx context.Context, inv *Invitation, err error) {
-	s.log.Warn("invitation failed", "invitation", inv, "err", redact(err, inv.Request.Email))
+	s.log.WarnContext(ctx, "invitation failed", "invitation", inv, "err", redact(err, inv.Request.Email))
 	if errors.Is(err, ErrWrongState) {
 		return // someone else moved it on; nothing to record
 	}
 	if err := s.failWith(ctx, inv, failureFor(inv.State, err)); err != nil {
-		s.log.Error("record failure", "invitation", inv, "err", err)
+		s.log.ErrorContext(ctx, "record failure", "invitation", inv, "err", err)
 	}
 }
 
@@ -443,7 +479,7 @@ func (s *Service) failWith(ctx context.Context, inv *Invitation, f *Failure) err
 			detail += ": " + f.Message
 		}
 		s.setState(cur, StateFailed, ActorBot, "failed", detail)
-		if f.Code != FailNotify { // Slack is what failed: nothing to send
+		if f.Code != FailNotify && cur.Bulk == "" { // Slack failed, or the bulk results report it
 			// Recorded with the failure, so a crash before Slack took it
 			// does not leave the inviter untold (the next cycle sends it).
 			cur.Outbox = append(cur.Outbox, Outgoing{Kind: NoticeFailed, At: cur.UpdatedAt})

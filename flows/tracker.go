@@ -76,6 +76,7 @@ func (s *Service) Track(ctx context.Context) (TrackStats, error) {
 			st.Pending++
 		}
 	}
+	s.obs.Pending(st.Pending)
 	ids := make([]string, 0, len(byUser))
 	for id := range byUser {
 		ids = append(ids, id)
@@ -130,7 +131,7 @@ func (s *Service) trackChunk(ctx context.Context, ids []string, byUser map[strin
 	var st TrackStats
 	pending := ids
 	for attempt := 1; len(pending) > 0; attempt++ {
-		if err := s.gate.wait(ctx, s.now, s.sleep); err != nil {
+		if err := s.gate.wait(ctx, s.now, s.pauser(WaitTrackerGate)); err != nil {
 			return st, err
 		}
 		st.Requests++
@@ -142,7 +143,7 @@ func (s *Service) trackChunk(ctx context.Context, ids []string, byUser map[strin
 			var de *DirectoryError
 			if ctx.Err() == nil && errors.As(err, &de) && de.Temporary() && attempt < s.transient.Attempts {
 				if !de.Throttled() { // a 429's window is the gate's
-					if err := s.sleep(ctx, s.transient.Delay(attempt, 0)); err != nil {
+					if err := s.pause(ctx, WaitTransient, s.transient.Delay(attempt, 0)); err != nil {
 						return st, err
 					}
 				}
@@ -188,7 +189,7 @@ func (s *Service) trackChunk(ctx context.Context, ids []string, byUser map[strin
 		}
 		if wait > 0 {
 			s.gate.throttled(&DirectoryError{Status: 429, RetryAfter: wait}, s.now())
-		} else if err := s.sleep(ctx, s.transient.Delay(attempt, 0)); err != nil {
+		} else if err := s.pause(ctx, WaitTransient, s.transient.Delay(attempt, 0)); err != nil {
 			return st, err
 		}
 		pending = retry
@@ -199,9 +200,10 @@ func (s *Service) trackChunk(ctx context.Context, ids []string, byUser map[strin
 // observeAll records r for every pending invitation of the user.
 func (s *Service) observeAll(ctx context.Context, invIDs []string, r ExternalState, missing bool, st *TrackStats) {
 	for _, id := range invIDs {
+		ctx := WithInvitationID(ctx, id)
 		kind, err := s.observe(ctx, id, r, missing)
 		if err != nil {
-			s.log.Error("record external user state", "id", id, "err", err)
+			s.log.ErrorContext(ctx, "record external user state", "id", id, "err", err)
 			continue
 		}
 		switch kind {
@@ -289,7 +291,7 @@ func (s *Service) observe(ctx context.Context, id string, r ExternalState, missi
 		return "", err
 	}
 	if kind != "" {
-		s.log.Info("guest "+string(kind), "invitation", got)
+		s.log.InfoContext(ctx, "guest "+string(kind), "invitation", got)
 		if kind != NoticeReminder {
 			s.syncGuest(ctx, got)
 		}
