@@ -120,7 +120,7 @@ func (b *Bot) approvalDecided(ctx context.Context, inv *flows.Invitation) error 
 	blocks, fallback := b.approvalRequest(inv)
 	for _, m := range a.Messages {
 		if _, _, _, err := b.api.UpdateMessageContext(ctx, m.Ref.Channel, m.Ref.TS, slack.MsgOptionText(fallback, false), slack.MsgOptionBlocks(blocks...)); err != nil {
-			b.log.Warn("update approval request", "invitation", inv, "err", err)
+			b.log.WarnContext(ctx, "update approval request", "invitation", inv, "err", err)
 		}
 	}
 	var text string

@@ -79,14 +79,14 @@ func (b *Bot) sendAudit(ctx context.Context, who flows.Inviter, days int, now ti
 		if errors.Is(err, flows.ErrNotAuthorized) {
 			text = "Only invitebot admins can export the audit log."
 		} else {
-			b.log.Error("audit export", "user", who.UserID, "err", err)
+			b.log.ErrorContext(ctx, "audit export", "user", who.UserID, "err", err)
 		}
 		b.auditFailed(ctx, who, text)
 		return
 	}
 	ch, _, _, err := b.api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{who.UserID}, ReturnIM: true})
 	if err != nil {
-		b.log.Warn("open DM for the audit log", "user", who.UserID, "err", err)
+		b.log.WarnContext(ctx, "open DM for the audit log", "user", who.UserID, "err", err)
 		return
 	}
 	name := "invitebot-audit-" + now.UTC().Format("2006-01-02") + ".csv"
@@ -97,7 +97,7 @@ func (b *Bot) sendAudit(ctx context.Context, who flows.Inviter, days int, now ti
 			dayCount(days), since.UTC().Format("2006-01-02 15:04"), n, plural(n, "event", "events")),
 	})
 	if err != nil {
-		b.log.Warn("upload the audit log", "user", who.UserID, "err", err)
+		b.log.WarnContext(ctx, "upload the audit log", "user", who.UserID, "err", err)
 		text := "invitebot could not upload the audit log to Slack; please try again later."
 		var se slack.SlackErrorResponse
 		if errors.As(err, &se) && se.Err == "missing_scope" {
@@ -106,13 +106,13 @@ func (b *Bot) sendAudit(ctx context.Context, who flows.Inviter, days int, now ti
 		b.auditFailed(ctx, who, text)
 		return
 	}
-	b.log.Info("audit log exported", "user", who.UserID, "days", days, "events", n)
+	b.log.InfoContext(ctx, "audit log exported", "user", who.UserID, "days", days, "events", n)
 }
 
 // auditFailed tells who, in their DM, why no audit file arrives.
 func (b *Bot) auditFailed(ctx context.Context, who flows.Inviter, text string) {
 	if _, err := b.dm(ctx, who.UserID, slack.MsgOptionText(text, false)); err != nil {
-		b.log.Warn("report the audit export failure", "user", who.UserID, "err", err)
+		b.log.WarnContext(ctx, "report the audit export failure", "user", who.UserID, "err", err)
 	}
 }
 

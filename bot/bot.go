@@ -7,12 +7,14 @@ package bot
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"text/template"
 
@@ -33,6 +35,11 @@ type Config struct {
 	// InvitationTemplate renders the ready-to-forward invitation text.
 	InvitationTemplate *template.Template
 	Logger             *slog.Logger
+	// BulkLimits bound a CSV file shared for bulk invitations; zero: flows'
+	// defaults. BulkConcurrency is how many of its rows run at once; zero:
+	// flows.DefaultBulkConcurrency.
+	BulkLimits      flows.BulkLimits
+	BulkConcurrency int
 }
 
 // Bot handles Slack requests and notifies inviters.
@@ -43,13 +50,26 @@ type Bot struct {
 	tmpl   atomic.Pointer[template.Template]
 	id     atomic.Pointer[identity]
 	log    *slog.Logger
+
+	// Bulk runs started from shared files, on jobsCtx (Close ends them).
+	bulkLimits      flows.BulkLimits
+	bulkConcurrency int
+	jobsCtx         context.Context
+	jobsStop        context.CancelFunc
+	jobs            sync.WaitGroup
+	bulkMu          sync.Mutex
+	bulkFiles       map[string]bool // file IDs being run
 }
 
 var _ flows.Notifier = (*Bot)(nil)
 
 // New returns a Bot.
 func New(cfg Config) *Bot {
-	b := &Bot{api: cfg.Client, svc: cfg.Service, secret: cfg.SigningSecret, log: cfg.Logger}
+	b := &Bot{api: cfg.Client, svc: cfg.Service, secret: cfg.SigningSecret, log: cfg.Logger,
+		bulkConcurrency: cfg.BulkConcurrency}
+	b.bulkLimits = flows.BulkLimits{MaxBytes: cmp.Or(cfg.BulkLimits.MaxBytes, flows.DefaultBulkMaxBytes),
+		MaxRows: cmp.Or(cfg.BulkLimits.MaxRows, flows.DefaultBulkMaxRows)}
+	b.jobsCtx, b.jobsStop = context.WithCancel(context.Background())
 	b.tmpl.Store(cfg.InvitationTemplate)
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -66,13 +86,14 @@ func (b *Bot) SetService(s *flows.Service) { b.svc = s }
 // Handler returns the HTTP mode endpoints: POST /slack/commands,
 // /slack/interactions and /slack/events. Every request is verified (HMAC
 // v0, 5-minute window) before anything else; a bad or stale signature gets
-// 401 and causes no side effect.
+// 401 and causes no side effect. Each request gets an ID for the log (see
+// LogHandler).
 func (b *Bot) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /slack/commands", b.verified(b.serveCommand))
 	mux.Handle("POST /slack/interactions", b.verified(b.serveInteraction))
 	mux.Handle("POST /slack/events", b.verified(b.serveEvent))
-	return mux
+	return b.identified(mux)
 }
 
 // verified checks the request's Slack signature over its raw body and
@@ -95,7 +116,7 @@ func (b *Bot) verified(next func(http.ResponseWriter, *http.Request)) http.Handl
 			err = sv.Ensure()
 		}
 		if err != nil {
-			b.log.Warn("rejected unsigned or stale Slack request", "path", r.URL.Path, "err", err)
+			b.log.WarnContext(r.Context(), "rejected unsigned or stale Slack request", "path", r.URL.Path, "err", err)
 			http.Error(w, "invalid signature", http.StatusUnauthorized)
 			return
 		}

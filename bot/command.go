@@ -20,6 +20,7 @@ const HelpText = "*/invite-guest* opens a dialog to invite an external collabora
 	"• `/invite-guest help` — this text\n" +
 	"• `/invite-guest convert user@ourcompany.com user@partner.com` — (admins) convert an internal account to B2B, keeping its object ID, groups and apps\n" +
 	"• `/invite-guest audit [days]` — (admins) the audit log of the last days (default 30) as a CSV file in your DM\n" +
+	"• Many guests at once: send invitebot a CSV file in your DM with it (columns `email`, `display name`, `redirect url`, `send microsoft email`, `message`, `groups`); it replies with progress and a results file\n" +
 	"Your invitations, with Resend and Revoke, are on invitebot's *Home* tab.\n" +
 	"invitebot checks the directory for an existing account first, then invites, adds the guest to the groups you chose and DMs you the result."
 
@@ -48,7 +49,7 @@ func ParseCommandText(text string) Prefill {
 // work. It returns the response body (nil: empty 200).
 func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) any {
 	if b.foreign(cmd.TeamID, cmd.EnterpriseID, cmd.APIAppID) {
-		b.log.Warn("refused a command for another workspace or app", "team", cmd.TeamID, "app", cmd.APIAppID)
+		b.log.WarnContext(ctx, "refused a command for another workspace or app", "team", cmd.TeamID, "app", cmd.APIAppID)
 		return ephemeral("invitebot is not installed for this workspace.")
 	}
 	if cmd.Command != Command {
@@ -72,7 +73,7 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) any {
 	octx, cancel := context.WithTimeout(detach(ctx), viewsOpenTimeout)
 	defer cancel()
 	if _, err := b.api.OpenViewContext(octx, cmd.TriggerID, modal); err != nil {
-		b.log.Warn("views.open", "user", cmd.UserID, "err", err)
+		b.log.WarnContext(ctx, "views.open", "user", cmd.UserID, "err", err)
 		var se slack.SlackErrorResponse
 		if errors.As(err, &se) && (se.Err == "expired_trigger_id" || se.Err == "exchanged_trigger_id") {
 			return ephemeral("Slack took too long to open the dialog. Please run /invite-guest again.")

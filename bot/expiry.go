@@ -102,7 +102,7 @@ func (b *Bot) expiryChoice(ctx context.Context, cb slack.InteractionCallback, wh
 	case errors.Is(err, flows.ErrNotApplicable):
 		b.reply(ctx, cb, who, "That no longer applies: the access already ended or was revoked.")
 	case err != nil:
-		b.log.Error("expiry choice", "id", id, "err", err)
+		b.log.ErrorContext(ctx, "expiry choice", "id", id, "err", err)
 		b.reply(ctx, cb, who, "invitebot could not record that; please try again.")
 	case extend:
 		b.reply(ctx, cb, who, fmt.Sprintf("Extended: %s's access now ends %s.", guestName(inv), inv.Expiry.At.UTC().Format("Mon 2 Jan 2006")))

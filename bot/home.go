@@ -151,7 +151,7 @@ func (b *Bot) refreshHomes(ctx context.Context, users ...string) {
 			continue
 		}
 		if err := b.publishHome(ctx, u); err != nil {
-			b.log.Debug("publish home", "user", u, "err", err)
+			b.log.DebugContext(ctx, "publish home", "user", u, "err", err)
 		}
 	}
 }
@@ -168,13 +168,21 @@ func (b *Bot) event(ctx context.Context, raw json.RawMessage) {
 			Type string `json:"type"`
 			User string `json:"user"`
 			Tab  string `json:"tab"`
+			// file_shared
+			UserID    string `json:"user_id"`
+			ChannelID string `json:"channel_id"`
+			FileID    string `json:"file_id"`
 		} `json:"event"`
 	}
 	if err := json.Unmarshal(raw, &cb); err != nil || cb.Type != "event_callback" {
 		return
 	}
 	if b.foreign(cb.TeamID, cb.Enterprise, cb.APIAppID) {
-		b.log.Warn("refused an event for another workspace or app", "team", cb.TeamID, "app", cb.APIAppID)
+		b.log.WarnContext(ctx, "refused an event for another workspace or app", "team", cb.TeamID, "app", cb.APIAppID)
+		return
+	}
+	if cb.Event.Type == "file_shared" {
+		b.fileShared(ctx, cb.Event.UserID, cb.Event.ChannelID, cb.Event.FileID)
 		return
 	}
 	if cb.Event.Type == "app_home_opened" && cb.Event.Tab == "home" && cb.Event.User != "" {
@@ -182,7 +190,7 @@ func (b *Bot) event(ctx context.Context, raw json.RawMessage) {
 			ctx, cancel := context.WithTimeout(detach(ctx), 30*time.Second)
 			defer cancel()
 			if err := b.publishHome(ctx, cb.Event.User); err != nil {
-				b.log.Warn("publish home", "user", cb.Event.User, "err", err)
+				b.log.WarnContext(ctx, "publish home", "user", cb.Event.User, "err", err)
 			}
 		}()
 	}

@@ -12,6 +12,7 @@ import (
 // replay from elsewhere, must not act here).
 type identity struct {
 	Team, Enterprise, App string
+	User                  string // the bot's own user ID
 }
 
 // Identify reads the bot's workspace (auth.test) and app (bots.info). Until
@@ -22,7 +23,7 @@ func (b *Bot) Identify(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("auth.test: %w", err)
 	}
-	id := identity{Team: r.TeamID, Enterprise: r.EnterpriseID}
+	id := identity{Team: r.TeamID, Enterprise: r.EnterpriseID, User: r.UserID}
 	if r.BotID != "" {
 		bot, err := b.api.GetBotInfoContext(ctx, slack.GetBotInfoParameters{Bot: r.BotID})
 		if err != nil {
@@ -31,7 +32,7 @@ func (b *Bot) Identify(ctx context.Context) error {
 		id.App = bot.AppID
 	}
 	b.id.Store(&id)
-	b.log.Info("slack identity", "team", id.Team, "enterprise", id.Enterprise, "app", id.App)
+	b.log.InfoContext(ctx, "slack identity", "team", id.Team, "enterprise", id.Enterprise, "app", id.App)
 	return nil
 }
 

@@ -83,7 +83,8 @@ var Scopes = []string{
 	"im:write",         // conversations.open for those DMs
 	"users:read",       // users.info: the inviter's name in the invitation text
 	"users:read.email", // users.lookupByEmail: is the invitee in Slack?
-	"files:write",      // files upload v2: /invite-guest audit's CSV file in the admin's DM
+	"files:write",      // files upload v2: /invite-guest audit's CSV file in the admin's DM, bulk results
+	"files:read",       // files.info and the download of a CSV shared for bulk invitations
 	"usergroups:read",  // usergroups.users.list: user groups named in the policy file
 }
 
@@ -91,4 +92,5 @@ var Scopes = []string{
 // subscribes to exactly these (checked by a test).
 var Events = []string{
 	"app_home_opened", // render the Home tab
+	"file_shared",     // a CSV shared in a DM with the bot: bulk invitations
 }

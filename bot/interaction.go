@@ -64,7 +64,7 @@ func ParseSubmission(state *slack.ViewState) flows.Request {
 func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) any {
 	who := flows.Inviter{TeamID: cb.Team.ID, UserID: cb.User.ID}
 	if b.foreign(cb.Team.ID, cb.Enterprise.ID, cb.APIAppID) {
-		b.log.Warn("refused an interaction for another workspace or app", "team", cb.Team.ID, "app", cb.APIAppID)
+		b.log.WarnContext(ctx, "refused an interaction for another workspace or app", "team", cb.Team.ID, "app", cb.APIAppID)
 		return nil
 	}
 	switch cb.Type {
@@ -85,7 +85,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) any
 		if cb.View.CallbackID == CallbackPick {
 			id := parseMetadata(cb.View.PrivateMetadata).Invitation
 			if err := b.svc.Cancel(ctx, id, who); err != nil && !errors.Is(err, flows.ErrWrongState) {
-				b.log.Warn("cancel on close", "invitation", id, "err", err)
+				b.log.WarnContext(ctx, "cancel on close", "invitation", id, "err", err)
 			}
 		}
 		return nil
@@ -95,7 +95,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) any
 		}
 		return nil
 	}
-	b.log.Info("ignored interaction", "type", cb.Type, "callback_id", cb.View.CallbackID)
+	b.log.InfoContext(ctx, "ignored interaction", "type", cb.Type, "callback_id", cb.View.CallbackID)
 	return nil
 }
 
@@ -116,7 +116,7 @@ func (b *Bot) submitInvite(ctx context.Context, cb slack.InteractionCallback, wh
 		}
 		return slack.NewErrorsViewSubmissionResponse(errs)
 	case err != nil:
-		b.log.Error("submit invitation", "user", who.UserID, "err", err)
+		b.log.ErrorContext(ctx, "submit invitation", "user", who.UserID, "err", err)
 		return slack.NewErrorsViewSubmissionResponse(map[string]string{
 			BlockEmail: "invitebot could not record the request (its store failed). Please try again; the admins can see the details in its log.",
 		})
@@ -154,7 +154,7 @@ func (b *Bot) submitPick(ctx context.Context, cb slack.InteractionCallback, who 
 	case errors.Is(err, flows.ErrNotFound):
 		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockPick: "That account is not one of the matches any more."})
 	case err != nil:
-		b.log.Error("pick", "invitation", id, "err", err)
+		b.log.ErrorContext(ctx, "pick", "invitation", id, "err", err)
 		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockPick: "invitebot could not record your choice. Please try again."})
 	}
 	v := StatusModal(inv, b.svc.Policy(), "")
@@ -166,7 +166,7 @@ func (b *Bot) submitPick(ctx context.Context, cb slack.InteractionCallback, who 
 func (b *Bot) sendToInvitee(ctx context.Context, cb slack.InteractionCallback, who flows.Inviter, id string) {
 	reply := func(text string) {
 		if _, err := b.api.PostEphemeralContext(ctx, cb.Channel.ID, who.UserID, slack.MsgOptionText(text, false)); err != nil {
-			b.log.Warn("ephemeral reply", "err", err)
+			b.log.WarnContext(ctx, "ephemeral reply", "err", err)
 		}
 	}
 	inv, err := b.svc.Invitation(ctx, id)
@@ -175,7 +175,7 @@ func (b *Bot) sendToInvitee(ctx context.Context, cb slack.InteractionCallback, w
 		reply("That invitation is not known to invitebot any more.")
 		return
 	case inv.Inviter.UserID != who.UserID:
-		b.log.Warn("refused dm_invitee from another user", "user", who.UserID, "invitation", inv)
+		b.log.WarnContext(ctx, "refused dm_invitee from another user", "user", who.UserID, "invitation", inv)
 		reply("Only the person who sent this invitation can forward it.")
 		return
 	case inv.RedeemURL == "":
@@ -195,11 +195,11 @@ func (b *Bot) sendToInvitee(ctx context.Context, cb slack.InteractionCallback, w
 		_, err = b.dm(ctx, u.ID, slack.MsgOptionText(text, false))
 	}
 	if err != nil {
-		b.log.Warn("dm invitee", "invitation", inv, "err", err)
+		b.log.WarnContext(ctx, "dm invitee", "invitation", inv, "err", err)
 		reply("Could not DM the guest; forward the text yourself.")
 		return
 	}
-	b.log.Info("invitation sent to invitee in Slack", "invitation", inv)
+	b.log.InfoContext(ctx, "invitation sent to invitee in Slack", "invitation", inv)
 	reply("Sent the invitation to <@" + u.ID + "> in a DM.")
 }
 

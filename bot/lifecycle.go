@@ -67,7 +67,7 @@ func (b *Bot) lifecycleNotice(ctx context.Context, n flows.Notice) error {
 		// An admin acted on someone else's invitation: confirm to them too.
 		confirm := fmt.Sprintf(":white_check_mark: Done: %s for %s (invited by <@%s>).", actionVerb(n.Action), who, inv.Inviter.UserID)
 		if _, err := b.dm(ctx, n.By, slack.MsgOptionText(confirm, false)); err != nil {
-			b.log.Warn("dm admin", "invitation", inv, "err", err)
+			b.log.WarnContext(ctx, "dm admin", "invitation", inv, "err", err)
 		}
 	}
 	if inv.DM.TS != "" && (n.Kind != flows.NoticeReminder && n.Kind != flows.NoticeActionFailed) {
@@ -125,7 +125,7 @@ func (b *Bot) updateResultDM(ctx context.Context, inv *flows.Invitation) {
 	_, _, _, err := b.api.UpdateMessageContext(ctx, inv.DM.Channel, inv.DM.TS,
 		slack.MsgOptionText(fallback, false), slack.MsgOptionBlocks(blocks...))
 	if err != nil {
-		b.log.Warn("update outcome DM", "invitation", inv, "err", err)
+		b.log.WarnContext(ctx, "update outcome DM", "invitation", inv, "err", err)
 	}
 }
 
@@ -204,7 +204,7 @@ func (b *Bot) blockAction(ctx context.Context, cb slack.InteractionCallback, who
 		return
 	case ActionDeny:
 		if _, err := b.api.OpenViewContext(ctx, cb.TriggerID, DenyModal(id)); err != nil {
-			b.log.Warn("views.open deny", "err", err)
+			b.log.WarnContext(ctx, "views.open deny", "err", err)
 		}
 		return
 	case ActionDMInvitee:
@@ -216,13 +216,13 @@ func (b *Bot) blockAction(ctx context.Context, cb slack.InteractionCallback, who
 			return
 		}
 		if _, err := b.api.OpenViewContext(ctx, cb.TriggerID, ConvertModal()); err != nil {
-			b.log.Warn("views.open convert", "err", err)
+			b.log.WarnContext(ctx, "views.open convert", "err", err)
 		}
 		return
 	}
 	kind, ok := actionKinds[actionID]
 	if !ok {
-		b.log.Info("ignored block action", "action_id", a.ActionID)
+		b.log.InfoContext(ctx, "ignored block action", "action_id", a.ActionID)
 		return
 	}
 	if kind == flows.ActionDelete {
@@ -233,7 +233,7 @@ func (b *Bot) blockAction(ctx context.Context, cb slack.InteractionCallback, who
 			return
 		}
 		if _, err := b.api.OpenViewContext(ctx, cb.TriggerID, ConfirmDeleteModal(inv)); err != nil {
-			b.log.Warn("views.open confirm delete", "err", err)
+			b.log.WarnContext(ctx, "views.open confirm delete", "err", err)
 		}
 		return
 	}
@@ -246,7 +246,7 @@ func (b *Bot) act(ctx context.Context, cb slack.InteractionCallback, who flows.I
 	if err != nil {
 		if !errors.Is(err, flows.ErrNotAuthorized) && !errors.Is(err, flows.ErrInProgress) &&
 			!errors.Is(err, flows.ErrNotApplicable) && !errors.Is(err, flows.ErrNotFound) {
-			b.log.Error("lifecycle action", "action", kind, "id", id, "err", err)
+			b.log.ErrorContext(ctx, "lifecycle action", "action", kind, "id", id, "err", err)
 		}
 		b.reply(ctx, cb, who, refusal(err, kind))
 		return
@@ -278,13 +278,13 @@ func (b *Bot) reply(ctx context.Context, cb slack.InteractionCallback, who flows
 	if ch == "" {
 		c, _, _, err := b.api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{who.UserID}, ReturnIM: true})
 		if err != nil {
-			b.log.Warn("open DM for reply", "err", err)
+			b.log.WarnContext(ctx, "open DM for reply", "err", err)
 			return
 		}
 		ch = c.ID
 	}
 	if _, err := b.api.PostEphemeralContext(ctx, ch, who.UserID, slack.MsgOptionText(text, false)); err != nil {
-		b.log.Warn("ephemeral reply", "err", err)
+		b.log.WarnContext(ctx, "ephemeral reply", "err", err)
 	}
 }
 
@@ -325,7 +325,7 @@ func (b *Bot) submitConvert(ctx context.Context, cb slack.InteractionCallback, w
 	case errors.Is(err, flows.ErrNotAuthorized):
 		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockConvertAccount: "Only invitebot admins can convert internal users."})
 	case err != nil:
-		b.log.Error("convert", "err", err)
+		b.log.ErrorContext(ctx, "convert", "err", err)
 		return slack.NewErrorsViewSubmissionResponse(map[string]string{BlockConvertAccount: "invitebot could not record the request; please try again."})
 	}
 	return slack.NewClearViewSubmissionResponse()
@@ -354,7 +354,7 @@ func (b *Bot) convertCommand(ctx context.Context, cmd slack.SlashCommand, args [
 		}
 		return ephemeral("Cannot convert:\n" + strings.Join(lines, "\n"))
 	case err != nil:
-		b.log.Error("convert", "err", err)
+		b.log.ErrorContext(ctx, "convert", "err", err)
 		return ephemeral("invitebot could not record the request (its store failed). Please try again.")
 	}
 	return ephemeral(fmt.Sprintf("Converting %s to a B2B user with the external address %s. invitebot checks the account first and DMs you the result (invitation `%s`).",

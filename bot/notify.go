@@ -31,7 +31,7 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 		// The dialog is a courtesy; the DM is the record.
 		if inv.ViewID != "" {
 			if err := b.updateView(ctx, inv, StatusModal(inv, p, ""), false); err != nil {
-				b.log.Debug("final dialog update", "invitation", inv, "err", err)
+				b.log.DebugContext(ctx, "final dialog update", "invitation", inv, "err", err)
 			}
 		}
 		dm := inv
@@ -140,7 +140,7 @@ func (b *Bot) linkBlocks(ctx context.Context, inv *flows.Invitation) []slack.Blo
 	r := inv.Request
 	text, err := b.invitationText(ctx, inv)
 	if err != nil {
-		b.log.Error("invitation template", "err", err)
+		b.log.ErrorContext(ctx, "invitation template", "err", err)
 	}
 	blocks := []slack.Block{
 		section("*Invitation link* (only you can see this; it works once, for " + Escape(r.Email) + "):\n<" + Escape(inv.RedeemURL) + "|Accept the invitation>"),

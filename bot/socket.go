@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
@@ -39,14 +40,22 @@ func (b *Bot) RunSocketMode(ctx context.Context, client *socketmode.Client) erro
 	}
 }
 
+// socketEvent handles one Socket Mode event; an envelope's ID is its
+// request ID in the log.
 func (b *Bot) socketEvent(ctx context.Context, client *socketmode.Client, evt socketmode.Event) {
+	if evt.Request != nil {
+		ctx = WithRequestID(ctx, evt.Request.EnvelopeID)
+		defer func(began time.Time) {
+			b.log.DebugContext(ctx, "slack request", "type", evt.Type, "took", time.Since(began).Round(time.Microsecond))
+		}(time.Now())
+	}
 	var payload any
 	switch evt.Type {
 	case socketmode.EventTypeConnected:
-		b.log.Info("socket mode connected")
+		b.log.InfoContext(ctx, "socket mode connected")
 		return
 	case socketmode.EventTypeConnectionError, socketmode.EventTypeInvalidAuth:
-		b.log.Warn("socket mode connection problem", "type", evt.Type)
+		b.log.WarnContext(ctx, "socket mode connection problem", "type", evt.Type)
 		return
 	case socketmode.EventTypeSlashCommand:
 		cmd, ok := evt.Data.(slack.SlashCommand)
@@ -74,10 +83,10 @@ func (b *Bot) socketEvent(ctx context.Context, client *socketmode.Client, evt so
 		// Socket Mode frames over 20 KB are dropped by Slack; our views
 		// are far smaller, but say so if one ever is not.
 		if raw, err := json.Marshal(payload); err == nil && len(raw) >= 20<<10 {
-			b.log.Error("socket mode ack too large", "bytes", len(raw))
+			b.log.ErrorContext(ctx, "socket mode ack too large", "bytes", len(raw))
 		}
 	}
 	if err := client.AckCtx(ctx, evt.Request.EnvelopeID, payload); err != nil {
-		b.log.Warn("socket mode ack", "err", err)
+		b.log.WarnContext(ctx, "socket mode ack", "err", err)
 	}
 }

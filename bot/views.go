@@ -281,15 +281,25 @@ func doneSummary(inv *flows.Invitation, p flows.Policy) string {
 }
 
 // FailureText explains a failure to the inviter, in mrkdwn.
-func FailureText(f *flows.Failure) string {
+func FailureText(f *flows.Failure) string { return failureText(f, Escape, "*") }
+
+// FailureReason says in plain text (not mrkdwn) why an invitation failed,
+// for the bulk results file.
+func FailureReason(f *flows.Failure) string {
+	return failureText(f, func(s string) string { return s }, "")
+}
+
+// failureText renders f, passing Graph's words through esc and marking
+// bold text with bold.
+func failureText(f *flows.Failure, esc func(string) string, bold string) string {
 	if f == nil {
 		return "Something went wrong; the invitebot admins can see the details in its log."
 	}
 	switch f.Code {
 	case flows.FailForbidden:
-		return forbiddenText(f.Op)
+		return forbiddenText(f.Op, bold)
 	case flows.FailRejected:
-		return "Microsoft Graph rejected the request: " + Escape(f.Message)
+		return "Microsoft Graph rejected the request: " + esc(f.Message)
 	case flows.FailThrottled:
 		return "Microsoft Graph kept throttling us after several retries. Please try again in a few minutes."
 	case flows.FailUnavailable:
@@ -305,17 +315,19 @@ func FailureText(f *flows.Failure) string {
 	case flows.FailCredential:
 		return "invitebot could not sign in to Microsoft Entra: its client secret or certificate was rejected or has expired. Ask the invitebot admins to renew it."
 	case flows.FailDenied:
-		return "An approver denied the invitation: " + Escape(f.Message)
+		return "An approver denied the invitation: " + esc(f.Message)
 	case flows.FailApprovalExpired:
 		return "Nobody decided on the invitation in time, so the request expired. Ask again if you still need the guest."
+	case flows.FailNeedsPick:
+		return "This address already has accounts that a person must choose between: " + esc(f.Message) + "."
 	case flows.FailConvertRefused:
-		return "This account cannot be converted to B2B: " + Escape(f.Message) + "."
+		return "This account cannot be converted to B2B: " + esc(f.Message) + "."
 	}
 	return "Something went wrong; the invitebot admins can see the details in its log."
 }
 
 // forbiddenText names the Graph permission a 403 on op points to.
-func forbiddenText(op string) string {
+func forbiddenText(op, bold string) string {
 	perm := "User.Invite.All"
 	switch {
 	case op == "read organization":
@@ -327,7 +339,7 @@ func forbiddenText(op string) string {
 	case strings.HasPrefix(op, "find user") || strings.HasPrefix(op, "read user"):
 		perm = "User.Read.All"
 	}
-	msg := "Microsoft Entra refused: the app lacks the *" + perm + "* permission (or admin consent)"
+	msg := "Microsoft Entra refused: the app lacks the " + bold + perm + bold + " permission (or admin consent)"
 	if perm == "User.Invite.All" {
 		msg += ", or guest invitations are restricted to admins in this tenant"
 	}

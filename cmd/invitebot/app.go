@@ -21,6 +21,7 @@ import (
 	"github.com/invitebot/invitebot/flows"
 	"github.com/invitebot/invitebot/internal/config"
 	"github.com/invitebot/invitebot/internal/graph"
+	"github.com/invitebot/invitebot/internal/metrics"
 	"github.com/invitebot/invitebot/internal/store"
 )
 
@@ -71,13 +72,14 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("INVITEBOT_CONFIG: templates.invitation: %w", err)
 	}
+	m := metrics.New()
 	dir, err := graph.New(graph.Config{
 		TenantID: cfg.TenantID, ClientID: cfg.ClientID,
 		ClientSecret:    cfg.ClientSecret.Reveal(),
 		CertificatePath: cfg.CertificatePath, CertificatePassword: cfg.CertificatePassword.Reveal(),
 		Credential:    d.credential,
 		AuthorityHost: cfg.AuthorityHost, BaseURL: cfg.GraphBaseURL,
-		Transport: d.graphTransport, AuthHTTPClient: d.authHTTP,
+		Transport: m.Graph(d.graphTransport), AuthHTTPClient: d.authHTTP,
 		Logger: log.With("component", "graph"),
 	})
 	if err != nil {
@@ -87,10 +89,13 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []slack.Option{slack.OptionAPIURL(cfg.SlackAPIURL)}
+	slackHTTP := &http.Client{}
 	if d.slackHTTP != nil {
-		opts = append(opts, slack.OptionHTTPClient(d.slackHTTP))
+		c := *d.slackHTTP
+		slackHTTP = &c
 	}
+	slackHTTP.Transport = m.Slack(slackHTTP.Transport, cfg.SlackAPIURL)
+	opts := []slack.Option{slack.OptionAPIURL(cfg.SlackAPIURL), slack.OptionHTTPClient(slackHTTP)}
 	if cfg.SocketMode() {
 		opts = append(opts, slack.OptionAppLevelToken(cfg.SlackAppToken.Reveal()))
 	}
@@ -98,9 +103,11 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 	b := bot.New(bot.Config{
 		Client: api, SigningSecret: cfg.SlackSigningSecret.Reveal(),
 		InvitationTemplate: tmpl, Logger: log.With("component", "bot"),
+		BulkLimits:      flows.BulkLimits{MaxBytes: cfg.BulkMaxBytes, MaxRows: cfg.BulkMaxRows},
+		BulkConcurrency: cfg.BulkConcurrency,
 	})
 	svc := flows.New(flows.Config{
-		Directory: dir, Store: db, Notifier: b, People: b, Policy: cfg.FlowsPolicy(),
+		Directory: dir, Store: db, Notifier: b, People: b, Policy: cfg.FlowsPolicy(), Observer: m,
 		Logger: log.With("component", "flows"), Sleep: d.sleep, Now: d.now,
 		Transient: d.transient, Replication: d.replication,
 		PollInterval: cmp.Or(d.pollInterval, cfg.PollInterval), RemindAfter: cfg.RemindAfter,
@@ -113,20 +120,24 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
 	})
+	a.mux.Handle("GET /metrics", m.Handler())
 	if !cfg.SocketMode() {
 		a.mux.Handle("/slack/", b.Handler())
 	}
 	return a, nil
 }
 
-// Close stops background work and closes the store.
+// Close stops background work and closes the store: the invitations in
+// flight are checkpointed, then bulk runs report what they finished (the
+// rest is interrupted, for the next run of the file).
 func (a *app) Close() error {
 	a.svc.Close()
+	a.bot.Close()
 	return a.db.Close()
 }
 
-// serve runs the bot until ctx is done: it serves HTTP (health, and Slack
-// in HTTP mode) on ln, in Socket Mode connects to Slack, and meanwhile
+// serve runs the bot until ctx is done: it serves HTTP (health, metrics,
+// and Slack in HTTP mode) on ln, in Socket Mode connects to Slack, and meanwhile
 // reads the tenant's domains and resumes unfinished invitations. Slack is
 // served at once: a slow or unreachable Graph at start-up must not make
 // slash commands time out (validation re-checks the domains before
@@ -266,20 +277,19 @@ func (a *app) expandUserGroups(ctx context.Context) {
 }
 
 // newLogger builds the process logger: JSON unless LOG_FORMAT=text or
-// stderr is a terminal.
+// stderr is a terminal. Lines logged with a context add the Slack request's
+// ID and the invitation's ID it carries (bot.LogHandler).
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	format := cfg.LogFormat
 	if format == "" {
 		format = "json"
-		if f, ok := w.(*os.File); ok {
-			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-				format = "text"
-			}
+		if isTerminal(w) {
+			format = "text"
 		}
 	}
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(bot.LogHandler(slog.NewTextHandler(w, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(bot.LogHandler(slog.NewJSONHandler(w, opts)))
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/invitebot/invitebot/bot"
 	"github.com/invitebot/invitebot/internal/graphfake"
+	"github.com/invitebot/invitebot/internal/slackfake"
 )
 
 func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -156,6 +157,34 @@ Mode WebSocket) and prints what the inviter would see.
 	}
 	home, _ := e.slack.HomeView(inviter)
 	say("%s", indent(renderView(home)))
+
+	const csvFile = "email,display name,send microsoft email,groups\n" +
+		"dan@northwind.example,Dan Ek,true,Partner portal users\n" +
+		"erin@northwind.example,Erin Wu,true,Partner portal users\n" +
+		"frank@contoso.com,Frank,true,\n"
+	say("\n6. Ann sends invitebot a CSV file in her DM with it, to invite a team at once:\n%s", indent(csvFile))
+	shared := e.slack.ShareFile(inviter, slackfake.DMChannel(inviter), "northwind.csv", []byte(csvFile))
+	if _, err := e.player.FileShared(ctx, inviter, slackfake.DMChannel(inviter), shared); err != nil {
+		return err
+	}
+	var results slackfake.File
+	if err := e.slack.WaitFor(ctx, func() bool {
+		for _, f := range e.slack.Files() {
+			if f.Name == "northwind.results.csv" {
+				results = f
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		return fmt.Errorf("no bulk results: %w", err)
+	}
+	for _, m := range e.slack.Messages() {
+		if strings.HasPrefix(m.Text, "Inviting from northwind.csv") {
+			say("   A message in the DM counts the rows as they finish, and ends:\n%s", indent(m.Text))
+		}
+	}
+	say("   and invitebot posts %s:\n%s", results.Name, indent(string(results.Content)))
 
 	say("\nThe tenant now has %d users; \"Partner portal users\" has %d members. Invitations sent: %d.",
 		len(e.tenant.Users()), len(e.tenant.GroupMembers(emuPortal)), len(e.tenant.Invitations()))

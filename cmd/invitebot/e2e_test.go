@@ -87,7 +87,7 @@ func startOver(t *testing.T, tr transport) *harness {
 func startWith(t *testing.T, tr transport, d deps) *harness {
 	t.Helper()
 	h := &harness{sleeps: &sleeps{}, logs: &logBuffer{}}
-	log := slog.New(slog.NewJSONHandler(io.MultiWriter(h.logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(bot.LogHandler(slog.NewJSONHandler(io.MultiWriter(h.logs), &slog.HandlerOptions{Level: slog.LevelDebug})))
 	d.sleep = h.sleeps.sleep
 	e, err := startEmulated(filepath.Join(t.TempDir(), "invitebot.db"), log, d, tr)
 	if err != nil {
@@ -98,9 +98,10 @@ func startWith(t *testing.T, tr transport, d deps) *harness {
 		if err := e.Close(); err != nil {
 			t.Error(err)
 		}
-		// Secrets, tokens and redeem links never reach the log.
+		// Secrets, tokens (Graph's access token is a JWT: eyJ…) and redeem
+		// links never reach the log.
 		logs := h.logs.String()
-		for _, s := range []string{emuSecret, emuSigning, "xoxb-emulated", emuAppToken, "/socket-mode/link", "redeem?", "ticket"} {
+		for _, s := range []string{emuSecret, emuSigning, "xoxb-emulated", emuAppToken, "/socket-mode/link", "redeem?", "ticket", "eyJ0eXAi"} {
 			if strings.Contains(logs, s) {
 				t.Errorf("log contains %q", s)
 			}

@@ -147,10 +147,12 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	socket := fs.Bool("socket", false, "play Slack over Socket Mode instead of HTTP")
 	track := fs.Int("track", 0, "instead: measure acceptance tracking with this many pending invitations")
 	inviters := fs.String("inviters", "", "instead: run the whole flow for these numbers of concurrent inviters, e.g. 10,100,1000")
+	bulk := fs.Int("bulk", 0, "instead: share a bulk CSV file of this many rows in Slack and time it")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: invitebot load [-n 100] [-rounds 5] [-graph-latency 5s] [-socket]
        invitebot load -track 10000 [-rounds 5]
        invitebot load -inviters 10,100,1000 [-graph-latency 100ms]
+       invitebot load -bulk 2000 [-graph-latency 100ms]
 
 Measures invitebot's Slack deadlines on this machine, against the built-in
 emulators: the time from a slash command to views.open (Slack's trigger_id
@@ -166,14 +168,25 @@ inviters (command, dialog, submission, invitation, group, DM) with Graph's
 invitation limit (150 per 5 s per tenant) enforced by the emulated tenant,
 and reports the deadlines, invitations completed per second, the 429s the
 tenant had to answer, and the peak RSS.
+
+With -bulk, it shares a CSV file of that many rows in a DM with the bot,
+with the same limit enforced, and reports how long the results file took,
+rows per second, the progress updates and the 429s.
 `)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *n < 1 || *rounds < 1 || *track < 0 {
-		return fmt.Errorf("-n and -rounds must be at least 1, -track at least 0")
+	if *n < 1 || *rounds < 1 || *track < 0 || *bulk < 0 {
+		return fmt.Errorf("-n and -rounds must be at least 1, -track and -bulk at least 0")
+	}
+	if *bulk > 0 {
+		lat := *graphLatency
+		if !graphLatencySet(fs) {
+			lat = 100 * time.Millisecond
+		}
+		return bulkLoadCmd(ctx, *bulk, lat, stdout)
 	}
 	if *track > 0 {
 		return trackLoadCmd(ctx, *track, *rounds, stdout)

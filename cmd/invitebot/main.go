@@ -6,6 +6,7 @@
 //	invitebot load     measure Slack's 3-second deadlines against the emulators
 //	invitebot policy   check a policy file, or print an example
 //	invitebot audit    export the audit log as CSV
+//	invitebot bulk     invite the rows of a CSV file
 //	invitebot help     usage and the environment variables
 package main
 
@@ -43,6 +44,7 @@ Usage:
   invitebot policy   check a policy file offline, or print a commented example
   invitebot doctor   check the configuration against Slack and Entra, a line each
   invitebot audit    export the audit log as CSV (audit export [-since 720h] [-o FILE])
+  invitebot bulk     invite the rows of a CSV file (bulk -as U0123ABCD guests.csv)
   invitebot help     this text
 
 Run "invitebot COMMAND -h" for a command's help.
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return doctorCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "bulk":
+		return bulkCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

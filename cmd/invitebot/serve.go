@@ -21,8 +21,8 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 Runs invitebot. Configuration comes only from the environment (secrets are
 never flags). With SLACK_APP_TOKEN set it connects over Socket Mode and needs
 no public URL; otherwise Slack sends requests to POST /slack/commands,
-/slack/interactions and /slack/events on INVITEBOT_ADDR. GET /healthz is
-served in both modes.
+/slack/interactions and /slack/events on INVITEBOT_ADDR. GET /healthz and
+GET /metrics (Prometheus) are served in both modes.
 
 Environment:
 `)

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,6 +75,11 @@ type Config struct {
 	LogLevel     slog.Level    // LOG_LEVEL: debug, info, warn, error
 	LogFormat    string        // LOG_FORMAT: json, text ("" = json, text on a terminal)
 
+	// Bulk CSV invitations.
+	BulkMaxBytes    int64 // INVITEBOT_BULK_MAX_BYTES
+	BulkMaxRows     int   // INVITEBOT_BULK_MAX_ROWS
+	BulkConcurrency int   // INVITEBOT_BULK_CONCURRENCY
+
 	Policy *Policy // from PolicyPath; an empty policy when unset
 }
 
@@ -131,6 +137,9 @@ var Env = [][2]string{
 	{"INVITEBOT_REDIRECT_URL", "default inviteRedirectUrl (default " + DefaultRedirectURL + ")"},
 	{"INVITEBOT_POLL_INTERVAL", "acceptance check interval (default 5m)"},
 	{"INVITEBOT_REMIND_AFTER", "remind the inviter once when an invitation is pending this long; 0 disables (default 72h)"},
+	{"INVITEBOT_BULK_MAX_BYTES", "largest bulk CSV file accepted, in bytes (default 1048576)"},
+	{"INVITEBOT_BULK_MAX_ROWS", "most rows in a bulk CSV file (default 2000)"},
+	{"INVITEBOT_BULK_CONCURRENCY", "bulk rows in flight at once (default 16); POST /invitations stays under Graph's 150 per 5 s"},
 	{"LOG_LEVEL", "debug, info, warn or error (default info)"},
 	{"LOG_FORMAT", "json or text (default json; text on a terminal)"},
 }
@@ -237,6 +246,9 @@ func Load(getenv func(string) string) (*Config, error) {
 			c.RemindAfter = d
 		}
 	}
+	c.BulkMaxBytes = int64(positiveInt(get, bad, "INVITEBOT_BULK_MAX_BYTES", flows.DefaultBulkMaxBytes, 64<<20))
+	c.BulkMaxRows = positiveInt(get, bad, "INVITEBOT_BULK_MAX_ROWS", flows.DefaultBulkMaxRows, 100000)
+	c.BulkConcurrency = positiveInt(get, bad, "INVITEBOT_BULK_CONCURRENCY", flows.DefaultBulkConcurrency, 150)
 	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
 		bad("LOG_LEVEL", "one of debug, info, warn, error")
 	}
@@ -279,4 +291,18 @@ func lower(ids []string) []string {
 		out[i] = strings.ToLower(id)
 	}
 	return out
+}
+
+// positiveInt reads a whole number from 1 to most, or def when unset.
+func positiveInt(get func(string, string) string, bad func(string, string, ...any), name string, def, most int) int {
+	v := get(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > most {
+		bad(name, "a whole number from 1 to %d: %q", most, v)
+		return def
+	}
+	return n
 }

@@ -64,6 +64,13 @@ func (p *Player) SendEvent(ctx context.Context, callback map[string]any, attempt
 	return p.send(ctx, "/slack/events", "application/json", body, h)
 }
 
+// FileShared sends the file_shared event Slack sends when user shares file
+// (see Server.ShareFile) in channel.
+func (p *Player) FileShared(ctx context.Context, user, channel, file string) (Response, error) {
+	return p.Event(ctx, map[string]any{"type": "file_shared", "channel_id": channel, "file_id": file,
+		"user_id": user, "file": map[string]any{"id": file}, "event_ts": eventTS(p.now())})
+}
+
 // OpenHome sends app_home_opened for the user's Home tab, carrying the
 // Home tab view last published for them, if any, as Slack does.
 func (p *Player) OpenHome(ctx context.Context, user string) (Response, error) {

@@ -22,6 +22,7 @@ type File struct {
 	Channel string // channel_id it was shared to ("" if none)
 	Comment string // initial_comment, if any
 	Content []byte
+	User    string // who shared it: BotUserID for the bot's uploads
 }
 
 // uploadPath is where the fake's upload URLs point: uploadPath + file ID.
@@ -147,7 +148,7 @@ func (s *Server) filesCompleteUpload(_ http.ResponseWriter, _ *http.Request, f u
 			title = p.name
 		}
 		s.uploads.done = append(s.uploads.done, File{ID: fi.ID, Name: p.name, Title: title, Channel: channel,
-			Comment: f.Get("initial_comment"), Content: p.content})
+			Comment: f.Get("initial_comment"), Content: p.content, User: BotUserID})
 		out = append(out, map[string]any{"id": fi.ID, "title": title})
 	}
 	return map[string]any{"ok": true, "files": out}
@@ -164,4 +165,82 @@ func (s *Server) Files() []File {
 		out[i] = f
 	}
 	return out
+}
+
+// ShareFile records a file a person shared in channel (e.g. dragged into
+// their DM with the bot) and returns its ID; send the file_shared event
+// with Player.FileShared.
+func (s *Server) ShareFile(user, channel, name string, content []byte) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	id := fmt.Sprintf("F%08d", s.seq)
+	s.uploads.done = append(s.uploads.done, File{ID: id, Name: name, Title: name, Channel: channel,
+		Content: append([]byte(nil), content...), User: user})
+	return id
+}
+
+// downloadPath is where url_private_download points: downloadPath + file
+// ID + "/" + name, like files.slack.com/files-pri/T…-F…/name.
+const downloadPath = "/files-pri/"
+
+// filesInfo is files.info: form file → {"ok":true,"file":{…}} with the
+// fields Slack documents (name, filetype, size, user, url_private_download
+// on the fake's own host, channels or ims), or file_not_found.
+func (s *Server) filesInfo(_ http.ResponseWriter, _ *http.Request, f url.Values, _ map[string]any) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, fi := range s.uploads.done {
+		if fi.ID != f.Get("file") {
+			continue
+		}
+		ext := ""
+		if i := strings.LastIndexByte(fi.Name, '.'); i >= 0 {
+			ext = strings.ToLower(fi.Name[i+1:])
+		}
+		mt := mime.TypeByExtension("." + ext)
+		if mt == "" {
+			mt = "application/octet-stream"
+		}
+		link := strings.TrimSuffix(s.APIURL(), "/") + downloadPath + fi.ID + "/" + url.PathEscape(fi.Name)
+		file := map[string]any{"id": fi.ID, "created": time.Now().Unix(), "name": fi.Name, "title": fi.Title,
+			"mimetype": mt, "filetype": ext, "user": fi.User, "size": len(fi.Content),
+			"url_private": link, "url_private_download": link, "channels": []string{}, "ims": []string{}}
+		key := "channels"
+		if strings.HasPrefix(fi.Channel, "D") {
+			key = "ims"
+		}
+		file[key] = []string{fi.Channel}
+		return map[string]any{"ok": true, "file": file, "comments": []any{}, "paging": map[string]any{"count": 0, "total": 0, "page": 1, "pages": 1}}
+	}
+	return slackErr("file_not_found")
+}
+
+// serveDownload serves a file's bytes at its url_private_download to a
+// request bearing a bot token, as files.slack.com does; anything else is
+// 404 (Slack redirects to a sign-in page instead).
+func (s *Server) serveDownload(w http.ResponseWriter, r *http.Request) {
+	id, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, downloadPath), "/")
+	s.mu.Lock()
+	var content []byte
+	found := false
+	for _, fi := range s.uploads.done {
+		if fi.ID == id {
+			content, found = fi.Content, true
+		}
+	}
+	call := Call{Method: "files.download", At: time.Now()}
+	authed := strings.HasPrefix(r.Header.Get("Authorization"), "Bearer xoxb-")
+	if !found || !authed {
+		call.Error = "404"
+	}
+	s.calls = append(s.calls, call)
+	s.signal()
+	s.mu.Unlock()
+	if !found || !authed {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, _ = w.Write(content)
 }

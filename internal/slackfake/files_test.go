@@ -103,3 +103,39 @@ func TestFilesUploadV2Errors(t *testing.T) {
 		t.Errorf("user token: %v, want not_authed", err)
 	}
 }
+
+// A file a person shares is what slack-go's files.info and download read:
+// name, type, size, sharer and DM, and the bytes, only with a bot token.
+func TestSharedFileInfoAndDownload(t *testing.T) {
+	s := New()
+	defer s.Close()
+	api := client(s)
+	content := []byte("email\nbob@fabrikam.com\n")
+	id := s.ShareFile("U0ANN", "D0ANN", "guests.csv", content)
+	f, _, _, err := api.GetFileInfoContext(t.Context(), id, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.ID != id || f.Name != "guests.csv" || f.Filetype != "csv" || f.Mimetype != "text/csv; charset=utf-8" || f.Size != len(content) ||
+		f.User != "U0ANN" || len(f.IMs) != 1 || f.IMs[0] != "D0ANN" || f.URLPrivateDownload == "" {
+		t.Errorf("files.info = %+v", f)
+	}
+	var got bytes.Buffer
+	if err := api.GetFileContext(t.Context(), f.URLPrivateDownload, &got); err != nil || !bytes.Equal(got.Bytes(), content) {
+		t.Errorf("download = %q, %v", got.Bytes(), err)
+	}
+	resp, err := http.Get(f.URLPrivateDownload) // no token
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("download without a token: %d, want 404", resp.StatusCode)
+	}
+	if _, _, _, err := api.GetFileInfoContext(t.Context(), "F0NONE", 0, 0); err == nil || !strings.Contains(err.Error(), "file_not_found") {
+		t.Errorf("unknown file: %v", err)
+	}
+	if calls := s.Calls("files.download"); len(calls) != 2 || calls[0].Error != "" || calls[1].Error != "404" {
+		t.Errorf("download calls = %+v", calls)
+	}
+}

@@ -121,6 +121,7 @@ func New() *Server {
 			"bots.info":                    s.botsInfo,
 			"files.getUploadURLExternal":   s.filesGetUploadURL,
 			"files.completeUploadExternal": s.filesCompleteUpload,
+			"files.info":                   s.filesInfo,
 			"usergroups.users.list": func(_ http.ResponseWriter, _ *http.Request, f url.Values, _ map[string]any) any {
 				s.mu.Lock()
 				defer s.mu.Unlock()
@@ -148,6 +149,7 @@ func New() *Server {
 		}
 		c.Handle("/socket-mode/link", s.serveSocket)
 		c.Handle(uploadPath, s.serveUpload)
+		c.Handle(downloadPath, s.serveDownload)
 	})
 	s.ts.Start()
 	return s
