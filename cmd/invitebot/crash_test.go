@@ -558,12 +558,10 @@ type killPoint struct {
 	at    time.Duration // since the test began
 }
 
-func TestCrashRestartInvariants(t *testing.T) {
-	const (
-		minKills       = 60
-		minInvitations = 8
-		maxInvitations = 30
-	)
+// crashRNG returns the random source of a crash test: seeded from the
+// clock, or from INVITEBOT_CRASH_SEED to replay a run.
+func crashRNG(t *testing.T) *rand.Rand {
+	t.Helper()
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("INVITEBOT_CRASH_SEED"); s != "" {
 		if _, err := fmt.Sscan(s, &seed); err != nil {
@@ -571,7 +569,16 @@ func TestCrashRestartInvariants(t *testing.T) {
 		}
 	}
 	t.Logf("seed %d (re-run with INVITEBOT_CRASH_SEED=%d)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+}
+
+func TestCrashRestartInvariants(t *testing.T) {
+	const (
+		minKills       = 60
+		minInvitations = 8
+		maxInvitations = 30
+	)
+	rng := crashRNG(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Second)
 	defer cancel()
 	r := newCrashRig(t)

@@ -72,6 +72,13 @@ func TestLoadCommand(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
+	out.Reset()
+	if err := run(t.Context(), []string{"load", "-bulk", "30", "-graph-latency", "1ms"}, nil, &out, &errb); err != nil {
+		t.Fatalf("load -bulk: %v\n%s", err, errb.String())
+	}
+	if want := "invited 30 in "; !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "429s from Graph: 0") {
+		t.Errorf("load -bulk output:\n%s", out.String())
+	}
 }
 
 // The benchmarks measure Slack's 3-second deadlines; each iteration is 100

@@ -58,7 +58,7 @@ func (s *Server) filesGetUploadURL(_ http.ResponseWriter, _ *http.Request, f url
 		s.uploads.pending = map[string]*pendingUpload{}
 	}
 	s.uploads.pending[id] = &pendingUpload{name: name, length: n}
-	return map[string]any{"ok": true, "upload_url": strings.TrimSuffix(s.APIURL(), "/") + uploadPath + id, "file_id": id}
+	return map[string]any{"ok": true, "upload_url": s.fileURL(uploadPath + id), "file_id": id}
 }
 
 // serveUpload receives a file's bytes at its upload URL, as a multipart
@@ -180,6 +180,25 @@ func (s *Server) ShareFile(user, channel, name string, content []byte) string {
 	return id
 }
 
+// SetFileURLBase sets the base URL of the file URLs the fake hands out:
+// files.getUploadURLExternal's upload_url and files.info's
+// url_private_download (default: the fake's own). For a client that
+// reaches the fake through a proxy: slack-go sends its token only to
+// Slack's hosts or to its API URL's host.
+func (s *Server) SetFileURLBase(base string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fileURLBase = strings.TrimSuffix(base, "/")
+}
+
+// fileURL is the URL of path under the file URL base; s.mu is held.
+func (s *Server) fileURL(path string) string {
+	if s.fileURLBase != "" {
+		return s.fileURLBase + path
+	}
+	return strings.TrimSuffix(s.APIURL(), "/") + path
+}
+
 // downloadPath is where url_private_download points: downloadPath + file
 // ID + "/" + name, like files.slack.com/files-pri/T…-F…/name.
 const downloadPath = "/files-pri/"
@@ -202,7 +221,7 @@ func (s *Server) filesInfo(_ http.ResponseWriter, _ *http.Request, f url.Values,
 		if mt == "" {
 			mt = "application/octet-stream"
 		}
-		link := strings.TrimSuffix(s.APIURL(), "/") + downloadPath + fi.ID + "/" + url.PathEscape(fi.Name)
+		link := s.fileURL(downloadPath + fi.ID + "/" + url.PathEscape(fi.Name))
 		file := map[string]any{"id": fi.ID, "created": time.Now().Unix(), "name": fi.Name, "title": fi.Title,
 			"mimetype": mt, "filetype": ext, "user": fi.User, "size": len(fi.Content),
 			"url_private": link, "url_private_download": link, "channels": []string{}, "ims": []string{}}

@@ -81,7 +81,8 @@ type Server struct {
 	connects int
 	pending  map[string]chan json.RawMessage // envelope ID → ack
 
-	uploads fileUploads // files.getUploadURLExternal … completeUploadExternal
+	uploads     fileUploads // files.getUploadURLExternal … completeUploadExternal
+	fileURLBase string      // SetFileURLBase
 
 	chaos      map[string]*chaos // SetChaos
 	chaosStats ChaosStats
