@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,6 +107,12 @@ func (b *Bot) runBulkFile(ctx context.Context, user, channel, fileID string) {
 		return
 	}
 	if id := b.id.Load(); id != nil && file.User == id.User {
+		return
+	}
+	if file.User != user || !slices.Contains(file.IMs, channel) {
+		// file_shared goes to everyone who can see the file: run only a
+		// file its owner shared in their own DM with the bot.
+		b.log.InfoContext(ctx, "bulk: file not shared by its owner in a DM with the bot; ignored", "file", fileID, "user", user)
 		return
 	}
 	name := file.Name

@@ -29,7 +29,7 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 		return flows.MessageRef{}, b.updateView(ctx, inv, PickModal(inv), true)
 	case flows.NoticeDone, flows.NoticeFailed:
 		// The dialog is a courtesy; the DM is the record.
-		if inv.ViewID != "" {
+		if inv.ViewID != "" && inv.Bulk == "" { // a bulk row has no dialog
 			if err := b.updateView(ctx, inv, StatusModal(inv, p, ""), false); err != nil {
 				b.log.DebugContext(ctx, "final dialog update", "invitation", inv, "err", err)
 			}
@@ -43,7 +43,9 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 			dm = &c
 		}
 		ref, err := b.dmResult(ctx, dm)
-		b.refreshHomes(ctx, inv.Inviter.UserID, "")
+		if inv.Bulk == "" { // a bulk run would publish the Home tab once per row
+			b.refreshHomes(ctx, inv.Inviter.UserID, "")
+		}
 		return ref, err
 	case flows.NoticeApprovalRequested:
 		return b.requestApproval(ctx, n)

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // Bulk invitations: a CSV file of invitees, each row going through the same
@@ -161,10 +162,23 @@ func ParseBulk(r io.Reader, name string, lim BulkLimits, p Policy) (*BulkFile, e
 		return nil, refuse("the file is larger than %s", byteSize(lim.MaxBytes))
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
-	if line, _, _ := bytes.Cut(data, []byte("\n")); strings.HasPrefix(strings.ToLower(strings.TrimSpace(string(line))), "version:") {
-		data = data[len(line):] // an empty first line: line numbers stay the file's
+	if !utf8.Valid(data) {
+		line := 1 + bytes.Count(data[:invalidUTF8(data)], []byte("\n"))
+		return nil, refuse("line %d is not UTF-8 text: save the file as \"CSV UTF-8\"", line)
+	}
+	comma := ','
+	first, _, _ := bytes.Cut(data, []byte("\n"))
+	switch f := strings.ToLower(strings.TrimSpace(string(first))); {
+	case strings.HasPrefix(f, "version:"): // Microsoft's template
+		data = data[len(first):] // an empty first line: line numbers stay the file's
+	case strings.HasPrefix(f, "sep=") && utf8.RuneCountInString(f) == 5: // Excel's separator line
+		comma, _ = utf8.DecodeRuneInString(f[4:])
+		data = data[len(first):]
+	case !strings.Contains(f, ",") && strings.Contains(f, ";"): // Excel in a locale that separates with ";"
+		comma = ';'
 	}
 	cr := csv.NewReader(bytes.NewReader(data))
+	cr.Comma = comma
 	cr.FieldsPerRecord = -1
 	header, err := cr.Read()
 	if err == io.EOF {
@@ -180,16 +194,24 @@ func ParseBulk(r io.Reader, name string, lim BulkLimits, p Policy) (*BulkFile, e
 	}
 	f := &BulkFile{Name: name}
 	seen := map[string]int{} // normalised address → line
+	var lastErr *csv.ParseError
 	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
+			if lastErr != nil && errors.Is(lastErr.Err, csv.ErrQuote) {
+				// The reader looked for the closing quote to the end of
+				// the file: every row after it is lost.
+				return nil, refuse("line %d: a quoted field is never closed, so the rest of the file cannot be read", lastErr.StartLine)
+			}
 			break
 		}
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
+			lastErr = pe
 			f.Malformed = append(f.Malformed, BulkResult{Line: pe.StartLine, Outcome: BulkMalformed, Reason: csvErr(err)})
 			continue
 		}
+		lastErr = nil
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", name, err)
 		}
@@ -230,6 +252,19 @@ func csvErr(err error) string {
 	return err.Error()
 }
 
+// invalidUTF8 returns the offset of the first byte of data that is not
+// valid UTF-8.
+func invalidUTF8(data []byte) int {
+	for i := 0; i < len(data); {
+		r, n := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(data)
+}
+
 func isBlank(rec []string) bool {
 	return !slices.ContainsFunc(rec, func(s string) bool { return strings.TrimSpace(s) != "" })
 }
@@ -256,8 +291,8 @@ func bulkHeader(header []string, line int) (map[string]int, error) {
 			n = a
 		}
 		switch {
-		case n == "" && i == len(header)-1:
-			continue // a trailing comma
+		case n == "":
+			continue // a column without a name (a spreadsheet's empty column): it must stay empty
 		case !slices.Contains(BulkColumns, n):
 			return nil, refuse("line %d: unknown column %q; the columns are: %s", line, strings.TrimSpace(h), strings.Join(BulkColumns, ", "))
 		}
@@ -284,12 +319,14 @@ func field(rec []string, cols map[string]int, col string) string {
 // Validate checks (lengths, the redirect URL, the domain policy) is left to
 // the submission, which reports it the same way the dialog does.
 func bulkRow(rec []string, cols map[string]int, p Policy) (BulkRow, string) {
-	width := 0
+	named := map[int]bool{}
 	for _, i := range cols {
-		width = max(width, i+1)
+		named[i] = true
 	}
-	if len(rec) > width && !isBlank(rec[width:]) {
-		return BulkRow{}, fmt.Sprintf("%d fields, but the header names %d columns", len(rec), width)
+	for i, v := range rec {
+		if !named[i] && strings.TrimSpace(v) != "" {
+			return BulkRow{}, fmt.Sprintf("field %d (%q) is under no named column", i+1, v)
+		}
 	}
 	get := func(c string) string { return strings.TrimSpace(field(rec, cols, c)) }
 	r := Request{
@@ -416,7 +453,7 @@ func (s *Service) RunBulk(ctx context.Context, who Inviter, f *BulkFile, opt Bul
 					report(BulkResult{Line: row.Line, Email: row.Request.Email, Outcome: BulkInterrupted, Reason: "stopped before this row; run the file again"})
 					continue
 				}
-				report(s.bulkRow(ctx, who, f.Name, row, prior[row.Key]))
+				report(s.bulkRow(ctx, who, f.Name, row, prior[bulkKey(who, row)]))
 			}
 		})
 	}
@@ -427,6 +464,31 @@ func (s *Service) RunBulk(ctx context.Context, who Inviter, f *BulkFile, opt Bul
 	wg.Wait()
 	slices.SortFunc(results, func(a, b BulkResult) int { return a.Line - b.Line })
 	return results, nil
+}
+
+// bulkKey is a row's key for who: the same row sent by someone else is
+// theirs to send (it then finds the guest the first sender invited).
+func bulkKey(who Inviter, row BulkRow) string { return row.Key + ":" + who.UserID }
+
+// retryAfterInvite moves invitation id, failed after its guest was
+// invited, back to the step that failed, so that the step runs again on
+// the same record. It reports whether it did.
+func (s *Service) retryAfterInvite(ctx context.Context, id string) bool {
+	_, err := s.store.UpdateInvitation(ctx, id, func(cur *Invitation) error {
+		f := cur.Failure
+		if cur.State != StateFailed || f == nil || cur.ObjectID == "" || cur.Picked {
+			return ErrWrongState
+		}
+		switch f.Step {
+		case StateInvited, StateAttributesSet, StateGroupsAdded, StateProvisioned:
+		default:
+			return ErrWrongState
+		}
+		cur.Failure = nil
+		s.setState(cur, f.Step, ActorBot, "retried by a bulk re-run", "after "+string(f.Code))
+		return nil
+	})
+	return err == nil
 }
 
 // bulkPrior returns the latest invitation of every bulk row key.
@@ -460,11 +522,18 @@ func (s *Service) bulkRow(ctx context.Context, who Inviter, file string, row Bul
 	res := BulkResult{Line: row.Line, Email: row.Request.Email}
 	var inv *Invitation
 	switch {
+	case prev != nil && prev.State == StateFailed && prev.Failure != nil && prev.Failure.Code == FailDenied:
+		inv, res.Earlier = prev, true // asking the approvers again takes a changed row
 	case prev != nil && prev.State != StateFailed && prev.State != StateRevoked && prev.State != StateRemoved:
 		res.Earlier = prev.State.Terminal() || prev.State.Waiting()
 		if !res.Earlier {
 			s.start(prev.ID) // a crash interrupted it
 		}
+		inv = prev
+	case prev != nil && s.retryAfterInvite(ctx, prev.ID):
+		// The guest exists (and a Slack-link row has its redeem link):
+		// carry on from the failed step rather than adopt the guest anew.
+		s.start(prev.ID)
 		inv = prev
 	default:
 		attempt := 1
@@ -472,7 +541,7 @@ func (s *Service) bulkRow(ctx context.Context, who Inviter, file string, row Bul
 			_, n := bulkViewKey(prev.ViewID)
 			attempt = n + 1
 		}
-		viewID := fmt.Sprintf("%s%s:%d", bulkViewPrefix, row.Key, attempt)
+		viewID := fmt.Sprintf("%s%s:%d", bulkViewPrefix, bulkKey(who, row), attempt)
 		var err error
 		inv, err = s.submit(ctx, viewID, who, row.Request, fmt.Sprintf("%s line %d", file, row.Line))
 		var fe FieldErrors
@@ -516,7 +585,7 @@ func (s *Service) bulkRow(ctx context.Context, who Inviter, file string, row Bul
 	default:
 		res.Outcome, res.Reason = BulkInterrupted, "invitebot stopped at "+string(inv.State)+"; run the file again to finish"
 	}
-	if res.Earlier {
+	if res.Earlier && res.Outcome.OK() {
 		res.Reason = "done in an earlier run: " + res.Reason
 	}
 	return res

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/invitebot/invitebot/flows"
@@ -86,7 +87,7 @@ func TestParseBulkMalformedRows(t *testing.T) {
 		5: `send microsoft email must be true or false, not "maybe"`,
 		6: `group "Secret" is not one the policy offers`,
 		7: "the same address as line 2",
-		8: "5 fields, but the header names 4 columns",
+		8: `field 5 ("extra") is under no named column`,
 		9: "not valid CSV",
 	}
 	got := map[int]string{}
@@ -127,6 +128,8 @@ func TestParseBulkRefused(t *testing.T) {
 		{"twice", "email,mail\nb@fabrikam.org,c@fabrikam.org\n", flows.BulkLimits{}, `column "email" appears twice`},
 		{"too big", rows, flows.BulkLimits{MaxBytes: 10}, "larger than 10 bytes"},
 		{"too many rows", "email\na@fabrikam.org\nb@fabrikam.org\nc@fabrikam.org\n", flows.BulkLimits{MaxRows: 2}, "more than 2 rows"},
+		{"quote never closed", "email,display name\nbob@fabrikam.com,\"Bob\nann@fabrikam.com,Ann\n", flows.BulkLimits{}, "line 2: a quoted field is never closed"},
+		{"not UTF-8 (Windows-1252)", "email,display name\nbob@fabrikam.com,Bob\ncarol@fabrikam.com,Carol D\xedaz\n", flows.BulkLimits{}, `line 3 is not UTF-8 text: save the file as "CSV UTF-8"`},
 		{"too many rows, malformed ones count", "email\na@fabrikam.org\nnope\nc@fabrikam.org\n", flows.BulkLimits{MaxRows: 2}, "more than 2 rows"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -397,5 +400,119 @@ func TestWriteBulkResultsDefusesFormulas(t *testing.T) {
 	}
 	if s := (flows.BulkSummary{flows.BulkInvited: 2, flows.BulkFailed: 1}).String(); s != "2 invited, 1 failed" {
 		t.Errorf("summary = %q", s)
+	}
+}
+
+// Spreadsheets' ways of writing CSV: Excel's "sep=" line, ";" as the
+// separator in some locales, and empty columns.
+func TestParseBulkSpreadsheetDialects(t *testing.T) {
+	for name, csv := range map[string]string{
+		"sep line":       "sep=;\nemail;display name;groups\nbob@fabrikam.com;Bob;\"Portal;Wiki\"\n",
+		"semicolons":     "email;display name;groups\nbob@fabrikam.com;Bob;\"Portal;Wiki\"\n",
+		"empty columns":  "email,,display name,groups,,\nbob@fabrikam.com,,Bob,Portal;Wiki,,\n",
+		"CRLF line ends": "email,display name,groups\r\nbob@fabrikam.com,Bob,Portal;Wiki\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := parse(t, csv)
+			if len(f.Rows) != 1 || len(f.Malformed) != 0 {
+				t.Fatalf("rows %+v, malformed %+v", f.Rows, f.Malformed)
+			}
+			r := f.Rows[0]
+			if r.Request.Email != "bob@fabrikam.com" || r.Request.DisplayName != "Bob" || !slices.Equal(r.Request.Groups, []string{"g1", "g2"}) {
+				t.Errorf("row = %+v", r)
+			}
+		})
+	}
+	f := parse(t, "email,,display name\nbob@fabrikam.com,oops,Bob\n"+"ann@fabrikam.com,,Ann\n")
+	if len(f.Malformed) != 1 || f.Malformed[0].Line != 2 || !strings.Contains(f.Malformed[0].Reason, `field 2 ("oops") is under no named column`) {
+		t.Errorf("malformed = %+v", f.Malformed)
+	}
+}
+
+// A Slack-link row whose DM could not be sent (Slack refused it after the
+// guest was invited) is finished on the same record by the next run: the
+// redeem link is delivered, and the guest is not adopted anew without it.
+func TestRunBulkRedeliversAfterNotifyFailure(t *testing.T) {
+	e := newEnv(t)
+	var slackDown atomic.Bool
+	slackDown.Store(true)
+	e.note.NotifyFunc = func(_ context.Context, n flows.Notice) error {
+		if n.Kind == flows.NoticeDone && slackDown.Load() {
+			return errors.New("slack: ratelimited")
+		}
+		return nil
+	}
+	csv := "email,send microsoft email\nann@northwind.com,false\n"
+	first := byLine(e.bulkRun(t, csv, flows.BulkOptions{}))
+	if r := first[2]; r.Outcome != flows.BulkFailed || r.Failure == nil || r.Failure.Code != flows.FailNotify {
+		t.Fatalf("first run = %+v", r)
+	}
+	slackDown.Store(false)
+	second := byLine(e.bulkRun(t, csv, flows.BulkOptions{}))
+	if r := second[2]; r.Outcome != flows.BulkInvited || r.InvitationID != first[2].InvitationID {
+		t.Errorf("second run = %+v, want invited on the same record %s", r, first[2].InvitationID)
+	}
+	if n := e.dir.Count("Invite"); n != 1 {
+		t.Errorf("Invite calls = %d, want 1", n)
+	}
+	var links int
+	for _, n := range e.note.Notices() {
+		if n.Kind == flows.NoticeDone && n.Invitation.RedeemURL != "" {
+			links++
+		}
+	}
+	if links == 0 {
+		t.Error("the redeem link was never delivered")
+	}
+}
+
+// The same row from someone else is theirs: it is not reported as done by
+// the first sender's run, and it finds the guest the first run invited.
+func TestRunBulkOtherInviter(t *testing.T) {
+	e := newEnv(t)
+	csv := "email,send microsoft email\nbob@fabrikam.com,true\n"
+	e.bulkRun(t, csv, flows.BulkOptions{})
+	f := parse(t, csv)
+	res, err := e.svc.RunBulk(t.Context(), flows.Inviter{TeamID: "T1", UserID: "UOTHER"}, f, flows.BulkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	if r := res[0]; r.Earlier || r.Outcome != flows.BulkExisting {
+		t.Errorf("other inviter's run = %+v, want existing (adopted), not done earlier", r)
+	}
+	if n := e.dir.Count("Invite"); n != 1 {
+		t.Errorf("Invite calls = %d, want 1", n)
+	}
+}
+
+// A row an approver denied stays denied when the file runs again: asking
+// the approvers again takes a changed row (e.g. a new justification).
+func TestRunBulkDeniedRowNotAskedAgain(t *testing.T) {
+	e := newEnv(t)
+	p := e.svc.Policy()
+	p.Domains = flows.DomainPolicy{Default: flows.DomainApprove}
+	p.Approvers = []string{"UAPPROVER"}
+	e.svc.SetPolicy(p)
+	csv := "email,justification\nbob@fabrikam.com,Needs the portal\n"
+	first := e.bulkRun(t, csv, flows.BulkOptions{})
+	if first[0].Outcome != flows.BulkAwaitingApproval {
+		t.Fatalf("first run = %+v", first[0])
+	}
+	if _, err := e.svc.Decide(t.Context(), first[0].InvitationID, flows.Inviter{TeamID: "T1", UserID: "UAPPROVER"}, false, "not now"); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	again := e.bulkRun(t, csv, flows.BulkOptions{})
+	if r := again[0]; r.Outcome != flows.BulkFailed || r.Failure == nil || r.Failure.Code != flows.FailDenied || r.InvitationID != first[0].InvitationID {
+		t.Errorf("re-run = %+v", r)
+	}
+	invs, _ := e.store.Invitations(t.Context(), nil)
+	if len(invs) != 1 {
+		t.Errorf("%d invitation records, want 1 (no new approval request)", len(invs))
+	}
+	changed := e.bulkRun(t, "email,justification\nbob@fabrikam.com,Needs the portal for the audit\n", flows.BulkOptions{})
+	if changed[0].Outcome != flows.BulkAwaitingApproval {
+		t.Errorf("changed row = %+v, want a new approval request", changed[0])
 	}
 }

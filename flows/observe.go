@@ -42,6 +42,7 @@ const (
 	// WaitTrackerGate: the acceptance tracker waits out a 429 window.
 	WaitTrackerGate = "tracker_gate"
 	WaitSlackRetry  = "slack_retry" // before re-sending a notice Slack refused
+	WaitBulkDM      = "bulk_dm"     // a bulk row's redeem-link DM, paced under Slack's message rate
 )
 
 // nopObserver is the Observer of a Service configured without one.

@@ -73,6 +73,10 @@ type Service struct {
 	// invites paces POST /invitations under Graph's per-tenant limit; the
 	// wait is outside the call's timeout (a queue is not a slow Graph).
 	invites *window
+	// bulkDMs paces the DMs of bulk rows (redeem links) under Slack's
+	// message rate: about one per second per channel, and users.lookupByEmail's
+	// 50 per minute, which each such DM calls.
+	bulkDMs *window
 	store   Store
 	note    Notifier
 	people  People
@@ -164,12 +168,18 @@ func New(cfg Config) *Service {
 	s.raw = cfg.Directory
 	s.dir = interactive{Directory: cfg.Directory, g: &s.gate, now: s.now}
 	s.invites = newWindow(limit, per)
+	s.bulkDMs = newWindow(1, BulkDMEvery)
 	s.invites.waited = func(d time.Duration) { s.obs.Waited(WaitInviteLimit, d) }
+	s.bulkDMs.waited = func(d time.Duration) { s.obs.Waited(WaitBulkDM, d) }
 	p := cfg.Policy
 	s.policy.Store(&p)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
+
+// BulkDMEvery is the pace of the DMs bulk rows send: at most one per
+// BulkDMEvery, so 50 a minute.
+const BulkDMEvery = 1200 * time.Millisecond
 
 func randomID() string {
 	var b [10]byte

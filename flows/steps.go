@@ -421,6 +421,11 @@ func (s *Service) notifyDone(ctx context.Context, inv *Invitation) error {
 		// Nothing to forward: the bulk results report it.
 		return s.advance(ctx, inv, StateNotified, "reported in the bulk results", "", nil)
 	}
+	if inv.Bulk != "" {
+		if err := s.bulkDMs.wait(ctx); err != nil {
+			return err
+		}
+	}
 	ref, err := s.deliver(ctx, Notice{Kind: NoticeDone, Invitation: inv.Clone()})
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err() // shutting down: provisioned is resumed by the next start

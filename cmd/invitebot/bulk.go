@@ -85,6 +85,17 @@ func runBulk(ctx context.Context, args []string, getenv func(string) string, d d
 	}
 	path := fset.Arg(0)
 	resultsPath := cmp.Or(*out, strings.TrimSuffix(strings.TrimSuffix(path, ".csv"), ".CSV")+".results.csv")
+	if sameFile(path, resultsPath) {
+		return fmt.Errorf("bulk: -o %s is the input file; choose another results file", resultsPath)
+	}
+	// Where the results go is checked before anything is sent: a run
+	// whose results cannot be written would leave no record of its rows.
+	probe, err := os.CreateTemp(filepath.Dir(resultsPath), ".invitebot-*.tmp")
+	if err != nil {
+		return fmt.Errorf("bulk: cannot write the results next to %s: %w", resultsPath, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
 
 	// The file is checked before anything is opened or sent.
 	lim := flows.BulkLimits{MaxBytes: cfg.BulkMaxBytes, MaxRows: cfg.BulkMaxRows}
@@ -301,4 +312,14 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// sameFile reports whether a and b name the same file (b may not exist).
+func sameFile(a, b string) bool {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	sb, err := os.Stat(b)
+	return err == nil && os.SameFile(sa, sb)
 }

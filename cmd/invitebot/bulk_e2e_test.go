@@ -192,6 +192,11 @@ func TestE2EBulkRefusals(t *testing.T) {
 	if _, err := h.player.FileShared(h.ctx, slackfake.BotUserID, slackfake.DMChannel(ann), id); err != nil {
 		t.Fatal(err)
 	}
+	// Someone else's file, shared into Ann's DM: only its owner's are run.
+	id = h.slack.ShareFile("U0OTHER", slackfake.DMChannel(ann), "theirs.csv", []byte("email\nx@fabrikam.com\n"))
+	if _, err := h.player.FileShared(h.ctx, ann, slackfake.DMChannel(ann), id); err != nil {
+		t.Fatal(err)
+	}
 	id = h.slack.ShareFile(ann, "C0GENERAL", "chan.csv", []byte("email\nx@fabrikam.com\n"))
 	if _, err := h.player.FileShared(h.ctx, ann, "C0GENERAL", id); err != nil {
 		t.Fatal(err)
@@ -209,10 +214,10 @@ func TestE2EBulkRefusals(t *testing.T) {
 		t.Errorf("Graph invitations = %d, want none", n)
 	}
 	if n := len(h.botMessages(ann)); n != 5 {
-		t.Errorf("%d messages, want 5 (the bot's own file and the channel file get no answer): %q", n, h.botMessages(ann))
+		t.Errorf("%d messages, want 5 (the bot's own file, someone else's and the channel's get no answer): %q", n, h.botMessages(ann))
 	}
-	if n := len(h.slack.Calls("files.info")); n != 4 {
-		t.Errorf("files.info calls = %d, want 4 (not for the bot's own file, the channel's or a refused inviter's)", n)
+	if n := len(h.slack.Calls("files.info")); n != 5 {
+		t.Errorf("files.info calls = %d, want 5 (4 refused files and someone else's; not for the bot's own file, the channel's or a refused inviter's)", n)
 	}
 }
 
@@ -309,6 +314,8 @@ func TestBulkCLI(t *testing.T) {
 		{[]string{"-as", ann}, "exactly one CSV file"},
 		{[]string{"-as", "nobody@contoso.com", in}, "-as nobody@contoso.com: no Slack user with that email"},
 		{[]string{"-as", ann, filepath.Join(dir, "missing.csv")}, "no such file"},
+		{[]string{"-as", ann, "-o", in, in}, "is the input file; choose another results file"},
+		{[]string{"-as", ann, "-o", filepath.Join(dir, "nowhere", "r.csv"), in}, "cannot write the results next to"},
 	} {
 		if _, _, err := bulk(tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("bulk %q: %v, want %q", tc.args, err, tc.want)
