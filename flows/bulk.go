@@ -420,7 +420,7 @@ func (s *Service) RunBulk(ctx context.Context, who Inviter, f *BulkFile, opt Bul
 		// Validate then refuses internal addresses up front, as the dialog
 		// does; if Graph cannot say yet, each row's check step does.
 		if err := s.RefreshDomains(ctx); err != nil {
-			s.log.Warn("bulk: verified domains not loaded", "err", err)
+			s.log.WarnContext(ctx, "bulk: verified domains not loaded", "err", err)
 		}
 	}
 	prior, err := s.bulkPrior(ctx)

@@ -183,3 +183,19 @@ func TestObserverPendingAfterRevoke(t *testing.T) {
 		t.Errorf("pending = %d, finished = %q; want 0 pending and the revoke not counted as an outcome", got.pending, got.finished)
 	}
 }
+
+// Ensure a pending guest whose access ends in a tracking cycle leaves the
+// pending count at zero, not below.
+func TestObserverPendingAfterExpiry(t *testing.T) {
+	e := expiryEnv(t, "")
+	e.pending(t, "bob@fabrikam.com")
+	e.track(t)
+	e.advance(31 * day)
+	if st := e.track(t); st.Expired != 1 {
+		t.Fatalf("cycle after the end: %+v, want the access ended", st)
+	}
+	e.svc.Wait()
+	if got := e.obs.get().pending; got != 0 {
+		t.Errorf("pending = %d after the expiry, want 0", got)
+	}
+}

@@ -44,18 +44,28 @@ func (s *Service) Track(ctx context.Context) (TrackStats, error) {
 	if err != nil {
 		return st, fmt.Errorf("track: %w", err)
 	}
+	// The gauge is set from the listing, before this cycle changes
+	// anything (each change then moves it by one).
+	pending := 0
+	for _, inv := range invs {
+		if inv.Pending() {
+			pending++
+		}
+	}
+	s.obs.Pending(pending)
 	byUser := map[string][]string{} // object ID → invitation IDs
 	for _, inv := range invs {
+		ictx := WithInvitationID(ctx, inv.ID)
 		if inv.State == StateAwaitingApproval && inv.Approval != nil && s.now().After(inv.Approval.ExpiresAt) {
 			if err := s.expireApproval(ctx, inv.ID); err != nil {
-				s.log.Error("expire approval", "id", inv.ID, "err", err)
+				s.log.ErrorContext(ictx, "expire approval", "err", err)
 			}
 			continue
 		}
 		if inv.Expiry != nil && live(inv) && inv.Action == nil {
 			did, err := s.checkExpiry(ctx, inv.ID)
 			if err != nil {
-				s.log.Error("check expiry", "id", inv.ID, "err", err)
+				s.log.ErrorContext(ictx, "check expiry", "err", err)
 			}
 			switch did {
 			case string(ActionExpire):
@@ -76,7 +86,6 @@ func (s *Service) Track(ctx context.Context) (TrackStats, error) {
 			st.Pending++
 		}
 	}
-	s.obs.Pending(st.Pending)
 	ids := make([]string, 0, len(byUser))
 	for id := range byUser {
 		ids = append(ids, id)

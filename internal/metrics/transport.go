@@ -107,7 +107,7 @@ func (m *Registry) Slack(next http.RoundTripper, apiURL string) http.RoundTrippe
 		switch {
 		case err != nil:
 			failure = "transport"
-		case resp.StatusCode < 200 || resp.StatusCode > 299:
+		case resp.StatusCode < 200 || resp.StatusCode > 399: // a redirect (a file download) is not a failure
 			failure = "http_" + strconv.Itoa(resp.StatusCode)
 		case isJSON(resp.Header):
 			failure = slackError(resp)
