@@ -151,12 +151,16 @@ func runDoctor(ctx context.Context, getenv func(string) string, d deps, stdout i
 			doc.ok("verified domains", "%s", strings.Join(domains, ", "))
 		}
 		for _, g := range cfg.Policy.Groups {
-			name, err := dir.Group(ctx, g.ID)
+			eg, err := dir.Group(ctx, g.ID)
 			switch {
 			case err != nil:
 				doc.fail("policy group", "%s (%s): %v", g.Name, g.ID, err)
+			case eg.MembersRefusal() != "":
+				doc.fail("policy group", "%s (%s) is %q in Entra, but %s", g.Name, g.ID, eg.DisplayName, eg.MembersRefusal())
+			case eg.IsAssignableToRole:
+				doc.warn("policy group", "%s (%s) is %q in Entra, a role-assignable group: adding members also needs RoleManagement.ReadWrite.Directory", g.Name, g.ID, eg.DisplayName)
 			default:
-				doc.ok("policy group", "%s (%s) is %q in Entra", g.Name, g.ID, name)
+				doc.ok("policy group", "%s (%s) is %q in Entra; members can be added", g.Name, g.ID, eg.DisplayName)
 			}
 		}
 	}

@@ -87,6 +87,26 @@ func TestDoctor(t *testing.T) {
 	fails("wrong secret", clone(env, "AZURE_CLIENT_SECRET", "wrong"), h.sts, "entra credential", "AADSTS7000215")
 	fails("missing group", doctorEnv(t, h, "99999999-2222-3333-4444-555555555555"), h.sts, "policy group", "99999999-2222-3333-4444-555555555555")
 	fails("missing env", map[string]string{}, h.sts, "environment", "SLACK_BOT_TOKEN")
+	// Groups Graph will not add members to, and one that needs more.
+	for name, k := range map[string]graphfake.GroupKind{
+		"its membership is dynamic":                {GroupTypes: []string{"DynamicMembership"}, SecurityEnabled: true},
+		"synced from on-premises Active Directory": {SecurityEnabled: true, OnPremisesSyncEnabled: true},
+		"a mail-enabled security group":            {MailEnabled: true, SecurityEnabled: true},
+		"a distribution list":                      {MailEnabled: true},
+	} {
+		id := h.tenant.AddGroup(name)
+		h.tenant.SetGroupKind(id, k)
+		fails(name, doctorEnv(t, h, id), h.sts, "policy group", name)
+	}
+	m365 := h.tenant.AddGroup("Partner team")
+	h.tenant.SetGroupKind(m365, graphfake.GroupKind{GroupTypes: []string{"Unified"}, MailEnabled: true})
+	roles := h.tenant.AddGroup("Helpdesk admins")
+	h.tenant.SetGroupKind(roles, graphfake.GroupKind{SecurityEnabled: true, IsAssignableToRole: true})
+	out, err = h.doctor(t, doctorEnv(t, h, m365, roles), h.sts)
+	if err != nil || !strings.Contains(out, `ok    policy group         GA (`+m365+`) is "Partner team" in Entra; members can be added`) ||
+		!strings.Contains(out, "warn  policy group         GB ("+roles+`) is "Helpdesk admins" in Entra, a role-assignable group: adding members also needs RoleManagement.ReadWrite.Directory`) {
+		t.Errorf("a Microsoft 365 group and a role-assignable one: %v\n%s", err, out)
+	}
 
 	h.slack.SetScopes("commands", "chat:write")
 	fails("missing scopes", env, h.sts, "slack scopes", "missing im:write")

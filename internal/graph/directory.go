@@ -2,8 +2,10 @@ package graph
 
 import (
 	"context"
+	"slices"
 	"strings"
 
+	"github.com/microsoftgraph/msgraph-sdk-go/groups"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
@@ -160,11 +162,47 @@ func deref(p *string) string {
 	return *p
 }
 
-// Group returns a group's display name (GET /groups/{id}); for doctor.
-func (c *Client) Group(ctx context.Context, id string) (string, error) {
-	g, err := c.graph.Groups().ByGroupId(id).Get(ctx, nil)
-	if err != nil {
-		return "", translate("read group", err)
+// Group is what doctor reads of a group: whether Graph lets an app add
+// members to it.
+type Group struct {
+	DisplayName           string
+	GroupTypes            []string // "Unified" (Microsoft 365), "DynamicMembership"
+	MailEnabled           bool
+	SecurityEnabled       bool
+	OnPremisesSyncEnabled bool // synced from Active Directory
+	IsAssignableToRole    bool
+}
+
+// MembersRefusal says why Graph would refuse to add members to g, or ""
+// when it would not (with GroupMember.ReadWrite.All).
+func (g Group) MembersRefusal() string {
+	switch {
+	case slices.Contains(g.GroupTypes, "DynamicMembership"):
+		return "its membership is dynamic (a rule decides it): members cannot be added"
+	case g.OnPremisesSyncEnabled:
+		return "it is synced from on-premises Active Directory: its members are managed there"
+	case g.MailEnabled && !slices.Contains(g.GroupTypes, "Unified") && g.SecurityEnabled:
+		return "it is a mail-enabled security group, read-only through Microsoft Graph (Exchange manages its members)"
+	case g.MailEnabled && !slices.Contains(g.GroupTypes, "Unified"):
+		return "it is a distribution list, read-only through Microsoft Graph (Exchange manages its members)"
 	}
-	return deref(g.GetDisplayName()), nil
+	return ""
+}
+
+// Group reads a group (GET /groups/{id}); for doctor.
+func (c *Client) Group(ctx context.Context, id string) (Group, error) {
+	g, err := c.graph.Groups().ByGroupId(id).Get(ctx, &groups.GroupItemRequestBuilderGetRequestConfiguration{
+		QueryParameters: &groups.GroupItemRequestBuilderGetQueryParameters{
+			Select: []string{"id", "displayName", "groupTypes", "mailEnabled", "securityEnabled", "onPremisesSyncEnabled", "isAssignableToRole"},
+		},
+	})
+	if err != nil {
+		return Group{}, translate("read group", err)
+	}
+	b := func(p *bool) bool { return p != nil && *p }
+	return Group{
+		DisplayName: deref(g.GetDisplayName()), GroupTypes: g.GetGroupTypes(),
+		MailEnabled: b(g.GetMailEnabled()), SecurityEnabled: b(g.GetSecurityEnabled()),
+		OnPremisesSyncEnabled: b(g.GetOnPremisesSyncEnabled()), IsAssignableToRole: b(g.GetIsAssignableToRole()),
+	}, nil
 }

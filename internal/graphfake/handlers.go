@@ -414,13 +414,25 @@ func (t *Tenant) Sponsors(uid string) []string {
 func (t *Tenant) getGroup(w http.ResponseWriter, r *http.Request, id string) {
 	t.mu.Lock()
 	name, ok := t.groups[id]
+	k, set := t.groupKinds[id]
 	t.mu.Unlock()
 	if !ok {
 		notFound(w, r, id)
 		return
 	}
+	if !set {
+		k = GroupKind{GroupTypes: []string{}, SecurityEnabled: true}
+	}
+	if k.GroupTypes == nil {
+		k.GroupTypes = []string{}
+	}
+	onPrem := any(nil) // Graph's null for a cloud group
+	if k.OnPremisesSyncEnabled {
+		onPrem = true
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#groups/$entity",
-		"id": id, "displayName": name, "groupTypes": []string{}, "securityEnabled": true, "mailEnabled": false})
+		"id": id, "displayName": name, "groupTypes": k.GroupTypes, "securityEnabled": k.SecurityEnabled, "mailEnabled": k.MailEnabled,
+		"onPremisesSyncEnabled": onPrem, "isAssignableToRole": k.IsAssignableToRole})
 }
 
 // readRef reads a $ref body ({"@odata.id": ".../directoryObjects/{id}"})

@@ -80,6 +80,7 @@ type Tenant struct {
 	byUPN       map[string]*User          // lower-cased userPrincipalName → user
 	byMail      map[string]*User          // lower-cased mail and otherMails → user (the last added)
 	groups      map[string]string         // id → name
+	groupKinds  map[string]GroupKind      // SetGroupKind; absent: a plain security group
 	members     map[string]map[string]int // group id → user id → insertion sequence
 	memberSeq   int
 	invitations []Invitation
@@ -230,6 +231,26 @@ func (t *Tenant) AddGroup(name string) string {
 	id := newGUID()
 	t.AddGroupWithID(id, name)
 	return id
+}
+
+// GroupKind is what GET /groups/{id} says about a group beyond its name:
+// the properties that decide whether an app may add members.
+type GroupKind struct {
+	GroupTypes            []string `json:"groupTypes"` // "Unified", "DynamicMembership"
+	MailEnabled           bool     `json:"mailEnabled"`
+	SecurityEnabled       bool     `json:"securityEnabled"`
+	OnPremisesSyncEnabled bool     `json:"onPremisesSyncEnabled,omitempty"`
+	IsAssignableToRole    bool     `json:"isAssignableToRole"`
+}
+
+// SetGroupKind sets a group's kind (default: a cloud security group).
+func (t *Tenant) SetGroupKind(id string, k GroupKind) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.groupKinds == nil {
+		t.groupKinds = map[string]GroupKind{}
+	}
+	t.groupKinds[id] = k
 }
 
 // AddGroupWithID adds a group with a given ID.
