@@ -211,6 +211,8 @@ func (b *Bot) bulkRun(ctx context.Context, who flows.Inviter, channel string, f 
 		return
 	}
 	sum := flows.Summarize(results)
+	// Rows do not refresh the Home tab one by one: once, now.
+	b.refreshHomes(context.WithoutCancel(ctx), who.UserID)
 	final := "Done: " + sum.String() + "."
 	if sum[flows.BulkInterrupted] > 0 {
 		final += " invitebot stopped before every row was done: share the same file again to finish (rows already done are skipped)."

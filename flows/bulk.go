@@ -166,16 +166,22 @@ func ParseBulk(r io.Reader, name string, lim BulkLimits, p Policy) (*BulkFile, e
 		line := 1 + bytes.Count(data[:invalidUTF8(data)], []byte("\n"))
 		return nil, refuse("line %d is not UTF-8 text: save the file as \"CSV UTF-8\"", line)
 	}
-	comma := ','
+	comma := rune(0)
 	first, _, _ := bytes.Cut(data, []byte("\n"))
-	switch f := strings.ToLower(strings.TrimSpace(string(first))); {
-	case strings.HasPrefix(f, "version:"): // Microsoft's template
+	switch f := strings.ToLower(strings.TrimSuffix(string(first), "\r")); {
+	case strings.HasPrefix(strings.TrimSpace(f), "version:"): // Microsoft's template
 		data = data[len(first):] // an empty first line: line numbers stay the file's
 	case strings.HasPrefix(f, "sep=") && utf8.RuneCountInString(f) == 5: // Excel's separator line
 		comma, _ = utf8.DecodeRuneInString(f[4:])
 		data = data[len(first):]
-	case !strings.Contains(f, ",") && strings.Contains(f, ";"): // Excel in a locale that separates with ";"
-		comma = ';'
+	}
+	if comma == 0 {
+		// Excel in a locale that separates with ";" writes the header
+		// without commas.
+		comma = ','
+		if h := headerLine(data); !strings.Contains(h, ",") && strings.Contains(h, ";") {
+			comma = ';'
+		}
 	}
 	cr := csv.NewReader(bytes.NewReader(data))
 	cr.Comma = comma
@@ -198,10 +204,10 @@ func ParseBulk(r io.Reader, name string, lim BulkLimits, p Policy) (*BulkFile, e
 	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
-			if lastErr != nil && errors.Is(lastErr.Err, csv.ErrQuote) {
-				// The reader looked for the closing quote to the end of
-				// the file: every row after it is lost.
-				return nil, refuse("line %d: a quoted field is never closed, so the rest of the file cannot be read", lastErr.StartLine)
+			if lastErr != nil && errors.Is(lastErr.Err, csv.ErrQuote) && lastErr.Line > lastErr.StartLine {
+				// The reader looked for the closing quote over the lines
+				// after it, to the end of the file: those rows are lost.
+				return nil, refuse("line %d: a quoted field runs from there to the end of the file (line %d): a quote is missing or extra", lastErr.StartLine, lastErr.Line)
 			}
 			break
 		}
@@ -242,6 +248,16 @@ func ParseBulk(r io.Reader, name string, lim BulkLimits, p Policy) (*BulkFile, e
 		return nil, refuse("the file has no rows under its header")
 	}
 	return f, nil
+}
+
+// headerLine returns the first line of data that is not blank.
+func headerLine(data []byte) string {
+	for line := range bytes.Lines(data) {
+		if s := strings.TrimSpace(string(line)); s != "" {
+			return s
+		}
+	}
+	return ""
 }
 
 func csvErr(err error) string {
@@ -470,25 +486,49 @@ func (s *Service) RunBulk(ctx context.Context, who Inviter, f *BulkFile, opt Bul
 // theirs to send (it then finds the guest the first sender invited).
 func bulkKey(who Inviter, row BulkRow) string { return row.Key + ":" + who.UserID }
 
-// retryAfterInvite moves invitation id, failed after its guest was
-// invited, back to the step that failed, so that the step runs again on
-// the same record. It reports whether it did.
-func (s *Service) retryAfterInvite(ctx context.Context, id string) bool {
-	_, err := s.store.UpdateInvitation(ctx, id, func(cur *Invitation) error {
-		f := cur.Failure
-		if cur.State != StateFailed || f == nil || cur.ObjectID == "" || cur.Picked {
-			return ErrWrongState
+// retryAfterInvite takes up prev, a bulk row's invitation that failed at
+// or after POST /invitations, on the same record: from the step that
+// failed, or from the invitation again when the guest went missing
+// (deleted meanwhile, or never visible: a re-POST invites afresh or
+// returns the user). A row that failed before (a lookup, a policy
+// refusal) is not revived: it is sent anew. Nor is a record that is no
+// longer its address's latest: a newer invitation decides. It reports
+// whether it revived prev; ErrWrongState means prev is not failed any
+// more (another run took it up).
+func (s *Service) retryAfterInvite(ctx context.Context, prev *Invitation) (bool, error) {
+	f := prev.Failure
+	if f == nil || prev.Picked {
+		return false, nil
+	}
+	to := f.Step
+	switch {
+	case f.Step == StateInviting:
+	case prev.ObjectID != "" && (f.Step == StateInvited || f.Step == StateAttributesSet || f.Step == StateGroupsAdded || f.Step == StateProvisioned):
+		if f.Code == FailNotFound {
+			to = StateInviting
 		}
-		switch f.Step {
-		case StateInvited, StateAttributesSet, StateGroupsAdded, StateProvisioned:
-		default:
+	default:
+		return false, nil
+	}
+	email := NormalizeEmail(prev.Request.Email)
+	newer, err := s.store.Invitations(ctx, func(inv *Invitation) bool {
+		return inv.ID != prev.ID && NormalizeEmail(inv.Request.Email) == email && !inv.CreatedAt.Before(prev.CreatedAt)
+	})
+	if err != nil || len(newer) > 0 {
+		return false, err
+	}
+	_, err = s.store.UpdateInvitation(ctx, prev.ID, func(cur *Invitation) error {
+		if cur.State != StateFailed {
 			return ErrWrongState
 		}
 		cur.Failure = nil
-		s.setState(cur, f.Step, ActorBot, "retried by a bulk re-run", "after "+string(f.Code))
+		if to == StateInviting {
+			cur.GroupsAdded = nil // a new user, if the old one is gone
+		}
+		s.setState(cur, to, ActorBot, "retried by a bulk re-run", "after "+string(f.Code))
 		return nil
 	})
-	return err == nil
+	return err == nil, err
 }
 
 // bulkPrior returns the latest invitation of every bulk row key.
@@ -521,6 +561,22 @@ func bulkViewKey(viewID string) (key string, attempt int) {
 func (s *Service) bulkRow(ctx context.Context, who Inviter, file string, row BulkRow, prev *Invitation) BulkResult {
 	res := BulkResult{Line: row.Line, Email: row.Request.Email}
 	var inv *Invitation
+	if prev != nil && prev.State == StateFailed {
+		// Another run of the same file may have taken it up meanwhile.
+		if cur, err := s.store.Invitation(ctx, prev.ID); err == nil {
+			prev = cur
+		}
+	}
+	revived := false
+	if prev != nil && prev.State == StateFailed && (prev.Failure == nil || prev.Failure.Code != FailDenied) {
+		var err error
+		revived, err = s.retryAfterInvite(ctx, prev)
+		if errors.Is(err, ErrWrongState) {
+			if cur, err := s.store.Invitation(ctx, prev.ID); err == nil {
+				prev = cur // another run revived it first: follow that
+			}
+		}
+	}
 	switch {
 	case prev != nil && prev.State == StateFailed && prev.Failure != nil && prev.Failure.Code == FailDenied:
 		inv, res.Earlier = prev, true // asking the approvers again takes a changed row
@@ -530,9 +586,10 @@ func (s *Service) bulkRow(ctx context.Context, who Inviter, file string, row Bul
 			s.start(prev.ID) // a crash interrupted it
 		}
 		inv = prev
-	case prev != nil && s.retryAfterInvite(ctx, prev.ID):
-		// The guest exists (and a Slack-link row has its redeem link):
-		// carry on from the failed step rather than adopt the guest anew.
+	case revived:
+		// The invitation reached Graph (and a Slack-link row has, or will
+		// get, its redeem link): carry on from the failed step rather than
+		// adopt the guest anew, which would lose the link.
 		s.start(prev.ID)
 		inv = prev
 	default:

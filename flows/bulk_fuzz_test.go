@@ -63,5 +63,20 @@ func FuzzParseBulk(f *testing.F) {
 		if file.Total() == 0 || file.Total() > 50 {
 			t.Fatalf("%d rows accepted with a limit of 50", file.Total())
 		}
+		// Without quotes, CR or a first line other than a comma header,
+		// every non-blank line after the header is a row, counted here
+		// independently of the CSV reader.
+		lns := strings.Split(string(data), "\n")
+		if !bytes.ContainsAny(data, "\"\r") && strings.Contains(lns[0], ",") && !strings.HasPrefix(strings.ToLower(lns[0]), "version:") {
+			want := 0
+			for _, l := range lns[1:] {
+				if strings.TrimSpace(strings.ReplaceAll(l, ",", "")) != "" {
+					want++
+				}
+			}
+			if file.Total() != want {
+				t.Fatalf("%d rows accounted for, %d non-blank lines after the header", file.Total(), want)
+			}
+		}
 	})
 }

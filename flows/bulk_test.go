@@ -128,7 +128,7 @@ func TestParseBulkRefused(t *testing.T) {
 		{"twice", "email,mail\nb@fabrikam.org,c@fabrikam.org\n", flows.BulkLimits{}, `column "email" appears twice`},
 		{"too big", rows, flows.BulkLimits{MaxBytes: 10}, "larger than 10 bytes"},
 		{"too many rows", "email\na@fabrikam.org\nb@fabrikam.org\nc@fabrikam.org\n", flows.BulkLimits{MaxRows: 2}, "more than 2 rows"},
-		{"quote never closed", "email,display name\nbob@fabrikam.com,\"Bob\nann@fabrikam.com,Ann\n", flows.BulkLimits{}, "line 2: a quoted field is never closed"},
+		{"quote never closed", "email,display name\nbob@fabrikam.com,\"Bob\nann@fabrikam.com,Ann\n", flows.BulkLimits{}, "line 2: a quoted field runs from there to the end of the file (line 3)"},
 		{"not UTF-8 (Windows-1252)", "email,display name\nbob@fabrikam.com,Bob\ncarol@fabrikam.com,Carol D\xedaz\n", flows.BulkLimits{}, `line 3 is not UTF-8 text: save the file as "CSV UTF-8"`},
 		{"too many rows, malformed ones count", "email\na@fabrikam.org\nnope\nc@fabrikam.org\n", flows.BulkLimits{MaxRows: 2}, "more than 2 rows"},
 	} {
@@ -282,7 +282,8 @@ func TestRunBulkRetriesFailedRows(t *testing.T) {
 	fail = false
 	mu.Unlock()
 	second := byLine(e.bulkRun(t, csv, flows.BulkOptions{}))
-	if !second[2].Earlier || second[3].Outcome != flows.BulkInvited || second[3].Earlier || second[3].InvitationID == first[3].InvitationID {
+	// The POST had reached Graph: the row carries on on the same record.
+	if !second[2].Earlier || second[3].Outcome != flows.BulkInvited || second[3].Earlier || second[3].InvitationID != first[3].InvitationID {
 		t.Errorf("second run = %+v", second)
 	}
 	if n := e.dir.Count("Invite"); n != 3 {
@@ -436,9 +437,16 @@ func TestRunBulkRedeliversAfterNotifyFailure(t *testing.T) {
 	e := newEnv(t)
 	var slackDown atomic.Bool
 	slackDown.Store(true)
+	var delivered atomic.Int32 // redeem-link DMs Slack took
 	e.note.NotifyFunc = func(_ context.Context, n flows.Notice) error {
-		if n.Kind == flows.NoticeDone && slackDown.Load() {
+		if n.Kind != flows.NoticeDone {
+			return nil
+		}
+		if slackDown.Load() {
 			return errors.New("slack: ratelimited")
+		}
+		if n.Invitation.RedeemURL != "" {
+			delivered.Add(1)
 		}
 		return nil
 	}
@@ -455,14 +463,8 @@ func TestRunBulkRedeliversAfterNotifyFailure(t *testing.T) {
 	if n := e.dir.Count("Invite"); n != 1 {
 		t.Errorf("Invite calls = %d, want 1", n)
 	}
-	var links int
-	for _, n := range e.note.Notices() {
-		if n.Kind == flows.NoticeDone && n.Invitation.RedeemURL != "" {
-			links++
-		}
-	}
-	if links == 0 {
-		t.Error("the redeem link was never delivered")
+	if n := delivered.Load(); n != 1 {
+		t.Errorf("%d redeem-link DMs taken by Slack, want 1", n)
 	}
 }
 
@@ -514,5 +516,127 @@ func TestRunBulkDeniedRowNotAskedAgain(t *testing.T) {
 	changed := e.bulkRun(t, "email,justification\nbob@fabrikam.com,Needs the portal for the audit\n", flows.BulkOptions{})
 	if changed[0].Outcome != flows.BulkAwaitingApproval {
 		t.Errorf("changed row = %+v, want a new approval request", changed[0])
+	}
+}
+
+// A Slack-link row whose POST /invitations reached Graph but whose answer
+// was lost carries on on the same record in the next run: its redeem link
+// is delivered, rather than the guest being adopted without one.
+func TestRunBulkAnswerLostKeepsTheLink(t *testing.T) {
+	e := newEnv(t)
+	var lost atomic.Bool
+	lost.Store(true)
+	e.dir.InviteFunc = func(ctx context.Context, inv flows.Invite) (flows.Invited, error) {
+		got, err := e.dir.DefaultInvite(ctx, inv)
+		if lost.Load() {
+			return flows.Invited{}, &flows.DirectoryError{Op: "invite", Status: http.StatusBadRequest, Code: "BadRequest", Message: "lost"}
+		}
+		return got, err
+	}
+	csv := "email,send microsoft email\nann@northwind.com,false\n"
+	first := e.bulkRun(t, csv, flows.BulkOptions{})
+	if first[0].Outcome != flows.BulkFailed {
+		t.Fatalf("first run = %+v", first[0])
+	}
+	lost.Store(false)
+	second := e.bulkRun(t, csv, flows.BulkOptions{})
+	if r := second[0]; r.Outcome != flows.BulkInvited || r.InvitationID != first[0].InvitationID {
+		t.Errorf("second run = %+v, want invited (not existing) on the same record", r)
+	}
+	var links int
+	for _, n := range e.note.Notices() {
+		if n.Kind == flows.NoticeDone && n.Invitation.RedeemURL != "" {
+			links++
+		}
+	}
+	if links != 1 {
+		t.Errorf("%d redeem-link DMs, want 1", links)
+	}
+}
+
+// A guest deleted after its row failed is invited afresh by the re-runs,
+// not stuck on the deleted object: the first re-run finds it gone
+// (not_found), the next invites again.
+func TestRunBulkGuestDeletedMeanwhile(t *testing.T) {
+	e := newEnv(t)
+	var forbid atomic.Bool
+	forbid.Store(true)
+	e.dir.AddGroupMemberFunc = func(ctx context.Context, gid, uid string) error {
+		if forbid.Load() {
+			return &flows.DirectoryError{Op: "add group member", Status: http.StatusForbidden, Code: "Authorization_RequestDenied"}
+		}
+		if !slices.ContainsFunc(e.dir.Users(), func(u flows.DirectoryUser) bool { return u.ID == uid }) {
+			return &flows.DirectoryError{Op: "add group member", Status: http.StatusNotFound, Code: "Request_ResourceNotFound"}
+		}
+		return e.dir.DefaultAddGroupMember(ctx, gid, uid)
+	}
+	csv := "email,send microsoft email,groups\nbob@fabrikam.com,true,Portal\n"
+	first := e.bulkRun(t, csv, flows.BulkOptions{})
+	if first[0].Failure == nil || first[0].Failure.Code != flows.FailForbidden {
+		t.Fatalf("first run = %+v", first[0])
+	}
+	forbid.Store(false)
+	if err := e.dir.DeleteUser(t.Context(), first[0].ObjectID); err != nil {
+		t.Fatal(err)
+	}
+	second := e.bulkRun(t, csv, flows.BulkOptions{})
+	if second[0].Failure == nil || second[0].Failure.Code != flows.FailNotFound {
+		t.Fatalf("second run = %+v, want not_found", second[0])
+	}
+	third := e.bulkRun(t, csv, flows.BulkOptions{})
+	if r := third[0]; r.Outcome != flows.BulkInvited || r.ObjectID == first[0].ObjectID || r.ObjectID == "" {
+		t.Errorf("third run = %+v, want invited as a new user", r)
+	}
+	if m := e.dir.GroupMembers("g1"); !slices.Equal(m, []string{third[0].ObjectID}) {
+		t.Errorf("g1 members = %v", m)
+	}
+}
+
+// A row's failed record is not revived when a newer invitation for the
+// address exists: the row is sent anew, and meets that invitation.
+func TestRunBulkNoRevivalBehindANewerInvitation(t *testing.T) {
+	e := newEnv(t)
+	var forbid atomic.Bool
+	forbid.Store(true)
+	e.dir.AddGroupMemberFunc = func(ctx context.Context, gid, uid string) error {
+		if forbid.Load() {
+			return &flows.DirectoryError{Op: "add group member", Status: http.StatusForbidden, Code: "Authorization_RequestDenied"}
+		}
+		return e.dir.DefaultAddGroupMember(ctx, gid, uid)
+	}
+	csv := "email,send microsoft email,groups\nbob@fabrikam.com,true,Portal\n"
+	first := e.bulkRun(t, csv, flows.BulkOptions{})
+	forbid.Store(false)
+	// Meanwhile someone invites bob from the dialog; the existing account
+	// waits for their pick.
+	if _, err := e.svc.Submit(t.Context(), "V1", flows.Inviter{TeamID: "T1", UserID: "UOTHER"}, flows.Request{Email: "bob@fabrikam.com"}); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	second := e.bulkRun(t, csv, flows.BulkOptions{})
+	if r := second[0]; r.Outcome != flows.BulkRejected || !strings.Contains(r.Reason, "already in progress") {
+		t.Errorf("second run = %+v, want rejected: already in progress", r)
+	}
+	if inv, _ := e.store.Invitation(t.Context(), first[0].InvitationID); inv.State != flows.StateFailed {
+		t.Errorf("the old record is %s, want still failed", inv.State)
+	}
+}
+
+func TestParseBulkQuotesAndTemplateSeparators(t *testing.T) {
+	// An extra quote on the last row is that row's problem only.
+	f := parse(t, "email,display name\nbob@fabrikam.com,Bob\nann@fabrikam.com,\"Ann\"x\n")
+	if len(f.Rows) != 1 || len(f.Malformed) != 1 || f.Malformed[0].Line != 3 {
+		t.Errorf("rows %+v, malformed %+v", f.Rows, f.Malformed)
+	}
+	// Microsoft's template saved with ";": the separator is read from the
+	// header, not the version line.
+	f = parse(t, "version:v1.0;;\nEmail address to invite [inviteeEmail] Required;Redirection url [inviteRedirectURL] Required\nbob@fabrikam.com;https://myapps.microsoft.com\n")
+	if len(f.Rows) != 1 || f.Rows[0].Request.RedirectURL != "https://myapps.microsoft.com" {
+		t.Errorf("rows %+v, malformed %+v", f.Rows, f.Malformed)
+	}
+	// Excel's "sep=" line with a tab.
+	f = parse(t, "sep=\t\nemail\tdisplay name\nbob@fabrikam.com\tBob\n")
+	if len(f.Rows) != 1 || f.Rows[0].Request.DisplayName != "Bob" {
+		t.Errorf("rows %+v, malformed %+v", f.Rows, f.Malformed)
 	}
 }

@@ -92,10 +92,27 @@ func TestCrashBulkResume(t *testing.T) {
 	for _, u := range r.tenant.Users() {
 		guests[u.Mail]++
 	}
+	emails, posts := map[string]int{}, map[string]int{} // Microsoft's emails, and POST /invitations, per address
+	for _, inv := range r.tenant.Invitations() {
+		addr, _ := inv.Body["invitedUserEmailAddress"].(string)
+		posts[addr]++
+		if inv.Body["sendInvitationMessage"] == true {
+			emails[addr]++
+		}
+	}
 	for i := range rows {
 		email := fmt.Sprintf("row%02d@fabrikam.com", i)
-		if guests[email] != 1 || recs[email] == nil {
-			t.Errorf("%s: %d guests, record %v", email, guests[email], recs[email] != nil)
+		if guests[email] != 1 || recs[email] == nil || posts[email] == 0 {
+			t.Errorf("%s: %d guests, %d invitations, record %v", email, guests[email], posts[email], recs[email] != nil)
+		}
+		// A lost answer may be followed by a second POST, but never by a
+		// second email from Microsoft.
+		want := 0
+		if i%2 == 0 {
+			want = 1
+		}
+		if emails[email] != want {
+			t.Errorf("%s: Microsoft sent %d invitation emails, want %d", email, emails[email], want)
 		}
 	}
 }
