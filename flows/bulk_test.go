@@ -554,12 +554,10 @@ func TestRunBulkAnswerLostKeepsTheLink(t *testing.T) {
 	}
 }
 
-// A guest deleted after its row failed is invited afresh by the re-runs,
-// not stuck on the deleted object: the first re-run finds it gone
-// (not_found), the next invites again.
-func TestRunBulkGuestDeletedMeanwhile(t *testing.T) {
-	e := newEnv(t)
-	var forbid atomic.Bool
+// forbidGroupAdds makes group adds fail with 403 until the returned flag
+// is cleared; then an add for a user not in the directory is 404.
+func (e *env) forbidGroupAdds() *atomic.Bool {
+	forbid := new(atomic.Bool)
 	forbid.Store(true)
 	e.dir.AddGroupMemberFunc = func(ctx context.Context, gid, uid string) error {
 		if forbid.Load() {
@@ -570,6 +568,15 @@ func TestRunBulkGuestDeletedMeanwhile(t *testing.T) {
 		}
 		return e.dir.DefaultAddGroupMember(ctx, gid, uid)
 	}
+	return forbid
+}
+
+// A guest deleted after its row failed is invited afresh by the re-runs,
+// not stuck on the deleted object: the first re-run finds it gone
+// (not_found), the next invites again.
+func TestRunBulkGuestDeletedMeanwhile(t *testing.T) {
+	e := newEnv(t)
+	forbid := e.forbidGroupAdds()
 	csv := "email,send microsoft email,groups\nbob@fabrikam.com,true,Portal\n"
 	first := e.bulkRun(t, csv, flows.BulkOptions{})
 	if first[0].Failure == nil || first[0].Failure.Code != flows.FailForbidden {
@@ -596,14 +603,7 @@ func TestRunBulkGuestDeletedMeanwhile(t *testing.T) {
 // address exists: the row is sent anew, and meets that invitation.
 func TestRunBulkNoRevivalBehindANewerInvitation(t *testing.T) {
 	e := newEnv(t)
-	var forbid atomic.Bool
-	forbid.Store(true)
-	e.dir.AddGroupMemberFunc = func(ctx context.Context, gid, uid string) error {
-		if forbid.Load() {
-			return &flows.DirectoryError{Op: "add group member", Status: http.StatusForbidden, Code: "Authorization_RequestDenied"}
-		}
-		return e.dir.DefaultAddGroupMember(ctx, gid, uid)
-	}
+	forbid := e.forbidGroupAdds()
 	csv := "email,send microsoft email,groups\nbob@fabrikam.com,true,Portal\n"
 	first := e.bulkRun(t, csv, flows.BulkOptions{})
 	forbid.Store(false)
