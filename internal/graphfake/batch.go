@@ -68,6 +68,9 @@ func (t *Tenant) batch(w http.ResponseWriter, r *http.Request) int {
 		}
 		return out
 	}
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.items = len(reqs) // logged even if the connection is dropped
+	}
 	if t.applyChaos(w, r, RouteBatch, false, func(http.ResponseWriter) { run() }) {
 		return len(reqs)
 	}

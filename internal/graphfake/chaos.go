@@ -242,7 +242,8 @@ func (t *Tenant) hasChaos() bool {
 // dropConnection closes the client's connection without an answer.
 func dropConnection(w http.ResponseWriter) {
 	if s, ok := w.(*statusRecorder); ok {
-		s.status = 0 // logged as no answer
+		s.status = 0 // logged as no answer, before the client sees the drop
+		s.log()
 	}
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil { // not hijackable (HTTP/2): abort the handler instead

@@ -377,6 +377,10 @@ func notFound(w http.ResponseWriter, r *http.Request, id string) {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	items  int // a JSON batch's sub-requests
+	// log records the request in the tenant's log, once. A dropped
+	// connection records it before the client can see the drop.
+	log func()
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
@@ -393,13 +397,16 @@ func (t *Tenant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Header().Set("request-id", newGUID())
 	auth := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	ok := auth != "" && auth != r.Header.Get("Authorization") && (t.cfg.ValidToken == nil || t.cfg.ValidToken(auth))
-	items := 0
-	defer func() {
-		t.mu.Lock()
-		t.requests = append(t.requests, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Status: rec.status,
-			Authorization: ok, Items: items})
-		t.mu.Unlock()
-	}()
+	var once sync.Once
+	rec.log = func() {
+		once.Do(func() {
+			t.mu.Lock()
+			t.requests = append(t.requests, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Status: rec.status,
+				Authorization: ok, Items: rec.items})
+			t.mu.Unlock()
+		})
+	}
+	defer rec.log()
 	if !ok {
 		graphError(rec, r, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token is empty or invalid.")
 		return
@@ -417,7 +424,7 @@ func (t *Tenant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "":
 		graphError(rec, r, http.StatusNotFound, "BadRequest", "Resource not found for the segment '"+r.URL.Path+"'.")
 	case RouteBatch:
-		items = t.batch(rec, r)
+		rec.items = t.batch(rec, r)
 	default:
 		t.serve(rec, r, route, args, true)
 	}
