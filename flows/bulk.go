@@ -439,7 +439,7 @@ func (s *Service) RunBulk(ctx context.Context, who Inviter, f *BulkFile, opt Bul
 			s.log.WarnContext(ctx, "bulk: verified domains not loaded", "err", err)
 		}
 	}
-	prior, err := s.bulkPrior(ctx)
+	h, err := s.bulkHistory(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -469,7 +469,7 @@ func (s *Service) RunBulk(ctx context.Context, who Inviter, f *BulkFile, opt Bul
 					report(BulkResult{Line: row.Line, Email: row.Request.Email, Outcome: BulkInterrupted, Reason: "stopped before this row; run the file again"})
 					continue
 				}
-				report(s.bulkRow(ctx, who, f.Name, row, prior[bulkKey(who, row)]))
+				report(s.bulkRow(ctx, who, f.Name, row, h))
 			}
 		})
 	}
@@ -491,13 +491,14 @@ func bulkKey(who Inviter, row BulkRow) string { return row.Key + ":" + who.UserI
 // failed, or from the invitation again when the guest went missing
 // (deleted meanwhile, or never visible: a re-POST invites afresh or
 // returns the user). A row that failed before (a lookup, a policy
-// refusal) is not revived: it is sent anew. Nor is a record that is no
-// longer its address's latest: a newer invitation decides. It reports
+// refusal) is not revived: it is sent anew. Nor is a record that was not
+// its address's latest when the run read the store: a newer invitation
+// decides. It reports
 // whether it revived prev; ErrWrongState means prev is not failed any
 // more (another run took it up).
-func (s *Service) retryAfterInvite(ctx context.Context, prev *Invitation) (bool, error) {
+func (s *Service) retryAfterInvite(ctx context.Context, prev *Invitation, h bulkHistory) (bool, error) {
 	f := prev.Failure
-	if f == nil || prev.Picked {
+	if f == nil || prev.Picked || h.latest[NormalizeEmail(prev.Request.Email)] != prev.ID {
 		return false, nil
 	}
 	to := f.Step
@@ -510,14 +511,7 @@ func (s *Service) retryAfterInvite(ctx context.Context, prev *Invitation) (bool,
 	default:
 		return false, nil
 	}
-	email := NormalizeEmail(prev.Request.Email)
-	newer, err := s.store.Invitations(ctx, func(inv *Invitation) bool {
-		return inv.ID != prev.ID && NormalizeEmail(inv.Request.Email) == email && !inv.CreatedAt.Before(prev.CreatedAt)
-	})
-	if err != nil || len(newer) > 0 {
-		return false, err
-	}
-	_, err = s.store.UpdateInvitation(ctx, prev.ID, func(cur *Invitation) error {
+	_, err := s.store.UpdateInvitation(ctx, prev.ID, func(cur *Invitation) error {
 		if cur.State != StateFailed {
 			return ErrWrongState
 		}
@@ -531,18 +525,26 @@ func (s *Service) retryAfterInvite(ctx context.Context, prev *Invitation) (bool,
 	return err == nil, err
 }
 
-// bulkPrior returns the latest invitation of every bulk row key.
-func (s *Service) bulkPrior(ctx context.Context) (map[string]*Invitation, error) {
-	invs, err := s.store.Invitations(ctx, func(inv *Invitation) bool { return strings.HasPrefix(inv.ViewID, bulkViewPrefix) })
+// bulkHistory is what a bulk run reads of the store once, at its start.
+type bulkHistory struct {
+	prior  map[string]*Invitation // bulk row key → its latest invitation
+	latest map[string]string      // normalised address → its latest invitation's ID
+}
+
+func (s *Service) bulkHistory(ctx context.Context) (bulkHistory, error) {
+	invs, err := s.store.Invitations(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("bulk: read earlier runs: %w", err)
+		return bulkHistory{}, fmt.Errorf("bulk: read earlier runs: %w", err)
 	}
-	prior := map[string]*Invitation{}
-	for _, inv := range invs { // oldest first: the latest attempt wins
-		key, _ := bulkViewKey(inv.ViewID)
-		prior[key] = inv
+	h := bulkHistory{prior: map[string]*Invitation{}, latest: map[string]string{}}
+	for _, inv := range invs { // oldest first: the latest wins
+		h.latest[NormalizeEmail(inv.Request.Email)] = inv.ID
+		if strings.HasPrefix(inv.ViewID, bulkViewPrefix) {
+			key, _ := bulkViewKey(inv.ViewID)
+			h.prior[key] = inv
+		}
 	}
-	return prior, nil
+	return h, nil
 }
 
 func bulkViewKey(viewID string) (key string, attempt int) {
@@ -558,27 +560,23 @@ func bulkViewKey(viewID string) (key string, attempt int) {
 // bulkRow runs one row: it reports what an earlier run did, resumes it, or
 // submits the row anew (a first attempt, or after a failure, revocation
 // or deletion), and waits for the invitation's run to end.
-func (s *Service) bulkRow(ctx context.Context, who Inviter, file string, row BulkRow, prev *Invitation) BulkResult {
+func (s *Service) bulkRow(ctx context.Context, who Inviter, file string, row BulkRow, h bulkHistory) BulkResult {
 	res := BulkResult{Line: row.Line, Email: row.Request.Email}
 	var inv *Invitation
-	if prev != nil && prev.State == StateFailed {
-		// Another run of the same file may have taken it up meanwhile.
-		if cur, err := s.store.Invitation(ctx, prev.ID); err == nil {
-			prev = cur
-		}
-	}
+	prev := h.prior[bulkKey(who, row)]
+	denied := prev != nil && prev.State == StateFailed && prev.Failure != nil && prev.Failure.Code == FailDenied
 	revived := false
-	if prev != nil && prev.State == StateFailed && (prev.Failure == nil || prev.Failure.Code != FailDenied) {
+	if prev != nil && prev.State == StateFailed && !denied {
 		var err error
-		revived, err = s.retryAfterInvite(ctx, prev)
+		revived, err = s.retryAfterInvite(ctx, prev, h)
 		if errors.Is(err, ErrWrongState) {
 			if cur, err := s.store.Invitation(ctx, prev.ID); err == nil {
-				prev = cur // another run revived it first: follow that
+				prev = cur // another run of the file took it up first: follow that
 			}
 		}
 	}
 	switch {
-	case prev != nil && prev.State == StateFailed && prev.Failure != nil && prev.Failure.Code == FailDenied:
+	case denied:
 		inv, res.Earlier = prev, true // asking the approvers again takes a changed row
 	case prev != nil && prev.State != StateFailed && prev.State != StateRevoked && prev.State != StateRemoved:
 		res.Earlier = prev.State.Terminal() || prev.State.Waiting()

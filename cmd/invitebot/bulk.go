@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -88,14 +87,15 @@ func runBulk(ctx context.Context, args []string, getenv func(string) string, d d
 	if sameFile(path, resultsPath) {
 		return fmt.Errorf("bulk: -o %s is the input file; choose another results file", resultsPath)
 	}
-	// Where the results go is checked before anything is sent: a run
-	// whose results cannot be written would leave no record of its rows.
-	probe, err := os.CreateTemp(filepath.Dir(resultsPath), ".invitebot-*.tmp")
+	// The results file is opened (as a temporary file beside it, renamed
+	// at the end) before anything is sent: a run whose results cannot be
+	// written would leave no record of its rows.
+	tmp, err := os.CreateTemp(filepath.Dir(resultsPath), ".invitebot-*.tmp")
 	if err != nil {
 		return fmt.Errorf("bulk: cannot write the results next to %s: %w", resultsPath, err)
 	}
-	probe.Close()
-	os.Remove(probe.Name())
+	defer os.Remove(tmp.Name()) // after the rename, a no-op
+	defer tmp.Close()
 
 	// The file is checked before anything is opened or sent.
 	lim := flows.BulkLimits{MaxBytes: cfg.BulkMaxBytes, MaxRows: cfg.BulkMaxRows}
@@ -154,11 +154,7 @@ func runBulk(ctx context.Context, args []string, getenv func(string) string, d d
 	if err != nil {
 		return fmt.Errorf("bulk: %w", err)
 	}
-	var buf bytes.Buffer
-	if err := flows.WriteBulkResults(&buf, results, bot.FailureReason); err != nil {
-		return err
-	}
-	if err := writeFileAtomic(resultsPath, buf.Bytes()); err != nil {
+	if err := writeResults(tmp, resultsPath, results); err != nil {
 		return fmt.Errorf("bulk: results: %w", err)
 	}
 	sum := flows.Summarize(results)
@@ -202,20 +198,13 @@ func (a *app) inviter(ctx context.Context, as string) (flows.Inviter, error) {
 	return who, nil
 }
 
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory, so a crash never leaves half a results file.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".invitebot-*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
+// writeResults writes the results to tmp (mode 0600), then renames it to
+// path, so a crash never leaves half a results file.
+func writeResults(tmp *os.File, path string, results []flows.BulkResult) error {
 	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
+		return err
+	}
+	if err := flows.WriteBulkResults(tmp, results, bot.FailureReason); err != nil {
 		return err
 	}
 	if err := tmp.Close(); err != nil {
