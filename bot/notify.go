@@ -105,7 +105,7 @@ func (b *Bot) resultMessage(ctx context.Context, inv *flows.Invitation) ([]slack
 	p := b.svc.Policy()
 	blocks := []slack.Block{section(":white_check_mark: " + doneSummary(inv, p))}
 	var details []*slack.TextBlockObject
-	details = append(details, mrkdwn("*Email*\n"+Escape(r.Email)), mrkdwn("*User type*\n"+Escape(string(r.UserType))))
+	details = append(details, mrkdwn("*Email*\n"+Escape(r.Email)), mrkdwn("*User type*\n"+Escape(string(userType(inv)))))
 	if !r.Attributes.IsZero() {
 		details = append(details, mrkdwn("*Attributes*\nset"))
 	}

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -267,7 +268,7 @@ func doneSummary(inv *flows.Invitation, p flows.Policy) string {
 	if inv.Picked {
 		fmt.Fprintf(&b, "*%s* already had an account; access granted", name)
 	} else {
-		fmt.Fprintf(&b, "*%s* is invited as a %s", name, Escape(strings.ToLower(string(r.UserType))))
+		fmt.Fprintf(&b, "*%s* is invited as a %s", name, Escape(strings.ToLower(string(userType(inv)))))
 	}
 	if len(inv.GroupsAdded) > 0 {
 		names := make([]string, len(inv.GroupsAdded))
@@ -278,6 +279,12 @@ func doneSummary(inv *flows.Invitation, p flows.Policy) string {
 	}
 	fmt.Fprintf(&b, ". Object ID `%s`.", Escape(inv.ObjectID))
 	return b.String()
+}
+
+// userType is the invited account's type: as Graph answered the
+// invitation, else as asked.
+func userType(inv *flows.Invitation) flows.UserType {
+	return cmp.Or(inv.UserType, inv.Request.UserType)
 }
 
 // FailureText explains a failure to the inviter, in mrkdwn.

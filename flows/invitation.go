@@ -203,6 +203,10 @@ type Invitation struct {
 
 	ObjectID      string `json:"objectId,omitempty"`
 	InviteAttempt int    `json:"inviteAttempt,omitempty"` // POST /invitations attempts, counted before each
+	// UserType is the account's type as Graph answered the invitation
+	// (invitedUserType); "" before it, and for records written before it
+	// was kept: Request.UserType is what was asked.
+	UserType UserType `json:"userType,omitempty"`
 	// RedeemURL is the invitation redemption link. It is a bearer credential:
 	// it is kept only in the store, shown only to the inviter (or DMed to the
 	// invitee) and never logged (see LogValue).

@@ -25,6 +25,9 @@ type Invited struct {
 	UserID       string // invitedUser.id: the guest's Entra object ID
 	RedeemURL    string // inviteRedeemUrl: a bearer credential, never log it
 	Status       string
+	// UserType is invitedUserType: the account's type, Guest or Member (a
+	// converted internal account keeps its own).
+	UserType UserType
 }
 
 // Directory is the tenant's directory (Microsoft Graph). Errors are

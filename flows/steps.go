@@ -238,6 +238,7 @@ func (s *Service) invite(ctx context.Context, inv *Invitation) error {
 			return s.advance(ctx, inv, StateInvited, "invited", "invitation "+res.InvitationID,
 				func(cur *Invitation) {
 					cur.ObjectID, cur.RedeemURL, cur.InvitedAt = res.UserID, res.RedeemURL, s.now()
+					cur.UserType = res.UserType
 					cur.Tracking.External = ExternalPending
 				})
 		}

@@ -73,6 +73,8 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		return nil, fmt.Errorf("INVITEBOT_CONFIG: templates.invitation: %w", err)
 	}
 	m := metrics.New()
+	bi := readBuildInfo()
+	m.BuildInfo(bi.Version, bi.Revision, bi.GoVersion)
 	dir, err := graph.New(graph.Config{
 		TenantID: cfg.TenantID, ClientID: cfg.ClientID,
 		ClientSecret:    cfg.ClientSecret.Reveal(),
@@ -150,7 +152,9 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	if a.cfg.SocketMode() {
 		mode = "socket"
 	}
-	a.log.Info("invitebot serving", "addr", ln.Addr().String(), "mode", mode, "db", a.cfg.DBPath)
+	bi := readBuildInfo()
+	a.log.Info("invitebot serving", "addr", ln.Addr().String(), "mode", mode, "db", a.cfg.DBPath,
+		"version", bi.Version, "revision", bi.Revision, "modified", bi.Modified, "go", bi.GoVersion)
 	srv := &http.Server{Handler: a.mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()

@@ -50,12 +50,8 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 		fset.Usage()
 		return errors.New("audit: expected `export`")
 	}
-	if err := fset.Parse(args[1:]); err != nil {
+	if err := parseNoArgs(fset, args[1:]); err != nil {
 		return err
-	}
-	if fset.NArg() > 0 {
-		fset.Usage()
-		return fmt.Errorf("audit export takes no arguments, got %q", fset.Args())
 	}
 	if *since <= 0 {
 		return fmt.Errorf("audit export: -since must be positive, got %s", *since)

@@ -58,7 +58,7 @@ func bulkCmd(ctx context.Context, args []string, getenv func(string) string, std
 func runBulk(ctx context.Context, args []string, getenv func(string) string, d deps, stdout, stderr io.Writer) error {
 	fset := flag.NewFlagSet("bulk", flag.ContinueOnError)
 	fset.SetOutput(stderr)
-	as := fset.String("as", "", "invite as this Slack user: an ID (U…) or their Slack `email`")
+	as := fset.String("as", "", "invite as this Slack `user`: their user ID (U…) or their Slack email address")
 	out := fset.String("o", "", "write the results to `FILE` (default: the input's name with .results.csv)")
 	conc := fset.Int("concurrency", 0, "rows in flight at once (default INVITEBOT_BULK_CONCURRENCY, 16)")
 	fset.Usage = func() {
@@ -78,7 +78,7 @@ func runBulk(ctx context.Context, args []string, getenv func(string) string, d d
 	if *conc < 0 || *conc > 150 {
 		return fmt.Errorf("bulk: -concurrency must be from 1 to 150, got %d", *conc)
 	}
-	cfg, err := config.Load(getenv)
+	cfg, err := config.LoadOutbound(getenv) // it receives nothing from Slack
 	if err != nil {
 		return err
 	}

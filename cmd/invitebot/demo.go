@@ -33,7 +33,7 @@ Mode WebSocket) and prints what the inviter would see.
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	dir, err := os.MkdirTemp("", "invitebot-demo-")

@@ -8,7 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -63,7 +65,7 @@ the policy file's groups, and the bbolt file. Exits non-zero if any check
 fails. It changes nothing.
 `)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	return runDoctor(ctx, getenv, deps{}, stdout)
@@ -165,26 +167,38 @@ func runDoctor(ctx context.Context, getenv func(string) string, d deps, stdout i
 		}
 	}
 
-	// The store.
-	db, err := store.Open(cfg.DBPath, store.Options{LockTimeout: time.Second})
+	doc.checkStore(cfg.DBPath)
+	if doc.failed > 0 {
+		return fmt.Errorf("doctor: %d check(s) failed", doc.failed)
+	}
+	return nil
+}
+
+// checkStore opens the bbolt file read-only and checks it: doctor changes
+// nothing, so a missing file (a wrong path, an unmounted volume) is
+// reported, not created.
+func (doc *doctor) checkStore(path string) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	db, err := store.Open(path, store.Options{LockTimeout: time.Second, ReadOnly: true})
 	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		doc.warn("store", "no store at %s: a new one will be created on first start", abs)
 	case errors.Is(err, store.ErrLocked):
-		doc.fail("store", "%s: held by another process (a running invitebot?); doctor checked everything else", cfg.DBPath)
+		doc.fail("store", "%s: held by another process (a running invitebot?); doctor checked everything else", abs)
 	case err != nil:
 		doc.fail("store", "%v", err)
 	default:
 		cerr := db.Check()
 		_ = db.Close()
 		if cerr != nil {
-			doc.fail("store", "%s is damaged: %v", cfg.DBPath, cerr)
+			doc.fail("store", "%s is damaged: %v", abs, cerr)
 		} else {
-			doc.ok("store", "%s opens and checks clean", cfg.DBPath)
+			doc.ok("store", "%s opens and checks clean", abs)
 		}
 	}
-	if doc.failed > 0 {
-		return fmt.Errorf("doctor: %d check(s) failed", doc.failed)
-	}
-	return nil
 }
 
 // tokenRoles reads the "roles" claim of a JWT access token (no signature

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,7 +53,8 @@ func TestDoctor(t *testing.T) {
 		t.Fatalf("doctor on a healthy set-up: %v\n%s", err, out)
 	}
 	for _, want := range []string{"ok    environment", "ok    slack token", "ok    slack scopes", "ok    entra credential",
-		"ok    graph permissions", "ok    verified domains     contoso.com", "ok    policy group", "ok    store"} {
+		"ok    graph permissions", "ok    verified domains     contoso.com", "ok    policy group",
+		"warn  store                no store at " + env["INVITEBOT_DB"] + ": a new one will be created on first start"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -78,12 +81,19 @@ func TestDoctor(t *testing.T) {
 		c[k] = v
 		return c
 	}
+	// Doctor changes nothing: the missing store is not created.
+	if _, err := os.Stat(env["INVITEBOT_DB"]); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("doctor created the store: %v", err)
+	}
 	held, err := store.Open(env["INVITEBOT_DB"], store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fails("store held", env, h.sts, "store", "held by another process")
 	held.Close()
+	if out, err := h.doctor(t, env, h.sts); err != nil || !strings.Contains(out, "ok    store                "+env["INVITEBOT_DB"]+" opens and checks clean") {
+		t.Errorf("doctor on an existing store: %v\n%s", err, out)
+	}
 	fails("wrong secret", clone(env, "AZURE_CLIENT_SECRET", "wrong"), h.sts, "entra credential", "AADSTS7000215")
 	fails("missing group", doctorEnv(t, h, "99999999-2222-3333-4444-555555555555"), h.sts, "policy group", "99999999-2222-3333-4444-555555555555")
 	fails("missing env", map[string]string{}, h.sts, "environment", "SLACK_BOT_TOKEN")

@@ -1152,8 +1152,13 @@ func TestE2EConvertInternalUser(t *testing.T) {
 	if len(redeemLinks(dm)) != 1 || !strings.Contains(dm, "Converted from an internal account") {
 		t.Errorf("admin DM:\n%s", dm)
 	}
+	// The account keeps its type, and the DM says which (Graph answers
+	// invitedUserType: Member).
+	if !strings.Contains(dm, "is invited as a member.") || !strings.Contains(dm, "*User type*\nMember") {
+		t.Errorf("admin DM does not render the converted account's type:\n%s", dm)
+	}
 	rec := h.invitation(t)
-	if rec.State != flows.StateNotified || rec.ObjectID != dana.ID || rec.Request.ConvertFrom != "dana@contoso.com" || !rec.Pending() {
+	if rec.State != flows.StateNotified || rec.ObjectID != dana.ID || rec.Request.ConvertFrom != "dana@contoso.com" || !rec.Pending() || rec.UserType != flows.UserTypeMember {
 		t.Errorf("record = %s %s %+v", rec.State, rec.ObjectID, rec.Request)
 	}
 	if u, _ := h.tenant.User(dana.ID); u.ExternalUserState != flows.ExternalPending || u.UserPrincipalName != "dana@contoso.com" {

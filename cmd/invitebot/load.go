@@ -175,7 +175,7 @@ rows per second, the progress updates and the 429s.
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	if *n < 1 || *rounds < 1 || *track < 0 || *bulk < 0 {

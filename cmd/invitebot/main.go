@@ -7,6 +7,7 @@
 //	invitebot policy   check a policy file, or print an example
 //	invitebot audit    export the audit log as CSV
 //	invitebot bulk     invite the rows of a CSV file
+//	invitebot version  the build's version and VCS revision
 //	invitebot help     usage and the environment variables
 package main
 
@@ -24,12 +25,33 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "invitebot:", err)
-		}
-		os.Exit(1)
+	code := exitCode(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr), os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// exitCode prints run's error and returns the process's exit status: 0 on
+// success and for help asked with -h or --help, 1 otherwise.
+func exitCode(err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
 	}
+	fmt.Fprintln(stderr, "invitebot:", err)
+	return 1
+}
+
+// parseNoArgs parses a command's flags and refuses any argument beside
+// them, showing the command's usage.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("%s takes no arguments, got %q", fs.Name(), fs.Args())
+	}
+	return nil
 }
 
 const usage = `invitebot invites external collaborators into Microsoft Entra ID as B2B
@@ -45,6 +67,7 @@ Usage:
   invitebot doctor   check the configuration against Slack and Entra, a line each
   invitebot audit    export the audit log as CSV (audit export [-since 720h] [-o FILE])
   invitebot bulk     invite the rows of a CSV file (bulk -as U0123ABCD guests.csv)
+  invitebot version  the version and VCS revision of this build
   invitebot help     this text
 
 Run "invitebot COMMAND -h" for a command's help.
@@ -71,6 +94,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return auditCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "bulk":
 		return bulkCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "version":
+		return versionCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

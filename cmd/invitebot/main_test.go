@@ -30,6 +30,35 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+// Ensure -h and --help show every command's usage and exit 0, and that
+// the commands without arguments refuse one.
+func TestCommandHelpAndArguments(t *testing.T) {
+	for _, cmd := range [][]string{{"serve"}, {"demo"}, {"load"}, {"policy"}, {"doctor"}, {"audit"}, {"audit", "export"}, {"bulk"}, {"version"}} {
+		for _, h := range []string{"-h", "--help"} {
+			var out, errb bytes.Buffer
+			err := run(t.Context(), append(cmd, h), func(string) string { return "" }, &out, &errb)
+			if code := exitCode(err, &errb); code != 0 || !strings.Contains(errb.String()+out.String(), "Usage") {
+				t.Errorf("%v %s: exit %d (%v), output:\n%s%s", cmd, h, code, err, out.String(), errb.String())
+			}
+		}
+	}
+	for _, cmd := range []string{"serve", "demo", "load", "doctor", "version"} {
+		var out, errb bytes.Buffer
+		err := run(t.Context(), []string{cmd, "extra"}, func(string) string { return "" }, &out, &errb)
+		if err == nil || !strings.Contains(err.Error(), cmd+" takes no arguments") {
+			t.Errorf("%s extra: %v", cmd, err)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := exitCode(errors.New("boom"), &errb); code != 1 || errb.String() != "invitebot: boom\n" {
+		t.Errorf("exitCode(boom) = %d, printed %q", code, errb.String())
+	}
+	_ = run(t.Context(), []string{"bulk", "-h"}, nil, &out, &errb)
+	if !strings.Contains(errb.String(), "-as user") || !strings.Contains(errb.String(), "user ID (U…) or their Slack email") {
+		t.Errorf("bulk -h:\n%s", errb.String())
+	}
+}
+
 func TestUnknownCommand(t *testing.T) {
 	var out, errb bytes.Buffer
 	if err := run(t.Context(), []string{"frobnicate"}, nil, &out, &errb); err == nil || !strings.Contains(err.Error(), "frobnicate") {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -43,6 +44,8 @@ func testMetricsAndRequestIDs(t *testing.T, h *harness) {
 		`invitebot_wait_seconds_count{reason="slack_retry"} 1`,
 		`invitebot_slack_errors_total{error="internal_error",method="chat.postMessage"} 1`,
 		`invitebot_pending_invitations 1`,
+		// A test binary has no module version or VCS revision.
+		`invitebot_build_info{goversion="`+runtime.Version()+`",revision="",version="(devel)"} 1`,
 	)
 	for _, s := range []string{"fabrikam", inv.ObjectID, emuPortal, "xoxb", emuSecret, "redeem"} {
 		if strings.Contains(text, s) {

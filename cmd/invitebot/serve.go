@@ -30,12 +30,8 @@ Environment:
 			fmt.Fprintf(stderr, "  %-34s %s\n", e[0], e[1])
 		}
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
 	}
 	cfg, err := config.Load(getenv)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,14 +99,14 @@ func (pol *Policy) Flows(redirect string) flows.Policy {
 		Approvers: pol.Approvals.Approvers, ApprovalChannel: pol.Approvals.Channel, ApprovalTTL: pol.ApprovalTTL(),
 		Domains:      flows.DomainPolicy{Default: flows.DomainAction(pol.Domains.Default)},
 		ExpiryAction: flows.ExpiryAction(pol.Expiry.Action)}
-	p.Expiry, _ = ParseDays(pol.Expiry.Default)
-	p.ExpiryWarning, _ = ParseDays(pol.Expiry.RemindBefore)
+	p.Expiry, _ = ParseDuration(pol.Expiry.Default)
+	p.ExpiryWarning, _ = ParseDuration(pol.Expiry.RemindBefore)
 	switch v := pol.Reminders.PendingAfter; v {
 	case "":
 	case "0":
 		p.RemindAfter = -1
 	default:
-		p.RemindAfter, _ = ParseDays(v)
+		p.RemindAfter, _ = ParseDuration(v)
 	}
 	for _, g := range pol.Groups {
 		p.Groups = append(p.Groups, flows.Group{Name: g.Name, ID: strings.ToLower(g.ID), Approvers: g.Approvers})
@@ -141,6 +142,7 @@ var Env = [][2]string{
 	{"INVITEBOT_BULK_MAX_ROWS", "most rows in a bulk CSV file (default 2000)"},
 	{"INVITEBOT_BULK_CONCURRENCY", "bulk rows in flight at once (default 16); POST /invitations stays under Graph's 150 per 5 s"},
 	{"LOG_LEVEL", "debug, info, warn or error (default info)"},
+	{"VAR_FILE", "a file holding the value of VAR, for each secret: " + strings.Join(SecretVars, ", ") + " (Docker and Kubernetes secrets; not both VAR and VAR_FILE)"},
 	{"LOG_FORMAT", "json or text (default json; text on a terminal)"},
 }
 
@@ -149,7 +151,14 @@ var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[
 // Load reads the configuration through getenv (os.Getenv in main) and
 // validates it. The error lists every problem, one per line, each naming
 // its variable.
-func Load(getenv func(string) string) (*Config, error) {
+func Load(getenv func(string) string) (*Config, error) { return load(getenv, true) }
+
+// LoadOutbound is Load for commands that call Slack but receive nothing
+// from it (invitebot bulk): SLACK_SIGNING_SECRET is not required.
+func LoadOutbound(getenv func(string) string) (*Config, error) { return load(getenv, false) }
+
+func load(getenv func(string) string, inbound bool) (*Config, error) {
+	getenv, errs := withSecretFiles(getenv)
 	get := func(k, def string) string {
 		if v := strings.TrimSpace(getenv(k)); v != "" {
 			return v
@@ -175,7 +184,6 @@ func Load(getenv func(string) string) (*Config, error) {
 		RedirectURL:         get("INVITEBOT_REDIRECT_URL", DefaultRedirectURL),
 		LogFormat:           get("LOG_FORMAT", ""),
 	}
-	var errs []error
 	bad := func(k, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{k}, a...)...))
 	}
@@ -189,20 +197,21 @@ func Load(getenv func(string) string) (*Config, error) {
 	if tok := c.SlackAppToken.Reveal(); tok != "" && !strings.HasPrefix(tok, "xapp-") {
 		bad("SLACK_APP_TOKEN", "must start with xapp- (an app-level token with connections:write)")
 	}
-	if !c.SocketMode() && c.SlackSigningSecret == "" {
+	if inbound && !c.SocketMode() && c.SlackSigningSecret == "" {
 		bad("SLACK_SIGNING_SECRET", "required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)")
 	}
 	checkURL(bad, "SLACK_API_URL", c.SlackAPIURL, true)
 	if !strings.HasSuffix(c.SlackAPIURL, "/") {
 		c.SlackAPIURL += "/"
 	}
-	for k, v := range map[string]string{"AZURE_TENANT_ID": c.TenantID, "AZURE_CLIENT_ID": c.ClientID} {
-		switch {
-		case v == "":
-			bad(k, "required")
-		case !guidRE.MatchString(v) && k == "AZURE_CLIENT_ID":
-			bad(k, "must be a GUID (the app registration's Application (client) ID)")
-		}
+	if c.TenantID == "" {
+		bad("AZURE_TENANT_ID", "required")
+	}
+	switch {
+	case c.ClientID == "":
+		bad("AZURE_CLIENT_ID", "required")
+	case !guidRE.MatchString(c.ClientID):
+		bad("AZURE_CLIENT_ID", "must be a GUID (the app registration's Application (client) ID)")
 	}
 	if c.ClientSecret == "" && c.CertificatePath == "" && c.FederatedTokenFile == "" {
 		bad("AZURE_CLIENT_SECRET", "required unless AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE is set")
@@ -222,7 +231,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	c.PollInterval = DefaultPollInterval
 	if v := get("INVITEBOT_POLL_INTERVAL", ""); v != "" {
-		d, err := time.ParseDuration(v)
+		d, err := ParseDuration(v)
 		switch {
 		case err != nil:
 			bad("INVITEBOT_POLL_INTERVAL", "not a duration like 5m: %q", v)
@@ -234,12 +243,12 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	c.RemindAfter = DefaultRemindAfter
 	if v := get("INVITEBOT_REMIND_AFTER", ""); v != "" {
-		d, err := time.ParseDuration(v)
+		d, err := ParseDuration(v)
 		switch {
 		case v == "0":
 			c.RemindAfter = 0
 		case err != nil:
-			bad("INVITEBOT_REMIND_AFTER", "not a duration like 72h (or 0 for no reminders): %q", v)
+			bad("INVITEBOT_REMIND_AFTER", "not a duration like 3d or 72h (or 0 for no reminders): %q", v)
 		case d < time.Minute:
 			bad("INVITEBOT_REMIND_AFTER", "at least 1m, or 0 for no reminders")
 		default:
@@ -264,6 +273,8 @@ func Load(getenv func(string) string) (*Config, error) {
 			c.Policy = p
 		}
 	}
+	// One line per problem, sorted: each starts with its variable.
+	slices.SortStableFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -221,5 +222,137 @@ func TestParsePolicyGovernanceErrors(t *testing.T) {
 				t.Fatalf("ParsePolicy error = %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// Ensure every secret can come from a VAR_FILE, its trailing newline
+// trimmed, and that the errors about it never show the secret.
+func TestLoadSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	e := validEnv()
+	delete(e, "SLACK_BOT_TOKEN")
+	delete(e, "AZURE_CLIENT_SECRET")
+	e["SLACK_BOT_TOKEN_FILE"] = write("bot", "xoxb-from-file\n")
+	e["AZURE_CLIENT_SECRET_FILE"] = write("azure", "client-secret-from-file\r\n")
+	c, err := config.Load(env(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SlackBotToken.Reveal() != "xoxb-from-file" || c.ClientSecret.Reveal() != "client-secret-from-file" {
+		t.Errorf("from files: bot %q, client secret %q", c.SlackBotToken.Reveal(), c.ClientSecret.Reveal())
+	}
+
+	tests := []struct {
+		name string
+		edit func(map[string]string)
+		want string
+	}{
+		{"Both", func(e map[string]string) { e["SLACK_SIGNING_SECRET_FILE"] = write("sig", "other\n") },
+			"SLACK_SIGNING_SECRET and SLACK_SIGNING_SECRET_FILE: both are set"},
+		{"Missing", func(e map[string]string) { e["SLACK_APP_TOKEN_FILE"] = filepath.Join(dir, "nope") },
+			"SLACK_APP_TOKEN_FILE: open " + filepath.Join(dir, "nope")},
+		{"Empty", func(e map[string]string) { e["AZURE_CLIENT_CERTIFICATE_PASSWORD_FILE"] = write("empty", "\n") },
+			"AZURE_CLIENT_CERTIFICATE_PASSWORD_FILE: " + filepath.Join(dir, "empty") + " is empty"},
+		{"BadValue", func(e map[string]string) {
+			delete(e, "SLACK_BOT_TOKEN")
+			e["SLACK_BOT_TOKEN_FILE"] = write("user", "xoxp-secret-user-token\n")
+		}, "SLACK_BOT_TOKEN: must start with xoxb-"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := validEnv()
+			tt.edit(e)
+			_, err := config.Load(env(e))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+			for _, secret := range []string{"other", "xoxp-secret-user-token", "signing-secret-value"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("the error shows a secret: %v", err)
+				}
+			}
+		})
+	}
+	for _, k := range []string{"INVITEBOT_TOKEN_KEY", "INVITEBOT_TOKEN_KEY_PREVIOUS"} {
+		if !slices.Contains(config.SecretVars, k) {
+			t.Errorf("%s cannot be given as a file", k)
+		}
+	}
+}
+
+// Ensure the configuration's errors come out in the same (sorted) order
+// every time.
+func TestLoadErrorsSorted(t *testing.T) {
+	e := map[string]string{"AZURE_CLIENT_ID": "app", "INVITEBOT_POLL_INTERVAL": "often", "LOG_LEVEL": "loud"}
+	_, err := config.Load(env(e))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if !slices.IsSorted(lines) || len(lines) < 5 {
+		t.Errorf("errors not sorted:\n%s", err)
+	}
+	for range 20 {
+		if _, again := config.Load(env(e)); again.Error() != err.Error() {
+			t.Fatalf("errors differ between runs:\n%s\n--\n%s", err, again)
+		}
+	}
+}
+
+// Ensure the environment and the policy file accept the same durations.
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"72h": 72 * time.Hour, "3d": 72 * time.Hour, "1d12h": 36 * time.Hour, "90m": 90 * time.Minute, "0d": 0,
+	} {
+		if got, err := config.ParseDuration(in); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "d", "3days", "-1d", "1d-2h", "often", "3 d"} {
+		if got, err := config.ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) = %v, want an error", in, got)
+		}
+	}
+	e := validEnv()
+	e["INVITEBOT_REMIND_AFTER"] = "3d"
+	e["INVITEBOT_POLL_INTERVAL"] = "1h"
+	c, err := config.Load(env(e))
+	if err != nil || c.RemindAfter != 72*time.Hour || c.PollInterval != time.Hour {
+		t.Errorf("INVITEBOT_REMIND_AFTER=3d: %v, %v", c, err)
+	}
+	p, err := config.ParsePolicy([]byte("reminders:\n  pending_after: 72h\napprovals:\n  expire_after: 2d\n"))
+	if err != nil || p.ApprovalTTL() != 48*time.Hour {
+		t.Errorf("policy durations: %v", err)
+	}
+}
+
+// Ensure an unknown key with a nested value is reported at the key's line.
+func TestParsePolicyWarningLine(t *testing.T) {
+	p, err := config.ParsePolicy([]byte("admins: [U0123ABCD]\ndomain:\n  default: deny\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Warnings) != 1 || !strings.HasPrefix(p.Warnings[0], `line 2: unknown key "domain"`) {
+		t.Errorf("warnings = %q, want line 2", p.Warnings)
+	}
+}
+
+// Ensure a command that receives nothing from Slack (bulk) does not need
+// the signing secret.
+func TestLoadOutbound(t *testing.T) {
+	e := validEnv()
+	delete(e, "SLACK_SIGNING_SECRET")
+	if _, err := config.LoadOutbound(env(e)); err != nil {
+		t.Errorf("LoadOutbound without SLACK_SIGNING_SECRET: %v", err)
+	}
+	if _, err := config.Load(env(e)); err == nil || !strings.Contains(err.Error(), "SLACK_SIGNING_SECRET") {
+		t.Errorf("Load without SLACK_SIGNING_SECRET: %v", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -96,18 +95,6 @@ type Expiry struct {
 	Action string `yaml:"action"`
 }
 
-// ParseDays parses "90d" as 90 days, and anything else as a Go duration.
-func ParseDays(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.Atoi(n)
-		if err != nil || days < 0 {
-			return 0, fmt.Errorf("%q is not a number of days", s)
-		}
-		return time.Duration(days) * 24 * time.Hour, nil
-	}
-	return time.ParseDuration(s)
-}
-
 // Approvals configure who decides and where requests are posted.
 type Approvals struct {
 	// Approvers decide invitations a domain rule sends for approval;
@@ -186,10 +173,16 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	if err := dec.Decode(p); err != nil {
 		return nil, err
 	}
-	for k, v := range p.Unknown {
-		p.Warnings = append(p.Warnings, fmt.Sprintf("line %d: unknown key %q ignored (a typo, or a setting of a newer invitebot?)", v.Line, k))
+	// Unknown keys are warned about at the key's line (not its value's),
+	// in the file's order.
+	if top := root.Content[0]; top.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(top.Content); i += 2 {
+			k := top.Content[i]
+			if _, unknown := p.Unknown[k.Value]; unknown {
+				p.Warnings = append(p.Warnings, fmt.Sprintf("line %d: unknown key %q ignored (a typo, or a setting of a newer invitebot?)", k.Line, k.Value))
+			}
+		}
 	}
-	slices.Sort(p.Warnings)
 	var errs []error
 	bad := func(path []any, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("line %d: %s: %s", lineOf(root.Content[0], path), fieldName(path), fmt.Sprintf(format, a...)))
@@ -306,7 +299,7 @@ func (p *Policy) checkGovernance(bad func(path []any, format string, a ...any), 
 		bad([]any{"approvals", "channel"}, "%q is not a Slack channel ID (like C0123ABCD; not its name)", c)
 	}
 	if v := p.Approvals.ExpireAfter; v != "" {
-		if d, err := time.ParseDuration(v); err != nil || d < time.Hour {
+		if d, err := ParseDuration(v); err != nil || d < time.Hour {
 			bad([]any{"approvals", "expire_after"}, "%q is not a duration of at least 1h (like 72h)", v)
 		}
 	}
@@ -314,12 +307,12 @@ func (p *Policy) checkGovernance(bad func(path []any, format string, a ...any), 
 		if f.v == "" {
 			continue
 		}
-		if d, err := ParseDays(f.v); err != nil || d < 24*time.Hour || d > flows.MaxExpiry {
+		if d, err := ParseDuration(f.v); err != nil || d < 24*time.Hour || d > flows.MaxExpiry {
 			bad([]any{"expiry", f.key}, "%q is not a period between 1d and 5 years (like 90d)", f.v)
 		}
 	}
 	if v := p.Reminders.PendingAfter; v != "" && v != "0" {
-		if d, err := ParseDays(v); err != nil || d < time.Minute {
+		if d, err := ParseDuration(v); err != nil || d < time.Minute {
 			bad([]any{"reminders", "pending_after"}, "%q is not a duration (like 3d or 72h), or 0 for no reminder", v)
 		}
 	}
@@ -373,6 +366,6 @@ func (p *Policy) checkGovernance(bad func(path []any, format string, a ...any), 
 
 // ApprovalTTL returns approvals.expire_after, or zero for the default.
 func (p *Policy) ApprovalTTL() time.Duration {
-	d, _ := time.ParseDuration(p.Approvals.ExpireAfter)
+	d, _ := ParseDuration(p.Approvals.ExpireAfter)
 	return d
 }

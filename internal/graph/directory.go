@@ -110,7 +110,8 @@ func (c *Client) Invite(ctx context.Context, in flows.Invite) (flows.Invited, er
 	if err != nil {
 		return flows.Invited{}, translate("invite", err)
 	}
-	out := flows.Invited{InvitationID: deref(resp.GetId()), RedeemURL: deref(resp.GetInviteRedeemUrl()), Status: deref(resp.GetStatus())}
+	out := flows.Invited{InvitationID: deref(resp.GetId()), RedeemURL: deref(resp.GetInviteRedeemUrl()), Status: deref(resp.GetStatus()),
+		UserType: flows.UserType(deref(resp.GetInvitedUserType()))}
 	if u := resp.GetInvitedUser(); u != nil {
 		out.UserID = deref(u.GetId())
 	}

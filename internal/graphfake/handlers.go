@@ -251,9 +251,6 @@ func (t *Tenant) invite(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	userType, _ := body["invitedUserType"].(string)
-	if userType == "" {
-		userType = "Guest"
-	}
 	name, _ := body["invitedUserDisplayName"].(string)
 	var u *User
 	if existingID != "" { // convert an internal user, or reset redemption
@@ -278,6 +275,13 @@ func (t *Tenant) invite(w http.ResponseWriter, r *http.Request) {
 		u.ExternalUserState, u.ExternalUserStateChangeDateTime = "PendingAcceptance", now
 	case u == nil:
 		u = t.byMail[strings.ToLower(email)] // re-invite: the same user
+	}
+	switch {
+	case userType != "":
+	case u != nil: // a converted or reset account keeps its type
+		userType = u.UserType
+	default:
+		userType = "Guest"
 	}
 	if u == nil {
 		if name == "" {

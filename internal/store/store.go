@@ -41,6 +41,11 @@ type Options struct {
 	LockTimeout time.Duration
 	// NoSync skips fsync; for tests only, never in production.
 	NoSync bool
+	// ReadOnly opens an existing file without writing to it (doctor,
+	// backup): a missing file is an error (fs.ErrNotExist), nothing is
+	// created, and the write methods fail. Several read-only opens may
+	// share the file; a writer holding it makes Open fail with ErrLocked.
+	ReadOnly bool
 }
 
 // DB is the bbolt-backed store.
@@ -55,6 +60,9 @@ var _ flows.Store = (*DB)(nil)
 func Open(path string, opts Options) (*DB, error) {
 	if opts.LockTimeout == 0 {
 		opts.LockTimeout = time.Second
+	}
+	if opts.ReadOnly {
+		return openReadOnly(path, opts)
 	}
 	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, NoSync: opts.NoSync})
 	if errors.Is(err, berrors.ErrTimeout) {
@@ -71,8 +79,8 @@ func Open(path string, opts Options) (*DB, error) {
 		}
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get(keySchema); v != nil {
-			if n := binary.BigEndian.Uint64(v); n > schemaVersion {
-				return fmt.Errorf("schema version %d is newer than this invitebot understands (%d): upgrade invitebot", n, schemaVersion)
+			if err := checkSchema(v); err != nil {
+				return err
 			}
 		}
 		return meta.Put(keySchema, itob(schemaVersion))
@@ -82,6 +90,14 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return &DB{db: bdb, path: path}, nil
+}
+
+// checkSchema refuses a file written by a newer invitebot.
+func checkSchema(v []byte) error {
+	if n := binary.BigEndian.Uint64(v); n > schemaVersion {
+		return fmt.Errorf("schema version %d is newer than this invitebot understands (%d): upgrade invitebot", n, schemaVersion)
+	}
+	return nil
 }
 
 // Close closes the file, waiting for open transactions.
