@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,8 +56,31 @@ func (b *Bot) socketEvent(ctx context.Context, client *socketmode.Client, evt so
 	case socketmode.EventTypeConnected:
 		b.log.InfoContext(ctx, "socket mode connected")
 		return
-	case socketmode.EventTypeConnectionError, socketmode.EventTypeInvalidAuth:
-		b.log.WarnContext(ctx, "socket mode connection problem", "type", evt.Type)
+	case socketmode.EventTypeConnectionError:
+		attrs := []any{"type", evt.Type}
+		if ce, ok := evt.Data.(*slack.ConnectionErrorEvent); ok && ce.ErrorObj != nil {
+			attrs = append(attrs, "err", redactSocket(ce.ErrorObj), "attempt", ce.Attempt, "retry_in", ce.Backoff)
+		}
+		b.log.WarnContext(ctx, "socket mode connection problem", attrs...)
+		return
+	case socketmode.EventTypeInvalidAuth:
+		b.log.ErrorContext(ctx, "socket mode connection problem: Slack refused the app-level token (invalid_auth): check SLACK_APP_TOKEN and its connections:write scope", "type", evt.Type)
+		return
+	case socketmode.EventTypeIncomingError, socketmode.EventTypeErrorBadMessage, socketmode.EventTypeErrorWriteFailed:
+		attrs := []any{"type", evt.Type}
+		var cause error
+		switch d := evt.Data.(type) {
+		case *slack.IncomingEventError:
+			cause = d.ErrorObj
+		case *socketmode.ErrorBadMessage:
+			cause = d.Cause
+		case *socketmode.ErrorWriteFailed:
+			cause = d.Cause
+		}
+		if cause != nil {
+			attrs = append(attrs, "err", redactSocket(cause))
+		}
+		b.log.WarnContext(ctx, "socket mode connection problem", attrs...)
 		return
 	case socketmode.EventTypeSlashCommand:
 		cmd, ok := evt.Data.(slack.SlashCommand)
@@ -89,4 +114,18 @@ func (b *Bot) socketEvent(ctx context.Context, client *socketmode.Client, evt so
 	if err := client.AckCtx(ctx, evt.Request.EnvelopeID, payload); err != nil {
 		b.log.WarnContext(ctx, "socket mode ack", "err", err)
 	}
+}
+
+// socketSecrets are what a Socket Mode error may quote that must not be
+// logged: the WebSocket URL's one-time ticket and Slack tokens.
+var socketSecrets = regexp.MustCompile(`(ticket=)[^&\s"]+|xapp-[0-9A-Za-z-]+|xox[a-z]-[0-9A-Za-z-]+`)
+
+// redactSocket renders a Socket Mode error for the log without secrets.
+func redactSocket(err error) string {
+	return socketSecrets.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		if strings.HasPrefix(m, "ticket=") {
+			return "ticket=REDACTED"
+		}
+		return "REDACTED"
+	})
 }

@@ -229,12 +229,18 @@ func (s *Service) Domains() []string {
 	return nil
 }
 
-// RefreshDomains re-reads the tenant's verified domains.
+// RefreshDomains re-reads the tenant's verified domains. Each failed read
+// that is retried is logged as it fails, with the wait before the next.
 func (s *Service) RefreshDomains(ctx context.Context) error {
 	var got []string
-	err := s.retryDirectory(ctx, false, nil, func(ctx context.Context) error {
+	var last error
+	logRetry := func(wait time.Duration) {
+		s.log.Warn("read verified domains failed; retrying", "err", last, "retry_in", wait)
+	}
+	err := s.retryDirectory(ctx, false, logRetry, func(ctx context.Context) error {
 		var err error
 		got, err = s.dir.VerifiedDomains(ctx)
+		last = err
 		return err
 	})
 	if err != nil {

@@ -162,6 +162,12 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 		go func() { errc <- a.bot.RunSocketMode(ctx, socketmode.New(a.slack)) }()
 	}
 	identified := make(chan struct{})
+	// Until the identity is read, requests are not checked against the
+	// workspace and app; say what still checks them.
+	unidentified := "read the Slack identity; until it is read, requests are checked by their signature only, not for their workspace and app"
+	if a.cfg.SocketMode() {
+		unidentified = "read the Slack identity; until it is read, requests are taken from the WebSocket that the app-level token opened (Socket Mode has no signatures) without checking their workspace and app"
+	}
 	go func() { // which workspace and app requests must be for
 		defer close(identified)
 		for wait := time.Second; ctx.Err() == nil; wait = min(2*wait, time.Minute) {
@@ -171,7 +177,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 			if err == nil {
 				return
 			}
-			a.log.Warn("read the Slack identity; requests are checked by signature only until it is read", "err", err)
+			a.log.Warn(unidentified, "err", err, "retry_in", wait)
 			if flows.SleepContext(ctx, wait) != nil {
 				return
 			}

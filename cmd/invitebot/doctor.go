@@ -11,7 +11,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -122,7 +121,7 @@ func runDoctor(ctx context.Context, getenv func(string) string, d deps, stdout i
 	if err != nil {
 		doc.fail("entra credential", "%v", err)
 	} else if tok, err := dir.Token(ctx); err != nil {
-		doc.fail("entra credential", "no token: %s", oneLine(err))
+		doc.fail("entra credential", "no token: %s", graph.TokenErrorSummary(err))
 	} else {
 		doc.ok("entra credential", "token acquired for tenant %s", cfg.TenantID)
 		roles, err := tokenRoles(tok)
@@ -219,16 +218,4 @@ func tokenRoles(tok string) ([]string, error) {
 		return nil, fmt.Errorf("claims: %w", err)
 	}
 	return claims.Roles, nil
-}
-
-var aadsts = regexp.MustCompile(`AADSTS[0-9]+:[^"\n]*`)
-
-// oneLine shortens an error for a doctor line: the token service's own
-// AADSTS message when there is one, else the first line.
-func oneLine(err error) string {
-	if m := aadsts.FindString(err.Error()); m != "" {
-		return "the token service said " + strings.TrimSpace(m)
-	}
-	first, _, _ := strings.Cut(err.Error(), "\n")
-	return first
 }

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,7 +97,21 @@ func TestDoctor(t *testing.T) {
 	if out, err := h.doctor(t, env, h.sts); err != nil || !strings.Contains(out, "ok    store                "+env["INVITEBOT_DB"]+" opens and checks clean") {
 		t.Errorf("doctor on an existing store: %v\n%s", err, out)
 	}
-	fails("wrong secret", clone(env, "AZURE_CLIENT_SECRET", "wrong"), h.sts, "entra credential", "AADSTS7000215")
+	fails("wrong secret", clone(env, "AZURE_CLIENT_SECRET", "wrong"), h.sts, "entra credential", "the token service answered 401 Unauthorized: AADSTS7000215")
+	// The cause is shown, not cut at the first line: a token service that
+	// cannot be reached, and one that answers with an error status.
+	fails("unreachable", clone(env, "AZURE_AUTHORITY_HOST", "https://127.0.0.1:1"), h.sts, "entra credential", "connection refused")
+	refusing := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"error":"invalid_tenant","error_description":"AADSTS90002: Tenant 'x' not found.\r\nTrace ID: 0000"}`)
+	}))
+	defer refusing.Close()
+	var rout bytes.Buffer
+	err = runDoctor(h.ctx, func(k string) string { return clone(env, "AZURE_AUTHORITY_HOST", refusing.URL)[k] }, deps{authHTTP: refusing.Client()}, &rout)
+	if want := "FAIL  entra credential     no token: the token service answered 400 Bad Request: AADSTS90002: Tenant 'x' not found.\n"; err == nil || !strings.Contains(rout.String(), want) {
+		t.Errorf("token service answering 400: %v, want %q in:\n%s", err, want, rout.String())
+	}
 	fails("missing group", doctorEnv(t, h, "99999999-2222-3333-4444-555555555555"), h.sts, "policy group", "99999999-2222-3333-4444-555555555555")
 	fails("missing env", map[string]string{}, h.sts, "environment", "SLACK_BOT_TOKEN")
 	// Groups Graph will not add members to, and one that needs more.
