@@ -266,6 +266,7 @@ func doneSummary(inv *flows.Invitation, p flows.Policy) string {
 	name := Escape(firstNonEmpty(r.DisplayName, r.Email))
 	var b strings.Builder
 	if inv.Picked {
+		name = Escape(firstNonEmpty(pickedName(inv), r.DisplayName, r.Email))
 		fmt.Fprintf(&b, "*%s* already had an account; access granted", name)
 	} else {
 		fmt.Fprintf(&b, "*%s* is invited as a %s", name, Escape(strings.ToLower(string(userType(inv)))))
@@ -279,6 +280,18 @@ func doneSummary(inv *flows.Invitation, p flows.Policy) string {
 	}
 	fmt.Fprintf(&b, ". Object ID `%s`.", Escape(inv.ObjectID))
 	return b.String()
+}
+
+// pickedName is the directory's name of the account picked among the
+// matches ("Alice Partner"), not the name typed in the dialog; "" if it is
+// not among them.
+func pickedName(inv *flows.Invitation) string {
+	for _, m := range inv.Matches {
+		if m.ID == inv.ObjectID {
+			return m.DisplayName
+		}
+	}
+	return ""
 }
 
 // userType is the invited account's type: as Graph answered the

@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/invitebot/invitebot/bot"
@@ -29,13 +31,20 @@ Entra tenant behind Microsoft Graph's API and a TLS token service (the real
 azidentity and msgraph-sdk-go code runs), and a Slack Web API fake. The demo
 plays Slack: it sends signed /invite-guest commands and dialog submissions
 to invitebot's HTTP endpoints (or, with -socket, delivers them over a Socket
-Mode WebSocket) and prints what the inviter would see.
+Mode WebSocket) and prints what the inviter would see, as Slack shows it.
+With -v it also prints invitebot's log (to standard error).
 `)
 		fs.PrintDefaults()
 	}
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
+	// `demo | head`: a write to the closed pipe fails (EPIPE) instead of
+	// killing the process, so the demo stops and removes its directory.
+	pipe := make(chan os.Signal, 1)
+	signal.Notify(pipe, syscall.SIGPIPE)
+	defer signal.Stop(pipe)
+	out := &stickyWriter{w: stdout}
 	dir, err := os.MkdirTemp("", "invitebot-demo-")
 	if err != nil {
 		return err
@@ -62,10 +71,16 @@ Mode WebSocket) and prints what the inviter would see.
 		ExternalUserState: "Accepted", OtherMails: []string{"alice@partner.example"}})
 	e.slack.AddUser("U0BOB", "bob@fabrikam.com", "Bob Smith (Fabrikam)")
 
-	say := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
-	indent := func(s string) string {
-		return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
+	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
+	indent := func(s string) string { // as Slack shows it, indented
+		return "    " + strings.ReplaceAll(strings.TrimRight(readable(s), "\n"), "\n", "\n    ")
 	}
+	over := "signed HTTP requests, as Slack sends them to a public URL"
+	if *socket {
+		over = "a Socket Mode WebSocket, as Slack delivers to an app with an app-level token"
+	}
+	say("Ann works at Contoso and uses invitebot in Contoso's Slack; Bob Smith works at Fabrikam, a partner she invites into Contoso's Entra tenant as a guest.")
+	say("Everything runs against built-in emulators of Slack and of Microsoft Entra and Graph (nothing leaves this machine); Slack is played over %s.\n", over)
 	const inviter = "U0ANN"
 	waitDM := func(n int) error {
 		return e.slack.WaitFor(ctx, func() bool { return len(e.dmsTo(inviter)) >= n })
@@ -104,6 +119,9 @@ Mode WebSocket) and prints what the inviter would see.
 	say("   The dialog shows the match:\n%s", indent(e.viewText(view)))
 	users := e.tenant.Users()
 	say("   She picks Alice's existing account.")
+	if out.err != nil {
+		return out.err
+	}
 	pick := map[string]map[string]any{"pick": {"pick": map[string]any{"type": "radio_buttons", "selected_option": map[string]any{"value": users[0].ID}}}}
 	if _, err = e.player.Submit(ctx, inviter, view, pick); err != nil {
 		return err
@@ -126,6 +144,9 @@ Mode WebSocket) and prints what the inviter would see.
 			say("    %s: %v", k, errs[k])
 		}
 	}
+	if out.err != nil {
+		return out.err
+	}
 	say("\n4. Bob opens the link and accepts (the tenant marks him Accepted).")
 	var bobID string
 	for _, inv := range e.tenant.Invitations() {
@@ -147,6 +168,9 @@ Mode WebSocket) and prints what the inviter would see.
 	first, _ := e.slack.Message(e.dmsTo(inviter)[0].Channel, e.dmsTo(inviter)[0].TS)
 	say("   and updates her first DM (the used link is gone):\n%s\n", indent(render(first.Blocks)))
 
+	if out.err != nil {
+		return out.err
+	}
 	say("5. Ann opens invitebot's Home tab:")
 	published := len(e.slack.Calls("views.publish"))
 	if _, err := e.player.OpenHome(ctx, inviter); err != nil {
@@ -186,7 +210,29 @@ Mode WebSocket) and prints what the inviter would see.
 	}
 	say("   and invitebot posts %s:\n%s", results.Name, indent(string(results.Content)))
 
-	say("\nThe tenant now has %d users; \"Partner portal users\" has %d members. Invitations sent: %d.",
-		len(e.tenant.Users()), len(e.tenant.GroupMembers(emuPortal)), len(e.tenant.Invitations()))
-	return nil
+	mode := "HTTP"
+	if *socket {
+		mode = "Socket Mode"
+	}
+	say("\nThe tenant now has %d users; \"Partner portal users\" has %d members. Invitations sent: %d. Slack was played over %s.",
+		len(e.tenant.Users()), len(e.tenant.GroupMembers(emuPortal)), len(e.tenant.Invitations()), mode)
+	return out.err
+}
+
+// stickyWriter keeps the first write error (a closed pipe) and writes
+// nothing after it.
+type stickyWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (s *stickyWriter) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.w.Write(p)
+	if err != nil {
+		s.err = fmt.Errorf("demo output: %w", err)
+	}
+	return n, err
 }

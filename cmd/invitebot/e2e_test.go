@@ -195,7 +195,7 @@ func testNewGuest(t *testing.T, h *harness) {
 func TestE2EExistingUserPick(t *testing.T) { bothTransports(t, testExistingUserPick) }
 
 func testExistingUserPick(t *testing.T, h *harness) {
-	u := h.tenant.AddUser(graphfake.User{DisplayName: "Alice", Mail: "alice@partner.example", UserType: "Guest"})
+	u := h.tenant.AddUser(graphfake.User{DisplayName: "Alice Partner", Mail: "alice@partner.example", UserType: "Guest"})
 	view := h.open(t, "")
 	h.submit(t, view, inviteValues("alice@partner.example", "Alice", "slack_link", emuPortal))
 	if err := h.slack.WaitFor(h.ctx, func() bool { return h.viewCallback(view) == bot.CallbackPick }); err != nil {
@@ -212,7 +212,9 @@ func testExistingUserPick(t *testing.T, h *harness) {
 	if m := h.tenant.GroupMembers(emuPortal); len(m) != 1 || m[0] != u.ID {
 		t.Errorf("members = %v", m)
 	}
-	if !strings.Contains(dm, "already had an account") {
+	// The DM names the account picked as the directory names it, not as
+	// the dialog was filled in.
+	if !strings.Contains(dm, "*Alice Partner* already had an account") {
 		t.Errorf("DM = %s", dm)
 	}
 }

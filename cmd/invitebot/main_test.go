@@ -1,9 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -87,22 +94,82 @@ func TestServeMissingEnv(t *testing.T) {
 	}
 }
 
-// Ensure the demo runs the whole flow and prints what the inviter sees,
+// Ensure the demo runs the whole flow and prints what the inviter sees as
+// Slack shows it (emoji, no mrkdwn marks, the link once and shortened),
 // without the redeem link's ticket.
 func TestDemo(t *testing.T) {
 	var out, errb bytes.Buffer
 	if err := run(t.Context(), []string{"demo"}, nil, &out, &errb); err != nil {
 		t.Fatalf("demo: %v\n%s\n%s", err, out.String(), errb.String())
 	}
-	for _, want := range []string{"is invited as a guest", "Accept the invitation", "already had an account",
-		"internal user", "must start with https://", "accepted your invitation", "*Accepted*", "Your invitations",
-		"Accepted 2", "Invitations sent: 3", "3 of 3 rows done", "Done: 2 invited, 1 rejected.",
-		"row,email,object_id,outcome,reason", "dan@northwind.example,"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+	text := out.String()
+	for _, want := range []string{"Ann works at Contoso", "built-in emulators", "✅ Bob Smith is invited as a guest", "Accept the invitation",
+		"Alice Partner already had an account", "internal user", "must start with https://", "🎉 Bob Smith (bob@fabrikam.com) accepted your invitation",
+		"Accepted 2", "Your invitations", "Invitations sent: 3", "3 of 3 rows done", "Done: 2 invited, 1 rejected.",
+		"row,email,object_id,outcome,reason", "dan@northwind.example,", "https://login.microsoftonline.com/redeem?…", "Slack was played over HTTP."} {
+		if !strings.Contains(text, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, text)
 		}
 	}
-	if strings.Contains(strings.ToLower(out.String()), "ticket%3d") {
-		t.Errorf("demo printed a redeem ticket:\n%s", out.String())
+	for _, raw := range []string{":white_check_mark:", ":tada:", "*", "```", "<https://", "ticket", "%3D"} {
+		if strings.Contains(text, raw) {
+			t.Errorf("demo output shows Slack markup or a link's query %q:\n%s", raw, text)
+		}
+	}
+	if n := strings.Count(text, "https://login.microsoftonline.com/redeem"); n != 1 {
+		t.Errorf("the redeem link is shown %d times, want once:\n%s", n, text)
+	}
+}
+
+// Ensure `demo -socket` says it played Slack over Socket Mode.
+func TestDemoSocket(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run(t.Context(), []string{"demo", "-socket"}, nil, &out, &errb); err != nil {
+		t.Fatalf("demo -socket: %v\n%s\n%s", err, out.String(), errb.String())
+	}
+	if !strings.Contains(out.String(), "Slack is played over a Socket Mode WebSocket") || !strings.Contains(out.String(), "Slack was played over Socket Mode.") {
+		t.Errorf("demo -socket does not say it ran over Socket Mode:\n%s", out.String())
+	}
+}
+
+// Ensure `invitebot demo | head` leaves no temporary directory behind: the
+// demo runs in a child process whose standard output is a pipe closed
+// after the first line, as head closes it.
+func TestDemoClosedPipe(t *testing.T) {
+	if os.Getenv("INVITEBOT_DEMO_CHILD") == "1" {
+		err := run(context.Background(), []string{"demo"}, nil, os.Stdout, os.Stderr)
+		fmt.Fprintln(os.Stderr, "demo returned:", err)
+		os.Exit(exitCode(err, io.Discard))
+	}
+	tmp := t.TempDir()
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestDemoClosedPipe$")
+	cmd.Env = append(os.Environ(), "INVITEBOT_DEMO_CHILD=1", "TMPDIR="+tmp)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	first, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(first, "Ann works at Contoso") {
+		t.Fatalf("first line %q: %v", first, err)
+	}
+	_ = stdout.Close() // as head does after its lines
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && !ee.Exited() {
+		t.Fatalf("the demo was killed (%v), not stopped by the failed write:\n%s", err, errb.String())
+	}
+	if !strings.Contains(errb.String(), "broken pipe") {
+		t.Errorf("the demo did not stop on the closed pipe (%v):\n%s", err, errb.String())
+	}
+	left, _ := os.ReadDir(tmp)
+	for _, e := range left {
+		if strings.HasPrefix(e.Name(), "invitebot-demo-") {
+			t.Errorf("the demo left %s behind", filepath.Join(tmp, e.Name()))
+		}
 	}
 }
