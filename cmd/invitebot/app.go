@@ -161,6 +161,13 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	if a.cfg.SocketMode() {
 		go func() { errc <- a.bot.RunSocketMode(ctx, socketmode.New(a.slack)) }()
 	}
+	backups := make(chan struct{}) // invitebot backup, while serve holds the store
+	go func() {
+		defer close(backups)
+		if c, ok := any(a.db).(storeCopier); ok {
+			serveBackups(ctx, c, a.cfg.DBPath, a.log)
+		}
+	}()
 	identified := make(chan struct{})
 	// Until the identity is read, requests are not checked against the
 	// workspace and app; say what still checks them.
@@ -224,6 +231,7 @@ wait:
 	stop()
 	<-started // Close must not race Start
 	<-identified
+	<-backups
 	a.log.Info("invitebot stopped")
 	return err
 }

@@ -64,7 +64,7 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("no invitebot store at %s (set INVITEBOT_DB to the file invitebot serve uses)", path)
 	}
-	db, err := store.Open(path, store.Options{})
+	db, err := store.Open(path, store.Options{ReadOnly: true}) // an export changes nothing
 	if errors.Is(err, store.ErrLocked) {
 		return errStoreInUse
 	}

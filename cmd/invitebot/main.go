@@ -7,6 +7,7 @@
 //	invitebot policy   check a policy file, or print an example
 //	invitebot audit    export the audit log as CSV
 //	invitebot bulk     invite the rows of a CSV file
+//	invitebot backup   a consistent copy of the bbolt store
 //	invitebot version  the build's version and VCS revision
 //	invitebot help     usage and the environment variables
 package main
@@ -67,6 +68,8 @@ Usage:
   invitebot doctor   check the configuration against Slack and Entra, a line each
   invitebot audit    export the audit log as CSV (audit export [-since 720h] [-o FILE])
   invitebot bulk     invite the rows of a CSV file (bulk -as U0123ABCD guests.csv)
+  invitebot backup   write a consistent copy of the store (backup FILE), also
+                     while serve runs
   invitebot version  the version and VCS revision of this build
   invitebot help     this text
 
@@ -94,6 +97,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return auditCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "bulk":
 		return bulkCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "backup":
+		return backupCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		return versionCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -40,7 +40,7 @@ func TestHelp(t *testing.T) {
 // Ensure -h and --help show every command's usage and exit 0, and that
 // the commands without arguments refuse one.
 func TestCommandHelpAndArguments(t *testing.T) {
-	for _, cmd := range [][]string{{"serve"}, {"demo"}, {"load"}, {"policy"}, {"doctor"}, {"audit"}, {"audit", "export"}, {"bulk"}, {"version"}} {
+	for _, cmd := range [][]string{{"serve"}, {"demo"}, {"load"}, {"policy"}, {"doctor"}, {"audit"}, {"audit", "export"}, {"bulk"}, {"version"}, {"backup"}} {
 		for _, h := range []string{"-h", "--help"} {
 			var out, errb bytes.Buffer
 			err := run(t.Context(), append(cmd, h), func(string) string { return "" }, &out, &errb)

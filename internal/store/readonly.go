@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,25 @@ func openReadOnly(path string, opts Options) (*DB, error) {
 func (db *DB) WriteTo(w io.Writer) (int64, error) {
 	var n int64
 	err := db.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// WriteSizedTo is WriteTo preceded by the copy's size (8 bytes,
+// big-endian), both of the same read transaction: a reader of a stream
+// (invitebot backup, over a socket) knows where the copy ends and whether
+// it got all of it. The count returned leaves out the 8 bytes.
+func (db *DB) WriteSizedTo(w io.Writer) (int64, error) {
+	var n int64
+	err := db.db.View(func(tx *bolt.Tx) error {
+		var hdr [8]byte
+		binary.BigEndian.PutUint64(hdr[:], uint64(tx.Size()))
+		if _, err := w.Write(hdr[:]); err != nil {
+			return err
+		}
 		var err error
 		n, err = tx.WriteTo(w)
 		return err
