@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/invitebot/invitebot/flows"
 )
 
 func TestPercentile(t *testing.T) {

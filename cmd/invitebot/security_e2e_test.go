@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/invitebot/invitebot/bot"
+	"github.com/invitebot/invitebot/flows"
 	"github.com/invitebot/invitebot/internal/slackfake"
 )
 
