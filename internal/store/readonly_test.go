@@ -97,7 +97,7 @@ func TestWriteTo(t *testing.T) {
 	if err := cp.Check(); err != nil {
 		t.Errorf("copy check: %v", err)
 	}
-	all, err := cp.Invitations(ctx, nil)
+	all, err := cp.Invitations(ctx, flows.InvitationFilter{})
 	if err != nil || len(all) != 2 || all[0].ID != "a" || all[1].ID != "b" {
 		t.Errorf("copy holds %d invitations (%v), want a and b", len(all), err)
 	}
