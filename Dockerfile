@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t invitebot .
-# Run:   docker run --env-file invitebot.env -p 3000:3000 -v invitebot-data:/data invitebot
+# Run:   docker run --env-file invitebot.env -p 127.0.0.1:3000:3000 -v invitebot-data:/data \
+#          -v /etc/invitebot:/etc/invitebot:ro -e INVITEBOT_CONFIG=/etc/invitebot/policy.yaml invitebot
+#        (README, "Deploying": HTTPS in front, secrets as VAR_FILE, SIGHUP, backups)
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
