@@ -528,6 +528,39 @@ func TestE2EServesWhileGraphIsSlowAtStart(t *testing.T) {
 	})
 }
 
+// Ensure a failed start-up read of the verified domains is logged as it
+// fails, with the cause and the wait before the next try (not only once
+// the retries are used up).
+func TestE2EStartupReadFailuresLogged(t *testing.T) {
+	h := start(t)
+	if err := h.stopApp(); err != nil {
+		t.Fatal(err)
+	}
+	h.tenant.Fail(graphfake.RouteGetOrganization, 2, graphfake.Unavailable())
+	if err := h.startApp(); err != nil {
+		t.Fatal(err)
+	}
+	for len(h.app.svc.Domains()) == 0 { // polled: no Slack call follows the read
+		select {
+		case <-h.ctx.Done():
+			t.Fatalf("domains never read:\n%s", h.logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	n := 0
+	for _, line := range strings.Split(h.logs.String(), "\n") {
+		if strings.Contains(line, `"msg":"read verified domains failed; retrying"`) {
+			n++
+			if !strings.Contains(line, `"retry_in":`) || !strings.Contains(line, "503") {
+				t.Errorf("retry line without its cause or wait: %s", line)
+			}
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d retry lines, want 2:\n%s", n, h.logs.String())
+	}
+}
+
 // With Microsoft's email, everything the dialog collected reaches Graph:
 // the message, the cc recipient, the user type an admin chose, and the
 // attributes (PATCHed after the invitation). No redeem link is DMed.
