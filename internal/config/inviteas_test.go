@@ -66,7 +66,9 @@ func TestLoadInviteAsErrors(t *testing.T) {
 		{"RelativePublicURL", func(e map[string]string) { e["INVITEBOT_PUBLIC_URL"] = "invitebot.contoso.com" }, "INVITEBOT_PUBLIC_URL: not an absolute URL"},
 		{"NoKey", func(e map[string]string) { delete(e, "INVITEBOT_TOKEN_KEY") }, "INVITEBOT_TOKEN_KEY: required with INVITEBOT_INVITE_AS=inviter"},
 		{"KeyNotBase64", func(e map[string]string) { e["INVITEBOT_TOKEN_KEY"] = "not base64!" }, "INVITEBOT_TOKEN_KEY: not base64"},
-		{"KeyTooShort", func(e map[string]string) { e["INVITEBOT_TOKEN_KEY"] = base64.StdEncoding.EncodeToString(make([]byte, 16)) }, "INVITEBOT_TOKEN_KEY: 16 bytes; want 32"},
+		{"KeyTooShort", func(e map[string]string) {
+			e["INVITEBOT_TOKEN_KEY"] = base64.StdEncoding.EncodeToString(make([]byte, 16))
+		}, "INVITEBOT_TOKEN_KEY: 16 bytes; want 32"},
 		{"PreviousBad", func(e map[string]string) { e["INVITEBOT_TOKEN_KEY_PREVIOUS"] = "abc" }, "INVITEBOT_TOKEN_KEY_PREVIOUS:"},
 		{"PreviousSame", func(e map[string]string) { e["INVITEBOT_TOKEN_KEY_PREVIOUS"] = keyA }, "INVITEBOT_TOKEN_KEY_PREVIOUS: equals"},
 		{"OrAppNeedsKey", func(e map[string]string) {
