@@ -181,7 +181,7 @@ func (s *Service) awaitSignIn(ctx context.Context, inv *Invitation, why error) e
 			return fmt.Errorf("await sign-in: state is %s: %w", cur.State, ErrWrongState)
 		}
 		s.setState(cur, StateAwaitingSignIn, ActorBot, "awaiting sign-in", detail)
-		if cur.Bulk == "" {
+		if !cur.Origin.Batch() { // a bulk run reports its rows itself
 			cur.Outbox = append(cur.Outbox, Outgoing{Kind: NoticeSignIn, At: cur.UpdatedAt})
 		}
 		return nil
@@ -212,9 +212,7 @@ func (s *Service) toInviting(ctx context.Context, inv *Invitation, action, detai
 // how many. Resume does the same at start-up, so a crash between the
 // connection and this call loses nothing.
 func (s *Service) Connected(ctx context.Context, slackUserID string) (int, error) {
-	invs, err := s.store.Invitations(ctx, func(inv *Invitation) bool {
-		return inv.State == StateAwaitingSignIn && inv.Inviter.UserID == slackUserID
-	})
+	invs, err := s.store.Invitations(ctx, InvitationFilter{States: []State{StateAwaitingSignIn}, Inviter: slackUserID})
 	if err != nil {
 		return 0, fmt.Errorf("connected: %w", err)
 	}
@@ -243,7 +241,7 @@ func (s *Service) Connected(ctx context.Context, slackUserID string) (int, error
 // connected by now (they connected just before a crash), and fails those
 // that waited longer than SignInTimeout.
 func (s *Service) resumeSignIns(ctx context.Context) {
-	invs, err := s.store.Invitations(ctx, func(inv *Invitation) bool { return inv.State == StateAwaitingSignIn })
+	invs, err := s.store.Invitations(ctx, InvitationFilter{States: []State{StateAwaitingSignIn}})
 	if err != nil {
 		s.log.WarnContext(ctx, "list invitations awaiting sign-in", "err", err)
 		return
