@@ -282,3 +282,49 @@ type SignInStore interface {
 	// DeleteSignInRecord deletes key; a missing key is not an error.
 	DeleteSignInRecord(ctx context.Context, key string) error
 }
+
+// internalAccount maps an inviter's Slack email to their Entra account:
+// the internal (not guest, not invited) user with that mail, other mail,
+// SMTP address or user principal name. "" if there is none. The sponsor
+// and the sign-in (AccountOf) use this one mapping.
+func (s *Service) internalAccount(ctx context.Context, email string) (string, error) {
+	var users []DirectoryUser
+	err := s.retryDirectory(ctx, false, nil, func(ctx context.Context) error {
+		var err error
+		users, err = s.dir.FindUsers(ctx, email, true)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	for _, u := range users {
+		if u.UserType != UserTypeGuest && u.ExternalUserState == "" {
+			return u.ID, nil
+		}
+	}
+	return "", nil
+}
+
+// AccountOf returns the object ID of the Entra account the Slack user's
+// email maps to (as for the sponsor): the only account they may connect.
+// It returns ErrNotFound when there is none.
+func (s *Service) AccountOf(ctx context.Context, slackUserID string) (string, error) {
+	if s.people == nil {
+		return "", fmt.Errorf("no Slack directory to map %s: %w", slackUserID, ErrNotFound)
+	}
+	email, err := s.people.Email(ctx, slackUserID)
+	if err != nil {
+		return "", fmt.Errorf("read Slack email: %w", err)
+	}
+	if email == "" {
+		return "", fmt.Errorf("no Slack email for %s: %w", slackUserID, ErrNotFound)
+	}
+	oid, err := s.internalAccount(ctx, email)
+	if err != nil {
+		return "", fmt.Errorf("look up the Entra account: %s", redact(err, email))
+	}
+	if oid == "" {
+		return "", fmt.Errorf("no internal Entra account has the Slack email of %s: %w", slackUserID, ErrNotFound)
+	}
+	return oid, nil
+}

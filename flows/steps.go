@@ -382,18 +382,7 @@ func (s *Service) sponsor(ctx context.Context, inv *Invitation) *Sponsor {
 		return sp
 	}
 	sp.Email = email
-	var users []DirectoryUser
-	err = s.retryDirectory(ctx, false, nil, func(ctx context.Context) error {
-		var err error
-		users, err = s.dir.FindUsers(ctx, email, true)
-		return err
-	})
-	for _, u := range users {
-		if u.UserType != UserTypeGuest && u.ExternalUserState == "" {
-			sp.ObjectID = u.ID
-			break
-		}
-	}
+	sp.ObjectID, err = s.internalAccount(ctx, email)
 	switch {
 	case err != nil:
 		sp.Note = "looking up the inviter in Entra failed: " + redact(err, email)
