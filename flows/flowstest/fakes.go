@@ -17,7 +17,9 @@
 // address in flight (also under concurrent creates), atomic updates under
 // concurrency, filters, the outbox and the audit log's order, and, for a
 // store that is also a flows.Leaser, leases and fenced writes. The
-// in-memory Store runs it here, bbolt in internal/store.
+// in-memory Store runs it here, bbolt in internal/store. A backend that
+// several processes share also runs TestStorePair, the same suite through
+// two handles on one database.
 package flowstest
 
 import (
