@@ -52,7 +52,9 @@ func (p *pair) Invitations(ctx context.Context, f flows.InvitationFilter) ([]*fl
 	return p.store().Invitations(ctx, f)
 }
 
-func (p *pair) SaveGuest(ctx context.Context, g flows.Guest) error { return p.store().SaveGuest(ctx, g) }
+func (p *pair) SaveGuest(ctx context.Context, g flows.Guest) error {
+	return p.store().SaveGuest(ctx, g)
+}
 
 func (p *pair) Guest(ctx context.Context, objectID string) (*flows.Guest, error) {
 	return p.store().Guest(ctx, objectID)
