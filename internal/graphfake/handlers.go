@@ -251,6 +251,12 @@ func (t *Tenant) invite(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	userType, _ := body["invitedUserType"].(string)
+	c := callerOf(r)
+	// Without invitedUserType the invitation is a guest's (a converted or
+	// reset account keeps its own type, below).
+	if !t.admitCaller(w, r, RoutePostInvitations, c, userType == "Member") {
+		return
+	}
 	name, _ := body["invitedUserDisplayName"].(string)
 	var u *User
 	if existingID != "" { // convert an internal user, or reset redemption
@@ -295,7 +301,7 @@ func (t *Tenant) invite(w http.ResponseWriter, r *http.Request) {
 			t.hidden[u.ID] = t.replication
 		}
 	}
-	t.invitations = append(t.invitations, Invitation{Body: body, UserID: u.ID})
+	t.invitations = append(t.invitations, Invitation{Body: body, UserID: u.ID, InvitedBy: c.oid})
 	id, tenant := u.ID, t.cfg.ID
 	t.mu.Unlock()
 	ticket := strings.ReplaceAll(newGUID(), "-", "")

@@ -20,7 +20,7 @@ func (db *DB) Import(_ context.Context, invs []*flows.Invitation) error {
 			if tx.Bucket(bucketInvitations).Get([]byte(inv.ID)) != nil {
 				return fmt.Errorf("store: import invitation %s: already in the store", inv.ID)
 			}
-			if err := putInvitation(tx, inv, 0); err != nil {
+			if err := putInvitation(tx, nil, inv); err != nil {
 				return fmt.Errorf("store: import invitation %s: %w", inv.ID, err)
 			}
 		}
