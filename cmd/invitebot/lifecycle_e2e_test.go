@@ -1155,7 +1155,7 @@ func TestE2EConvertInternalUser(t *testing.T) {
 	}
 	// The account keeps its type, and the DM says which (Graph answers
 	// invitedUserType: Member).
-	if !strings.Contains(dm, "is invited as a member.") || !strings.Contains(dm, "*User type*\nMember") {
+	if !strings.Contains(dm, "is invited as a member.") || !strings.Contains(dm, `*User type*\nMember` /* JSON-escaped */) {
 		t.Errorf("admin DM does not render the converted account's type:\n%s", dm)
 	}
 	rec := h.invitation(t)
