@@ -1,6 +1,9 @@
 package flows
 
-import "slices"
+import (
+	"log/slog"
+	"slices"
+)
 
 // OriginKind says what started an invitation.
 type OriginKind string
@@ -83,6 +86,11 @@ func (o Origin) TellsFailure() bool { return !o.Batch() }
 // RefreshesHome reports whether the inviter's Home tab is re-published
 // when the invitation ends.
 func (o Origin) RefreshesHome() bool { return !o.Batch() }
+
+// LogValue implements slog.LogValuer: a workflow token is never logged.
+func (o Origin) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("kind", string(o.Kind)), slog.String("key", o.Key), slog.String("name", o.Name))
+}
 
 // Completes reports whether the origin waits for the invitation's outcome
 // (a workflow step, completed once the invitation ends): see
