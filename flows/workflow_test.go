@@ -128,8 +128,9 @@ func TestRunStepCompletionRetried(t *testing.T) {
 	if _, err := e.svc.Track(ctx); err != nil {
 		t.Fatal(err)
 	}
+	n := len(e.completions(t, inv.ID))
 	got, _ = e.store.Invitation(ctx, inv.ID)
-	if n := len(e.completions(t, inv.ID)); n != before+1 || len(got.Outbox) != 0 {
+	if n != before+1 || len(got.Outbox) != 0 {
 		t.Errorf("after the next cycle: %d more completions, outbox %+v", n-before, got.Outbox)
 	}
 }
