@@ -40,6 +40,9 @@ type Config struct {
 	// flows.DefaultBulkConcurrency.
 	BulkLimits      flows.BulkLimits
 	BulkConcurrency int
+	// SignIn connects inviters' Microsoft accounts; nil: invitations are
+	// sent as the app and there is nothing to connect.
+	SignIn SignIn
 	// WorkflowClient returns a client that calls Slack with a workflow
 	// step's workflow token (functions.completeSuccess/completeError), with
 	// Client's API URL and HTTP client; nil: slack.com's API.
@@ -64,6 +67,8 @@ type Bot struct {
 	bulkMu          sync.Mutex
 	bulkFiles       map[string]bool // file IDs being run
 
+	signIn SignIn
+
 	workflowClient func(token string) *slack.Client
 }
 
@@ -72,7 +77,7 @@ var _ flows.Notifier = (*Bot)(nil)
 // New returns a Bot.
 func New(cfg Config) *Bot {
 	b := &Bot{api: cfg.Client, svc: cfg.Service, secret: cfg.SigningSecret, log: cfg.Logger,
-		bulkConcurrency: cfg.BulkConcurrency, workflowClient: cfg.WorkflowClient}
+		bulkConcurrency: cfg.BulkConcurrency, signIn: cfg.SignIn, workflowClient: cfg.WorkflowClient}
 	if b.workflowClient == nil {
 		b.workflowClient = func(token string) *slack.Client { return slack.New(token) }
 	}

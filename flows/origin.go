@@ -173,7 +173,8 @@ func (f InvitationFilter) Match(inv *Invitation) bool {
 // inv: its guest's acceptance is pending, a notice waits in its outbox, a
 // lifecycle action is in progress, it waits for an approver, or its
 // guest's access has an expiry. It depends only on the record, so a store
-// may compute it on each write and index it.
+// may compute it on each write and index it; changing what it selects
+// means rebuilding those indexes (bbolt: a new schema version).
 func (inv *Invitation) Tracked() bool {
 	return inv.Pending() || len(inv.Outbox) > 0 || inv.Action != nil || inv.State == StateAwaitingApproval ||
 		(inv.Expiry != nil && live(inv))
