@@ -16,7 +16,16 @@ type STSConfig struct {
 	TenantID, ClientID, ClientSecret string
 	// Roles go into the token's "roles" claim; nil: every one invitebot uses.
 	Roles []string
+	// ObjectID is the app's service principal object ID, the token's oid
+	// and sub; "" is DefaultServicePrincipal.
+	ObjectID string
+	// Wids, if set, returns the tenant-wide built-in roles assigned to the
+	// service principal, for the token's wids claim (Tenant.TenantWideRoles).
+	Wids func(oid string) []string
 }
+
+// DefaultServicePrincipal is the emulated app's service principal object ID.
+const DefaultServicePrincipal = "33333333-4444-5555-6666-777777777777"
 
 // STS is a TLS token service with the endpoints azidentity (MSAL) calls
 // for client credentials when instance discovery is disabled:
@@ -36,6 +45,9 @@ type STS struct {
 func NewSTS(cfg STSConfig) *STS {
 	if cfg.Roles == nil {
 		cfg.Roles = []string{"User.Invite.All", "User.Read.All", "GroupMember.ReadWrite.All", "Organization.Read.All", "User.ReadWrite.All"}
+	}
+	if cfg.ObjectID == "" {
+		cfg.ObjectID = DefaultServicePrincipal
 	}
 	s := &STS{cfg: cfg, tokens: map[string]bool{}}
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))
@@ -111,9 +123,15 @@ func (s *STS) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	claims, _ := json.Marshal(map[string]any{"aud": "https://graph.microsoft.com", "iss": s.URL + "/" + s.cfg.TenantID + "/v2.0",
+	c := map[string]any{"aud": "https://graph.microsoft.com", "iss": s.URL + "/" + s.cfg.TenantID + "/v2.0",
 		"tid": s.cfg.TenantID, "appid": s.cfg.ClientID, "roles": s.cfg.Roles, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-		"jti": newGUID()})
+		"jti": newGUID(), "oid": s.cfg.ObjectID, "sub": s.cfg.ObjectID, "idtyp": "app"}
+	if s.cfg.Wids != nil {
+		if w := s.cfg.Wids(s.cfg.ObjectID); len(w) > 0 {
+			c["wids"] = w
+		}
+	}
+	claims, _ := json.Marshal(c)
 	enc := base64.RawURLEncoding.EncodeToString
 	tok := enc([]byte(`{"typ":"JWT","alg":"none"}`)) + "." + enc(claims) + "." + enc([]byte(strings.Repeat("s", 16)))
 	s.mu.Lock()
