@@ -146,6 +146,13 @@ const (
 	// NoticeApprovalDecided: Invitation.Approval has the decision; tell the
 	// inviter and update the posted requests.
 	NoticeApprovalDecided NoticeKind = "approval_decided"
+	// NoticeWritesAbandoned: writes to the guest that Entra refused were
+	// retried until Invitation.Deferred gave up; Notice.Failure says which
+	// (Op) and what Entra said.
+	NoticeWritesAbandoned NoticeKind = "writes_abandoned"
+	// NoticeWritesDone: the writes Invitation.Deferred retried went
+	// through (the outcome DM is updated; nothing new is sent).
+	NoticeWritesDone NoticeKind = "writes_done"
 )
 
 // Notice is a domain message to the inviter. The Notifier (bot) renders it.

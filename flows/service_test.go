@@ -28,6 +28,7 @@ type env struct {
 	remind time.Duration // Config.RemindAfter for the next start
 	people flows.People  // Config.People; nil: none
 	obs    *observer     // Config.Observer
+	window time.Duration // Config.ScopedWriteWindow
 }
 
 // now is the services' clock: the wall clock plus what advance added.
@@ -76,10 +77,11 @@ func (e *env) start(t *testing.T) *flows.Service {
 			e.mu.Unlock()
 			return ctx.Err()
 		},
-		DomainRefresh: time.Hour,
-		Now:           e.now,
-		PollInterval:  -1, // tests run Track themselves
-		RemindAfter:   e.remind,
+		DomainRefresh:     time.Hour,
+		Now:               e.now,
+		PollInterval:      -1, // tests run Track themselves
+		RemindAfter:       e.remind,
+		ScopedWriteWindow: e.window,
 	})
 	if _, err := svc.Start(t.Context()); err != nil {
 		t.Fatal(err)

@@ -20,7 +20,9 @@ type TrackStats struct {
 	// ExpiryWarned and Expired count sponsors asked about an ending access,
 	// and accesses ended.
 	ExpiryWarned, Expired int
-	Duration              time.Duration
+	// Deferred counts invitations whose refused writes were retried.
+	Deferred int
+	Duration time.Duration
 }
 
 // errUnchanged tells UpdateInvitation that nothing needs writing.
@@ -39,7 +41,7 @@ func (s *Service) Track(ctx context.Context) (TrackStats, error) {
 	var st TrackStats
 	invs, err := s.store.Invitations(ctx, func(inv *Invitation) bool {
 		return inv.Pending() || len(inv.Outbox) > 0 || inv.Action != nil || inv.State == StateAwaitingApproval ||
-			(inv.Expiry != nil && live(inv))
+			(inv.Expiry != nil && live(inv)) || inv.Deferred.Active()
 	})
 	if err != nil {
 		return st, fmt.Errorf("track: %w", err)
@@ -80,6 +82,10 @@ func (s *Service) Track(ctx context.Context) (TrackStats, error) {
 			s.startAction(inv.ID) // resumes an action a restart interrupted
 		case len(inv.Outbox) > 0:
 			s.flushLater(inv.ID) // Slack's trouble must not hold up tracking
+		}
+		if s.deferredDue(inv) {
+			st.Deferred++
+			s.startDeferred(inv.ID) // writes Entra refused (403) to a new guest
 		}
 		if inv.Pending() {
 			byUser[inv.ObjectID] = append(byUser[inv.ObjectID], inv.ID)

@@ -111,7 +111,7 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		Logger: log.With("component", "flows"), Sleep: d.sleep, Now: d.now,
 		Transient: d.transient, Replication: d.replication,
 		PollInterval: cmp.Or(d.pollInterval, cfg.PollInterval), RemindAfter: cfg.RemindAfter,
-		MissingGrace: d.missingGrace,
+		MissingGrace: d.missingGrace, ScopedWriteWindow: cfg.ScopedWriteWindow,
 	})
 	b.SetService(svc)
 	a := &app{cfg: cfg, log: log, db: db, svc: svc, bot: b, slack: api, mux: http.NewServeMux(), reload: make(chan os.Signal, 1),

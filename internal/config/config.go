@@ -72,8 +72,12 @@ type Config struct {
 	RedirectURL  string        // INVITEBOT_REDIRECT_URL
 	PollInterval time.Duration // INVITEBOT_POLL_INTERVAL
 	RemindAfter  time.Duration // INVITEBOT_REMIND_AFTER; 0: no reminders
-	LogLevel     slog.Level    // LOG_LEVEL: debug, info, warn, error
-	LogFormat    string        // LOG_FORMAT: json, text ("" = json, text on a terminal)
+	// ScopedWriteWindow is INVITEBOT_SCOPED_WRITE_WINDOW: how long attribute
+	// and sponsor writes Entra refuses (403) are retried; negative ("0"):
+	// not retried.
+	ScopedWriteWindow time.Duration
+	LogLevel          slog.Level // LOG_LEVEL: debug, info, warn, error
+	LogFormat         string     // LOG_FORMAT: json, text ("" = json, text on a terminal)
 
 	// Bulk CSV invitations.
 	BulkMaxBytes    int64 // INVITEBOT_BULK_MAX_BYTES
@@ -137,6 +141,7 @@ var Env = [][2]string{
 	{"INVITEBOT_REDIRECT_URL", "default inviteRedirectUrl (default " + DefaultRedirectURL + ")"},
 	{"INVITEBOT_POLL_INTERVAL", "acceptance check interval (default 5m)"},
 	{"INVITEBOT_REMIND_AFTER", "remind the inviter once when an invitation is pending this long; 0 disables (default 72h)"},
+	{"INVITEBOT_SCOPED_WRITE_WINDOW", "how long attribute and sponsor writes Entra refuses (403) to a new guest are retried in the background; 0 disables (default 24h)"},
 	{"INVITEBOT_BULK_MAX_BYTES", "largest bulk CSV file accepted, in bytes (default 1048576)"},
 	{"INVITEBOT_BULK_MAX_ROWS", "most rows in a bulk CSV file (default 2000)"},
 	{"INVITEBOT_BULK_CONCURRENCY", "bulk rows in flight at once (default 16); POST /invitations stays under Graph's 150 per 5 s"},
@@ -244,6 +249,20 @@ func Load(getenv func(string) string) (*Config, error) {
 			bad("INVITEBOT_REMIND_AFTER", "at least 1m, or 0 for no reminders")
 		default:
 			c.RemindAfter = d
+		}
+	}
+	c.ScopedWriteWindow = flows.DefaultScopedWriteWindow
+	if v := get("INVITEBOT_SCOPED_WRITE_WINDOW", ""); v != "" {
+		d, err := time.ParseDuration(v)
+		switch {
+		case v == "0":
+			c.ScopedWriteWindow = -1
+		case err != nil:
+			bad("INVITEBOT_SCOPED_WRITE_WINDOW", "not a duration like 24h (or 0 to not retry): %q", v)
+		case d < time.Minute:
+			bad("INVITEBOT_SCOPED_WRITE_WINDOW", "at least 1m, or 0 to not retry")
+		default:
+			c.ScopedWriteWindow = d
 		}
 	}
 	c.BulkMaxBytes = int64(positiveInt(get, bad, "INVITEBOT_BULK_MAX_BYTES", flows.DefaultBulkMaxBytes, 64<<20))
