@@ -37,7 +37,10 @@ type deps struct {
 	pollInterval   time.Duration // overrides the config's (tests: -1 = no background tracking)
 	missingGrace   time.Duration
 	storeNoSync    bool             // benchmarks that seed thousands of records only
-	now            func() time.Time // flows' clock; nil: time.Now
+	now            func() time.Time // flows' clock (and the emulated tenant's); nil: time.Now
+	// graphRoles are the emulated app's Graph application permissions;
+	// nil: every one the simple set-up grants.
+	graphRoles []string
 }
 
 // app is invitebot wired together.

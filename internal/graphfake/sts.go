@@ -20,7 +20,8 @@ type STSConfig struct {
 	// and sub; "" is DefaultServicePrincipal.
 	ObjectID string
 	// Wids, if set, returns the tenant-wide built-in roles assigned to the
-	// service principal, for the token's wids claim (Tenant.TenantWideRoles).
+	// service principal, for the token's wids claim (Tenant.TenantWideRoles;
+	// see also SetWids).
 	Wids func(oid string) []string
 }
 
@@ -53,6 +54,13 @@ func NewSTS(cfg STSConfig) *STS {
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
 	return s
+}
+
+// SetWids sets STSConfig.Wids (a tenant made after the STS).
+func (s *STS) SetWids(f func(oid string) []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.Wids = f
 }
 
 // Client returns an HTTP client that trusts the STS's certificate.
@@ -126,8 +134,11 @@ func (s *STS) token(w http.ResponseWriter, r *http.Request) {
 	c := map[string]any{"aud": "https://graph.microsoft.com", "iss": s.URL + "/" + s.cfg.TenantID + "/v2.0",
 		"tid": s.cfg.TenantID, "appid": s.cfg.ClientID, "roles": s.cfg.Roles, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
 		"jti": newGUID(), "oid": s.cfg.ObjectID, "sub": s.cfg.ObjectID, "idtyp": "app"}
-	if s.cfg.Wids != nil {
-		if w := s.cfg.Wids(s.cfg.ObjectID); len(w) > 0 {
+	s.mu.Lock()
+	wids := s.cfg.Wids
+	s.mu.Unlock()
+	if wids != nil {
+		if w := wids(s.cfg.ObjectID); len(w) > 0 {
 			c["wids"] = w
 		}
 	}
