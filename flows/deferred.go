@@ -193,7 +193,7 @@ func (s *Service) runDeferred(ctx context.Context, id string) {
 		}
 		gaveUp = true
 		cur.History = append(cur.History, s.event(cur, ActorBot, "pending writes abandoned", cd.What()+": "+cd.GaveUp))
-		if cur.Bulk == "" {
+		if cur.Origin.TellsFailure() { // a batch's inviter is not sent one DM per row
 			cur.Outbox = append(cur.Outbox, Outgoing{Kind: NoticeWritesAbandoned, At: now, Failure: f})
 		}
 		return nil

@@ -42,7 +42,7 @@ func (e *env) cycle(t *testing.T, d time.Duration) *flows.Invitation {
 		t.Fatal(err)
 	}
 	e.svc.Wait()
-	invs, err := e.store.Invitations(t.Context(), nil)
+	invs, err := e.store.Invitations(t.Context(), flows.InvitationFilter{})
 	if err != nil || len(invs) != 1 {
 		t.Fatalf("invitations: %v %v", invs, err)
 	}
