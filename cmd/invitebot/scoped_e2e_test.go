@@ -31,7 +31,8 @@ func scopedRoles(h *harness, delay time.Duration, noWriter bool) {
 }
 
 // inviteWithAttributes invites Bob with a job title and company, as Ann
-// (whose Entra account becomes the sponsor), and waits for the DM.
+// (whose Entra account becomes the sponsor), and waits for the DM; it
+// returns the invitation, the DM as read, and Ann's Entra account.
 func inviteWithAttributes(t *testing.T, h *harness) (*flows.Invitation, string, graphfake.User) {
 	t.Helper()
 	h.slack.AddUser(ann, "ann@contoso.com", "Ann Inviter")
@@ -40,9 +41,8 @@ func inviteWithAttributes(t *testing.T, h *harness) (*flows.Invitation, string, 
 	v["job_title"] = map[string]any{"job_title": slackfake.Text("Architect")}
 	v["company_name"] = map[string]any{"company_name": slackfake.Text("Fabrikam")}
 	h.submit(t, h.open(t, ""), v)
-	dm := h.waitDM(t, 1)
-	h.app.svc.Wait()
-	return h.invitation(t), dm, annEntra
+	h.waitDM(t, 1)
+	return h.invitation(t), render(h.dmsTo(ann)[0].Blocks), annEntra
 }
 
 func (h *harness) patches() int {
@@ -84,7 +84,7 @@ func TestE2ELeastPrivilege(t *testing.T) {
 		if got := h.tenant.GroupMembers(emuPortal); len(got) != 1 || got[0] != inv.ObjectID {
 			t.Errorf("group members = %v: the group add goes through the unit's role", got)
 		}
-		if !strings.Contains(dm, "Attributes: pending") || !strings.Contains(dm, "attributes and sponsor is pending") {
+		if !strings.Contains(dm, "*Attributes*: pending") || !strings.Contains(dm, "attributes and sponsor is pending") {
 			t.Errorf("DM does not say the writes are pending:\n%s", dm)
 		}
 		patches := h.patches()
@@ -124,7 +124,7 @@ func TestE2ELeastPrivilege(t *testing.T) {
 		if len(dms) != 1 {
 			t.Errorf("%d DMs, want 1", len(dms))
 		}
-		if text := render(h.latestVersion(dms[0]).Blocks); strings.Contains(text, "pending") || !strings.Contains(text, "Attributes: set") {
+		if text := render(h.latestVersion(dms[0]).Blocks); strings.Contains(text, "pending") || !strings.Contains(text, "*Attributes*: set") {
 			t.Errorf("outcome DM after the writes:\n%s", text)
 		}
 	})
@@ -133,6 +133,9 @@ func TestE2ELeastPrivilege(t *testing.T) {
 		h := startWith(t, overHTTP, deps{pollInterval: -1, now: c.now, graphRoles: leastPrivilege})
 		scopedRoles(h, 2*time.Hour, true)
 		inv, _, _ := inviteWithAttributes(t, h)
+		if !inv.Deferred.Active() {
+			t.Fatalf("nothing pending: %+v", inv.Deferred)
+		}
 		for i := 0; h.recordOf(t, inv.ID).Deferred.Active(); i++ {
 			if i > 40 {
 				t.Fatalf("still retrying after %d hours", i)
