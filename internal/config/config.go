@@ -237,34 +237,8 @@ func Load(getenv func(string) string) (*Config, error) {
 			c.PollInterval = d
 		}
 	}
-	c.RemindAfter = DefaultRemindAfter
-	if v := get("INVITEBOT_REMIND_AFTER", ""); v != "" {
-		d, err := time.ParseDuration(v)
-		switch {
-		case v == "0":
-			c.RemindAfter = 0
-		case err != nil:
-			bad("INVITEBOT_REMIND_AFTER", "not a duration like 72h (or 0 for no reminders): %q", v)
-		case d < time.Minute:
-			bad("INVITEBOT_REMIND_AFTER", "at least 1m, or 0 for no reminders")
-		default:
-			c.RemindAfter = d
-		}
-	}
-	c.ScopedWriteWindow = flows.DefaultScopedWriteWindow
-	if v := get("INVITEBOT_SCOPED_WRITE_WINDOW", ""); v != "" {
-		d, err := time.ParseDuration(v)
-		switch {
-		case v == "0":
-			c.ScopedWriteWindow = -1
-		case err != nil:
-			bad("INVITEBOT_SCOPED_WRITE_WINDOW", "not a duration like 24h (or 0 to not retry): %q", v)
-		case d < time.Minute:
-			bad("INVITEBOT_SCOPED_WRITE_WINDOW", "at least 1m, or 0 to not retry")
-		default:
-			c.ScopedWriteWindow = d
-		}
-	}
+	c.RemindAfter = optionalDuration(get, bad, "INVITEBOT_REMIND_AFTER", DefaultRemindAfter, 0, "72h", "for no reminders")
+	c.ScopedWriteWindow = optionalDuration(get, bad, "INVITEBOT_SCOPED_WRITE_WINDOW", flows.DefaultScopedWriteWindow, -1, "24h", "to not retry")
 	c.BulkMaxBytes = int64(positiveInt(get, bad, "INVITEBOT_BULK_MAX_BYTES", flows.DefaultBulkMaxBytes, 64<<20))
 	c.BulkMaxRows = positiveInt(get, bad, "INVITEBOT_BULK_MAX_ROWS", flows.DefaultBulkMaxRows, 100000)
 	c.BulkConcurrency = positiveInt(get, bad, "INVITEBOT_BULK_CONCURRENCY", flows.DefaultBulkConcurrency, 150)
@@ -313,6 +287,28 @@ func lower(ids []string) []string {
 }
 
 // positiveInt reads a whole number from 1 to most, or def when unset.
+// optionalDuration reads a duration of at least a minute from name:
+// unset is def, "0" is off (what the caller uses for off), anything else
+// malformed or shorter is reported with bad.
+func optionalDuration(get func(string, string) string, bad func(string, string, ...any), name string, def, off time.Duration, example, zero string) time.Duration {
+	v := get(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case v == "0":
+		return off
+	case err != nil:
+		bad(name, "not a duration like %s (or 0 %s): %q", example, zero, v)
+	case d < time.Minute:
+		bad(name, "at least 1m, or 0 %s", zero)
+	default:
+		return d
+	}
+	return def
+}
+
 func positiveInt(get func(string, string) string, bad func(string, string, ...any), name string, def, most int) int {
 	v := get(name, "")
 	if v == "" {

@@ -14,13 +14,21 @@ import (
 // narrowFixture is newFixture with an app that holds only roles.
 func narrowFixture(t *testing.T, roles ...string) *fixture {
 	t.Helper()
+	return newFixtureWith(t, secret, roles)
+}
+
+// newFixtureWith runs the real azidentity client-secret flow against the
+// TLS STS, which grants roles (nil: every one invitebot uses), and the SDK
+// against the in-memory tenant (which also has an unverified domain).
+func newFixtureWith(t *testing.T, clientSecret string, roles []string) *fixture {
+	t.Helper()
 	sts := graphfake.NewSTS(graphfake.STSConfig{TenantID: tenantID, ClientID: clientID, ClientSecret: secret, Roles: roles})
 	t.Cleanup(sts.Close)
 	tenant := graphfake.NewTenant(graphfake.TenantConfig{ID: tenantID, VerifiedDomains: []string{"contoso.com", "contoso.onmicrosoft.com"},
 		UnverifiedDomains: []string{"new.contoso.com"}, ValidToken: sts.ValidToken})
 	srv := graphfake.NewServer(tenant)
 	t.Cleanup(srv.Close)
-	c, err := graph.New(graph.Config{TenantID: tenantID, ClientID: clientID, ClientSecret: secret,
+	c, err := graph.New(graph.Config{TenantID: tenantID, ClientID: clientID, ClientSecret: clientSecret,
 		AuthorityHost: sts.URL, AuthHTTPClient: sts.Client(), BaseURL: srv.URL})
 	if err != nil {
 		t.Fatal(err)
