@@ -118,7 +118,8 @@ func (s *Service) runDeferred(ctx context.Context, id string) {
 	d := *inv.Deferred
 	var attrErr, spErr error
 	if inv.State == StateRemoved {
-		attrErr = errors.New("the guest was deleted in Entra")
+		gone := errors.New("the guest was deleted in Entra")
+		attrErr, spErr = gone, gone
 	} else {
 		if d.Attributes {
 			attrErr = s.retryDirectory(ctx, false, nil, func(ctx context.Context) error {

@@ -175,3 +175,27 @@ func TestRefusedWritesWithoutWindowFail(t *testing.T) {
 		t.Fatalf("invitation = %s %+v %+v", inv.State, inv.Failure, inv.Deferred)
 	}
 }
+
+// Ensure pending writes end, without a retry, when the guest was deleted
+// in Entra meanwhile.
+func TestRefusedWritesEndWhenTheGuestIsRemoved(t *testing.T) {
+	e := sponsorEnv(t)
+	var open atomic.Bool
+	refusedUntil(e, &open)
+	e.dir.UpdateUserFunc = nil // only the sponsor is refused
+	inv := e.submit(t, "V1", request())
+	if !inv.Deferred.Active() || inv.Deferred.Attributes || inv.Deferred.SponsorID == "" {
+		t.Fatalf("deferred = %+v", inv.Deferred)
+	}
+	if _, err := e.store.UpdateInvitation(t.Context(), inv.ID, func(cur *flows.Invitation) error {
+		cur.State = flows.StateRemoved
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sponsors := e.dir.Count("AddSponsor")
+	inv = e.cycle(t, time.Hour)
+	if inv.Deferred.Active() || !strings.Contains(inv.Deferred.GaveUp, "deleted") || e.dir.Count("AddSponsor") != sponsors {
+		t.Errorf("deferred = %+v, %d sponsor calls", inv.Deferred, e.dir.Count("AddSponsor")-sponsors)
+	}
+}
