@@ -28,6 +28,10 @@ type Config struct {
 	People People
 	// Observer is told what the Service does, for metrics; nil: nobody.
 	Observer Observer
+	// InviteAs says whose token POST /invitations uses; "" is InviteAsApp.
+	// Delegation sends as the inviter; required unless InviteAs is app.
+	InviteAs   InviteAs
+	Delegation Delegation
 
 	Logger *slog.Logger                               // nil: discard
 	Now    func() time.Time                           // nil: time.Now
@@ -87,11 +91,14 @@ type Service struct {
 	store   Store
 	note    Notifier
 	people  People
-	log     *slog.Logger
-	obs     Observer
-	now     func() time.Time
-	sleep   func(context.Context, time.Duration) error
-	newID   func() string
+	// inviteAs and delegation decide who sends POST /invitations (sender).
+	inviteAs   InviteAs
+	delegation Delegation
+	log        *slog.Logger
+	obs        Observer
+	now        func() time.Time
+	sleep      func(context.Context, time.Duration) error
+	newID      func() string
 
 	transient, replication   Backoff
 	callTimeout, pickTimeout time.Duration
@@ -120,6 +127,7 @@ type Service struct {
 func New(cfg Config) *Service {
 	s := &Service{
 		dir: cfg.Directory, store: cfg.Store, note: cfg.Notifier, people: cfg.People,
+		inviteAs: cfg.InviteAs, delegation: cfg.Delegation,
 		log: cfg.Logger, obs: cfg.Observer, now: cfg.Now, sleep: cfg.Sleep, newID: cfg.NewID,
 		transient: cfg.Transient, replication: cfg.Replication,
 		callTimeout: cfg.CallTimeout, pickTimeout: cfg.PickTimeout, domainRefresh: cfg.DomainRefresh,
@@ -407,8 +415,10 @@ func (s *Service) Invitation(ctx context.Context, id string) (*Invitation, error
 }
 
 // Resume starts every invitation that is neither finished nor waiting for a
-// person. It is safe to call while invitations run: each runs once.
+// person, and those waiting for an inviter's sign-in who has connected
+// since. It is safe to call while invitations run: each runs once.
 func (s *Service) Resume(ctx context.Context) (int, error) {
+	s.resumeSignIns(ctx)
 	invs, err := s.store.Invitations(ctx, InvitationFilter{Unfinished: true})
 	if err != nil {
 		return 0, fmt.Errorf("resume: %w", err)

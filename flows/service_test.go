@@ -29,6 +29,9 @@ type env struct {
 	people flows.People  // Config.People; nil: none
 	obs    *observer     // Config.Observer
 	window time.Duration // Config.ScopedWriteWindow
+	// inviteAs and deleg are Config.InviteAs and Config.Delegation.
+	inviteAs flows.InviteAs
+	deleg    flows.Delegation
 }
 
 // now is the services' clock: the wall clock plus what advance added.
@@ -66,6 +69,7 @@ func (e *env) start(t *testing.T) *flows.Service {
 	}
 	svc := flows.New(flows.Config{
 		Directory: e.dir, Store: e.store, Notifier: e.note, People: e.people, Observer: e.obs,
+		InviteAs: e.inviteAs, Delegation: e.deleg,
 		Policy: flows.Policy{
 			Admins:             []string{"UADMIN"},
 			Groups:             []flows.Group{{Name: "Portal", ID: "g1"}, {Name: "Wiki", ID: "g2"}},

@@ -146,7 +146,7 @@ func TestDoctorLeastPrivilege(t *testing.T) {
 		}, []string{"FAIL", "no User.ReadWrite.All"}},
 		{"TenantWideRole", []string{"User.Invite.All", "User.Read.All", "Organization.Read.All", "GroupMember.Read.All", "User.ReadWrite.All"},
 			func(h *harness) {
-				h.tenant.AssignRole(graphfake.DefaultServicePrincipal, graphfake.RoleGroupsAdministrator, "/")
+				h.tenant.AssignDirectoryRole(graphfake.DefaultServicePrincipal, graphfake.RoleTemplateGroupsAdministrator, "/")
 			}, false, []string{"ok    directory roles      group adds through Groups Administrator (tenant-wide), not GroupMember.ReadWrite.All"},
 			[]string{"FAIL", "warn"}},
 		{"NoGroupRole", leastPrivilege, func(h *harness) {}, true, []string{

@@ -21,12 +21,12 @@ var leastPrivilege = []string{"User.Invite.All", "User.Read.All", "Domain.Read.A
 func scopedRoles(h *harness, delay time.Duration, noWriter bool) {
 	sp := graphfake.DefaultServicePrincipal
 	groups := h.tenant.AddAdministrativeUnit("invitebot groups", emuPortal)
-	h.tenant.AssignRole(sp, graphfake.RoleGroupsAdministrator, "/administrativeUnits/"+groups)
+	h.tenant.AssignDirectoryRole(sp, graphfake.RoleTemplateGroupsAdministrator, "/administrativeUnits/"+groups)
 	guests := h.tenant.AddDynamicGuestUnit("All guests", delay)
 	if !noWriter {
 		writer := h.tenant.AddRoleDefinition("invitebot guest writer", graphfake.ActionUserBasicUpdate,
 			graphfake.ActionUserJobInfoUpdate, graphfake.ActionUserSponsorsUpdate)
-		h.tenant.AssignRole(sp, writer, "/administrativeUnits/"+guests)
+		h.tenant.AssignDirectoryRole(sp, writer, "/administrativeUnits/"+guests)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/invitebot/invitebot/flows"
@@ -521,4 +522,155 @@ func random() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// Delegation is a flows.Delegation: people connect with Connect; their
+// invitations go to Directory (recorded there as "InviteAs" calls, with
+// the person's object ID) unless InviteFunc answers.
+type Delegation struct {
+	Directory  *Directory
+	InviteFunc func(ctx context.Context, slackUserID string, inv flows.Invite) (flows.Invited, error)
+
+	mu    sync.Mutex
+	conns map[string]flows.Connection
+}
+
+var _ flows.Delegation = (*Delegation)(nil)
+
+// Connect connects the Slack user as c.
+func (d *Delegation) Connect(slackUserID string, c flows.Connection) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conns == nil {
+		d.conns = map[string]flows.Connection{}
+	}
+	d.conns[slackUserID] = c
+}
+
+// Disconnect removes the Slack user's connection.
+func (d *Delegation) Disconnect(slackUserID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.conns, slackUserID)
+}
+
+// Connection implements flows.Delegation.
+func (d *Delegation) Connection(_ context.Context, slackUserID string) (flows.Connection, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, ok := d.conns[slackUserID]
+	if !ok {
+		return flows.Connection{}, &flows.SignInError{Reason: flows.SignInNotConnected}
+	}
+	return c, nil
+}
+
+// Invite implements flows.Delegation.
+func (d *Delegation) Invite(ctx context.Context, slackUserID string, inv flows.Invite) (flows.Invited, error) {
+	c, err := d.Connection(ctx, slackUserID)
+	if err != nil {
+		return flows.Invited{}, err
+	}
+	d.Directory.record("InviteAs", c.ObjectID, inv.Email)
+	if f := d.InviteFunc; f != nil {
+		return f(ctx, slackUserID, inv)
+	}
+	return d.Directory.DefaultInvite(ctx, inv)
+}
+
+// SignInStore is an in-memory flows.SignInStore.
+type SignInStore struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+var _ flows.SignInStore = (*SignInStore)(nil)
+
+// SignInRecord implements flows.SignInStore.
+func (s *SignInStore) SignInRecord(_ context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[key]
+	if !ok {
+		return nil, flows.ErrNotFound
+	}
+	return slices.Clone(v), nil
+}
+
+// PutSignInRecord implements flows.SignInStore.
+func (s *SignInStore) PutSignInRecord(_ context.Context, key string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string][]byte{}
+	}
+	s.m[key] = slices.Clone(value)
+	return nil
+}
+
+// TakeSignInRecord implements flows.SignInStore.
+func (s *SignInStore) TakeSignInRecord(_ context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[key]
+	if !ok {
+		return nil, flows.ErrNotFound
+	}
+	delete(s.m, key)
+	return v, nil
+}
+
+// DeleteSignInRecord implements flows.SignInStore.
+func (s *SignInStore) DeleteSignInRecord(_ context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, key)
+	return nil
+}
+
+// TestSignInStore checks a flows.SignInStore's contract; newStore returns
+// an empty store.
+func TestSignInStore(t *testing.T, newStore func(t *testing.T) flows.SignInStore) {
+	t.Helper()
+	ctx := t.Context()
+	s := newStore(t)
+	if _, err := s.SignInRecord(ctx, "conn/U1"); !errors.Is(err, flows.ErrNotFound) {
+		t.Errorf("SignInRecord(missing) err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.TakeSignInRecord(ctx, "conn/U1"); !errors.Is(err, flows.ErrNotFound) {
+		t.Errorf("TakeSignInRecord(missing) err = %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteSignInRecord(ctx, "conn/U1"); err != nil {
+		t.Errorf("DeleteSignInRecord(missing) = %v", err)
+	}
+	val := []byte("v1")
+	if err := s.PutSignInRecord(ctx, "conn/U1", val); err != nil {
+		t.Fatal(err)
+	}
+	val[0] = 'X' // the store keeps its own copy
+	if err := s.PutSignInRecord(ctx, "conn/U2", []byte("other")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.SignInRecord(ctx, "conn/U1")
+	if err != nil || string(got) != "v1" {
+		t.Fatalf("SignInRecord = %q, %v; want v1", got, err)
+	}
+	if err := s.PutSignInRecord(ctx, "conn/U1", []byte("v2")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.SignInRecord(ctx, "conn/U1"); string(got) != "v2" {
+		t.Errorf("after replace = %q, want v2", got)
+	}
+	if got, err := s.TakeSignInRecord(ctx, "conn/U1"); err != nil || string(got) != "v2" {
+		t.Errorf("TakeSignInRecord = %q, %v", got, err)
+	}
+	if _, err := s.TakeSignInRecord(ctx, "conn/U1"); !errors.Is(err, flows.ErrNotFound) {
+		t.Errorf("second TakeSignInRecord err = %v, want ErrNotFound (single use)", err)
+	}
+	if err := s.DeleteSignInRecord(ctx, "conn/U2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SignInRecord(ctx, "conn/U2"); !errors.Is(err, flows.ErrNotFound) {
+		t.Errorf("after delete err = %v, want ErrNotFound", err)
+	}
 }

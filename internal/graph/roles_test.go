@@ -69,14 +69,14 @@ func TestVerifiedDomainsWithDomainReadAll(t *testing.T) {
 func TestRoleAssignments(t *testing.T) {
 	f := narrowFixture(t, "RoleManagement.Read.Directory")
 	au := f.tenant.AddAdministrativeUnit("groups", "g1")
-	f.tenant.AssignRole(graphfake.DefaultServicePrincipal, graphfake.RoleGroupsAdministrator, "/administrativeUnits/"+au)
-	f.tenant.AssignRole("another-app", graphfake.RoleUserAdministrator, "/")
+	f.tenant.AssignDirectoryRole(graphfake.DefaultServicePrincipal, graphfake.RoleTemplateGroupsAdministrator, "/administrativeUnits/"+au)
+	f.tenant.AssignDirectoryRole("another-app", graphfake.RoleTemplateUserAdministrator, "/")
 	got, err := f.client.RoleAssignments(t.Context(), graphfake.DefaultServicePrincipal)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("RoleAssignments = %+v, %v", got, err)
 	}
 	a := got[0]
-	if a.RoleName != "Groups Administrator" || !a.BuiltIn || a.Scope != "/administrativeUnits/"+au || a.RoleID != graphfake.RoleGroupsAdministrator ||
+	if a.RoleName != "Groups Administrator" || !a.BuiltIn || a.Scope != "/administrativeUnits/"+au || a.RoleID != graphfake.RoleTemplateGroupsAdministrator ||
 		!strings.Contains(strings.Join(a.Actions, " "), graphfake.ActionGroupMembersUpdate) {
 		t.Errorf("assignment = %+v", a)
 	}

@@ -264,6 +264,10 @@ func (t *Tenant) invite(w http.ResponseWriter, r *http.Request) {
 	if userType == "" {
 		userType = "Guest"
 	}
+	c := callerOf(r)
+	if !t.admitCaller(w, r, RoutePostInvitations, c, userType == "Member") {
+		return
+	}
 	name, _ := body["invitedUserDisplayName"].(string)
 	var u *User
 	if existingID != "" { // convert an internal user, or reset redemption
@@ -302,7 +306,7 @@ func (t *Tenant) invite(w http.ResponseWriter, r *http.Request) {
 		}
 		t.created[u.ID] = t.now()
 	}
-	t.invitations = append(t.invitations, Invitation{Body: body, UserID: u.ID})
+	t.invitations = append(t.invitations, Invitation{Body: body, UserID: u.ID, InvitedBy: c.oid})
 	id, tenant := u.ID, t.cfg.ID
 	t.mu.Unlock()
 	ticket := strings.ReplaceAll(newGUID(), "-", "")

@@ -57,17 +57,17 @@ func withCaller(r *http.Request, c *Claims) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), claimsKey{}, c))
 }
 
-func callerOf(r *http.Request) *Claims {
+func claimsOf(r *http.Request) *Claims {
 	c, _ := r.Context().Value(claimsKey{}).(*Claims)
 	return c
 }
 
 // Built-in directory role template IDs (Entra's permissions reference).
 const (
-	RoleGroupsAdministrator = "fdd7a751-b60b-444a-984c-02652fe8fa1c"
-	RoleUserAdministrator   = "fe930be7-5e62-47db-91af-98c3a49a38b1"
-	RoleDirectoryReaders    = "88d8e3e3-8f55-4a1e-953a-9b9898b8876b"
-	RoleGuestInviter        = "95e79109-95c0-4d8e-aee3-d01accf2d47b"
+	RoleTemplateGroupsAdministrator = "fdd7a751-b60b-444a-984c-02652fe8fa1c"
+	RoleTemplateUserAdministrator   = "fe930be7-5e62-47db-91af-98c3a49a38b1"
+	RoleTemplateDirectoryReaders    = "88d8e3e3-8f55-4a1e-953a-9b9898b8876b"
+	RoleTemplateGuestInviter        = "95e79109-95c0-4d8e-aee3-d01accf2d47b"
 )
 
 // Resource actions the emulated roles carry (Entra's custom-role actions).
@@ -112,13 +112,13 @@ type adminUnit struct {
 }
 
 var builtInRoles = []RoleDefinition{
-	{ID: RoleGroupsAdministrator, DisplayName: "Groups Administrator", IsBuiltIn: true,
+	{ID: RoleTemplateGroupsAdministrator, DisplayName: "Groups Administrator", IsBuiltIn: true,
 		Actions: []string{ActionGroupMembersUpdate, ActionGroupRead, ActionUserRead}},
-	{ID: RoleUserAdministrator, DisplayName: "User Administrator", IsBuiltIn: true,
+	{ID: RoleTemplateUserAdministrator, DisplayName: "User Administrator", IsBuiltIn: true,
 		Actions: []string{ActionGroupMembersUpdate, ActionGroupRead, ActionUserRead, ActionUserBasicUpdate, ActionUserJobInfoUpdate,
 			ActionUserSponsorsUpdate, ActionUserDisable, ActionUserDelete, ActionUserInviteGuest}},
-	{ID: RoleDirectoryReaders, DisplayName: "Directory Readers", IsBuiltIn: true, Actions: []string{ActionGroupRead, ActionUserRead}},
-	{ID: RoleGuestInviter, DisplayName: "Guest Inviter", IsBuiltIn: true, Actions: []string{ActionUserInviteGuest}},
+	{ID: RoleTemplateDirectoryReaders, DisplayName: "Directory Readers", IsBuiltIn: true, Actions: []string{ActionGroupRead, ActionUserRead}},
+	{ID: RoleTemplateGuestInviter, DisplayName: "Guest Inviter", IsBuiltIn: true, Actions: []string{ActionUserInviteGuest}},
 }
 
 // AddRoleDefinition adds a custom role with the given resource actions
@@ -157,9 +157,9 @@ func (t *Tenant) AddDynamicGuestUnit(name string, delay time.Duration) string {
 	return id
 }
 
-// AssignRole assigns role (a template or custom role ID) to principal (a
+// AssignDirectoryRole assigns role (a template or custom role ID) to principal (a
 // service principal's object ID) at scope and returns the assignment's ID.
-func (t *Tenant) AssignRole(principal, role, scope string) string {
+func (t *Tenant) AssignDirectoryRole(principal, role, scope string) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	a := RoleAssignment{ID: newGUID(), PrincipalID: principal, RoleDefinitionID: role, DirectoryScopeID: scope}
@@ -258,7 +258,7 @@ var patchActions = map[string]string{
 // object ID, "" for none) for actions (nil: the route's own action).
 // A caller without claims (a non-JWT test token) is not restricted.
 func (t *Tenant) authorized(r *http.Request, route Route, target string, actions []string) bool {
-	c := callerOf(r)
+	c := claimsOf(r)
 	need, ok := routePerms[route]
 	if c == nil || !ok || c.has(need.perms) {
 		return true

@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// jwt mints an unsigned token with the given claims.
-func jwt(t *testing.T, c Claims) string {
+// testToken mints an unsigned token with the given claims.
+func testToken(t *testing.T, c Claims) string {
 	t.Helper()
 	raw, err := json.Marshal(c)
 	if err != nil {
@@ -40,7 +40,7 @@ func TestPermissionsPerRoute(t *testing.T) {
 	tn := NewTenant(TenantConfig{VerifiedDomains: []string{"contoso.com"}, UnverifiedDomains: []string{"pending.contoso.com"}})
 	s := NewServer(tn)
 	t.Cleanup(s.Close)
-	narrow := jwt(t, Claims{Roles: []string{"Domain.Read.All", "User.Read.All"}, OID: "sp1", IDTyp: "app"})
+	narrow := testToken(t, Claims{Roles: []string{"Domain.Read.All", "User.Read.All"}, OID: "sp1", IDTyp: "app"})
 	if c := do(t, s, narrow, "GET", "/organization", ""); c.status != 403 || graphErr(t, c) != "Authorization_RequestDenied" {
 		t.Errorf("GET /organization without Organization.Read.All: %d %v", c.status, c.body)
 	}
@@ -52,7 +52,7 @@ func TestPermissionsPerRoute(t *testing.T) {
 	if d := vals[1].(map[string]any); d["id"] != "pending.contoso.com" || d["isVerified"] != false {
 		t.Errorf("unverified domain = %v", d)
 	}
-	if c := do(t, s, jwt(t, Claims{Roles: []string{"Organization.Read.All"}}), "GET", "/domains", ""); c.status != 403 {
+	if c := do(t, s, testToken(t, Claims{Roles: []string{"Organization.Read.All"}}), "GET", "/domains", ""); c.status != 403 {
 		t.Errorf("GET /domains with Organization.Read.All only: %d", c.status)
 	}
 	gid := tn.AddGroup("Partners")
@@ -74,7 +74,7 @@ func TestPermissionsPerRoute(t *testing.T) {
 		t.Errorf("GET /users/{id} with User.Read.All: %d", c.status)
 	}
 	// Delegated scopes count as well (an invitation sent as a person).
-	if c := do(t, s, jwt(t, Claims{Scp: "openid User.Invite.All", OID: "person"}), "POST", "/invitations",
+	if c := do(t, s, testToken(t, Claims{Scp: "openid User.Invite.All", OID: "person"}), "POST", "/invitations",
 		`{"invitedUserEmailAddress":"a@fabrikam.com","inviteRedirectUrl":"https://x"}`); c.status != 201 {
 		t.Errorf("delegated User.Invite.All: %d %v", c.status, c.body)
 	}
@@ -102,14 +102,14 @@ func TestScopedRoles(t *testing.T) {
 	s := NewServer(tn)
 	t.Cleanup(s.Close)
 	const sp = "sp-invitebot"
-	tok := jwt(t, Claims{Roles: []string{"User.Invite.All", "User.Read.All"}, OID: sp, Sub: sp, IDTyp: "app"})
+	tok := testToken(t, Claims{Roles: []string{"User.Invite.All", "User.Read.All"}, OID: sp, Sub: sp, IDTyp: "app"})
 	offered, other := tn.AddGroup("Partner portal users"), tn.AddGroup("Finance")
 	au := tn.AddAdministrativeUnit("invitebot groups", offered)
-	tn.AssignRole(sp, RoleGroupsAdministrator, "/administrativeUnits/"+au)
+	tn.AssignDirectoryRole(sp, RoleTemplateGroupsAdministrator, "/administrativeUnits/"+au)
 	guests := tn.AddDynamicGuestUnit("guests", 30*time.Minute)
 	writer := tn.AddRoleDefinition("invitebot guest writer", ActionUserBasicUpdate, ActionUserJobInfoUpdate, ActionUserSponsorsUpdate)
-	tn.AssignRole(sp, writer, "/administrativeUnits/"+guests)
-	tn.AssignRole("someone-else", RoleUserAdministrator, "/")
+	tn.AssignDirectoryRole(sp, writer, "/administrativeUnits/"+guests)
+	tn.AssignDirectoryRole("someone-else", RoleTemplateUserAdministrator, "/")
 	sponsor := tn.AddUser(User{DisplayName: "Dana", UserType: "Member"})
 
 	c := do(t, s, tok, "POST", "/invitations", `{"invitedUserEmailAddress":"bob@fabrikam.com","inviteRedirectUrl":"https://x"}`)
@@ -159,7 +159,7 @@ func TestScopedRoles(t *testing.T) {
 	if c := do(t, s, tok, "GET", "/roleManagement/directory/roleAssignments", ""); c.status != http.StatusForbidden {
 		t.Errorf("list assignments without RoleManagement.Read.Directory: %d", c.status)
 	}
-	reader := jwt(t, Claims{Roles: []string{"RoleManagement.Read.Directory"}, OID: sp})
+	reader := testToken(t, Claims{Roles: []string{"RoleManagement.Read.Directory"}, OID: sp})
 	c = do(t, s, reader, "GET", "/roleManagement/directory/roleAssignments?$filter=principalId%20eq%20'"+sp+"'&$expand=roleDefinition", "")
 	vals, _ := c.body["value"].([]any)
 	if c.status != 200 || len(vals) != 2 {
@@ -173,7 +173,7 @@ func TestScopedRoles(t *testing.T) {
 	if w := tn.TenantWideRoles(sp); len(w) != 0 {
 		t.Errorf("TenantWideRoles(sp) = %v: its roles are scoped", w)
 	}
-	if w := tn.TenantWideRoles("someone-else"); len(w) != 1 || w[0] != RoleUserAdministrator {
+	if w := tn.TenantWideRoles("someone-else"); len(w) != 1 || w[0] != RoleTemplateUserAdministrator {
 		t.Errorf("TenantWideRoles = %v", w)
 	}
 }
