@@ -74,7 +74,8 @@ func TestPermissionsPerRoute(t *testing.T) {
 		t.Errorf("GET /users/{id} with User.Read.All: %d", c.status)
 	}
 	// Delegated scopes count as well (an invitation sent as a person).
-	if c := do(t, s, testToken(t, Claims{Scp: "openid User.Invite.All", OID: "person"}), "POST", "/invitations",
+	person := tn.AddUser(User{DisplayName: "Dana", UserType: "Member"})
+	if c := do(t, s, testToken(t, Claims{Scp: "openid User.Invite.All", OID: person.ID}), "POST", "/invitations",
 		`{"invitedUserEmailAddress":"a@fabrikam.com","inviteRedirectUrl":"https://x"}`); c.status != 201 {
 		t.Errorf("delegated User.Invite.All: %d %v", c.status, c.body)
 	}
