@@ -137,7 +137,9 @@ func (f InvitationFilter) Match(inv *Invitation) bool {
 // lifecycle action is in progress, it waits for an approver, its guest's
 // access has an expiry, or writes Entra refused are retried (Deferred). It
 // depends only on the record, so a store may compute it on each write and
-// index it.
+// index it; changing what it selects means rebuilding those indexes
+// (bbolt: a new schema version). Adding Deferred needed none: no record
+// written before it has one.
 func (inv *Invitation) Tracked() bool {
 	return inv.Pending() || len(inv.Outbox) > 0 || inv.Action != nil || inv.State == StateAwaitingApproval ||
 		(inv.Expiry != nil && live(inv)) || inv.Deferred.Active()
