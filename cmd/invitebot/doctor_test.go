@@ -18,7 +18,8 @@ import (
 )
 
 // doctorEnv is the environment of the harness's invitebot, with its own
-// store file and a policy file offering groups.
+// store file (created, as the first start does) and a policy file offering
+// groups.
 func doctorEnv(t *testing.T, h *harness, groups ...string) map[string]string {
 	t.Helper()
 	policy := "groups:\n"
@@ -29,11 +30,19 @@ func doctorEnv(t *testing.T, h *harness, groups ...string) map[string]string {
 	if err := os.WriteFile(path, []byte(policy), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	db := filepath.Join(t.TempDir(), "doctor.db")
+	s, err := store.Open(db, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	return map[string]string{
 		"SLACK_BOT_TOKEN": "xoxb-emulated", "SLACK_SIGNING_SECRET": emuSigning, "SLACK_API_URL": h.slack.APIURL(),
 		"AZURE_TENANT_ID": emuTenant, "AZURE_CLIENT_ID": emuClient, "AZURE_CLIENT_SECRET": emuSecret,
 		"AZURE_AUTHORITY_HOST": h.sts.URL, "GRAPH_BASE_URL": h.graph.URL,
-		"INVITEBOT_DB": filepath.Join(t.TempDir(), "doctor.db"), "INVITEBOT_CONFIG": path,
+		"INVITEBOT_DB": db, "INVITEBOT_CONFIG": path,
 	}
 }
 
@@ -58,7 +67,7 @@ func TestDoctor(t *testing.T) {
 	}
 	for _, want := range []string{"ok    environment", "ok    slack token", "ok    slack scopes", "ok    entra credential",
 		"ok    graph permissions", "ok    verified domains     contoso.com", "ok    policy group",
-		"warn  store                no store at " + env["INVITEBOT_DB"] + ": a new one will be created on first start"} {
+		"ok    store                " + env["INVITEBOT_DB"] + " opens and checks clean"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -85,8 +94,14 @@ func TestDoctor(t *testing.T) {
 		c[k] = v
 		return c
 	}
-	// Doctor changes nothing: the missing store is not created.
-	if _, err := os.Stat(env["INVITEBOT_DB"]); !errors.Is(err, fs.ErrNotExist) {
+	// Doctor changes nothing: a missing store (a wrong path, a volume not
+	// mounted) is a warning with its absolute path, and is not created.
+	missing := filepath.Join(t.TempDir(), "missing.db")
+	out, err = h.doctor(t, clone(env, "INVITEBOT_DB", missing), h.sts)
+	if err != nil || !strings.Contains(out, "warn  store                no store at "+missing+": a new one will be created on first start") {
+		t.Errorf("doctor on a missing store: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("doctor created the store: %v", err)
 	}
 	held, err := store.Open(env["INVITEBOT_DB"], store.Options{})
@@ -95,9 +110,6 @@ func TestDoctor(t *testing.T) {
 	}
 	fails("store held", env, h.sts, "store", "held by another process")
 	held.Close()
-	if out, err := h.doctor(t, env, h.sts); err != nil || !strings.Contains(out, "ok    store                "+env["INVITEBOT_DB"]+" opens and checks clean") {
-		t.Errorf("doctor on an existing store: %v\n%s", err, out)
-	}
 	fails("wrong secret", clone(env, "AZURE_CLIENT_SECRET", "wrong"), h.sts, "entra credential", "the token service answered 401 Unauthorized: AADSTS7000215")
 	// The cause is shown, not cut at the first line: a token service that
 	// cannot be reached, and one that answers with an error status.
