@@ -36,7 +36,9 @@ Entra tenant behind Microsoft Graph's API and a TLS token service (the real
 azidentity and msgraph-sdk-go code runs), and a Slack Web API fake. The demo
 plays Slack: it sends signed /invite-guest commands and dialog submissions
 to invitebot's HTTP endpoints (or, with -socket, delivers them over a Socket
-Mode WebSocket) and prints what the inviter would see.
+Mode WebSocket) and prints what the inviter would see. Its last step runs
+with INVITEBOT_INVITE_AS=inviter: the inviter connects their Microsoft
+account (the demo plays the browser) and the invitation is sent as them.
 `)
 		fs.PrintDefaults()
 	}
