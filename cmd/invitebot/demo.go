@@ -64,7 +64,11 @@ account (the demo plays the browser) and the invitation is sent as them.
 	if err != nil {
 		return err
 	}
-	defer e.Close()
+	defer func() {
+		if e != nil {
+			e.Close()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	e.tenant.AddUser(graphfake.User{DisplayName: "Alice Partner", Mail: "alice@partner.example", UserType: "Guest",
@@ -197,6 +201,12 @@ account (the demo plays the browser) and the invitation is sent as them.
 
 	say("\nThe tenant now has %d users; \"Partner portal users\" has %d members. Invitations sent: %d.",
 		len(e.tenant.Users()), len(e.tenant.GroupMembers(emuPortal)), len(e.tenant.Invitations()))
+	// One Graph client at work per process (building one writes a kiota
+	// global that the other's decoding reads).
+	if err := e.Close(); err != nil {
+		return err
+	}
+	e = nil
 	return demoInviteAsInviter(ctx, filepath.Join(dir, "inviter.db"), slog.New(slog.NewTextHandler(logw, nil)), tr, say, indent)
 }
 
