@@ -53,6 +53,8 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 		return flows.MessageRef{}, b.approvalDecided(ctx, inv)
 	case flows.NoticeSignIn:
 		return b.askSignIn(ctx, inv)
+	case flows.NoticeStepCompleted:
+		return flows.MessageRef{}, b.completeStep(ctx, inv)
 	}
 	return flows.MessageRef{}, b.lifecycleNotice(ctx, n)
 }

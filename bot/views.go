@@ -318,6 +318,8 @@ func failureText(f *flows.Failure, esc func(string) string, bold string) string 
 		return "An approver denied the invitation: " + esc(f.Message)
 	case flows.FailApprovalExpired:
 		return "Nobody decided on the invitation in time, so the request expired. Ask again if you still need the guest."
+	case flows.FailRefused:
+		return esc(f.Message)
 	case flows.FailNeedsPick:
 		return "This address already has accounts that a person must choose between: " + esc(f.Message) + "."
 	case flows.FailConvertRefused:

@@ -507,11 +507,17 @@ func (s *Service) event(inv *Invitation, actor, action, detail string) Event {
 	return Event{At: s.now(), InvitationID: inv.ID, ObjectID: inv.ObjectID, Actor: actor, Action: action, Detail: detail}
 }
 
-// setState moves inv to state and records why.
+// setState moves inv to state and records why. When the invitation ends
+// (its first terminal state: notified or failed) and its origin waits for
+// the outcome, the completion is queued in the same write.
 func (s *Service) setState(inv *Invitation, to State, actor, action, detail string) {
+	ends := !inv.State.Terminal() && to.Terminal()
 	inv.State = to
 	inv.UpdatedAt = s.now()
 	inv.History = append(inv.History, s.event(inv, actor, action, detail))
+	if ends && inv.Origin.Completes() {
+		inv.Outbox = append(inv.Outbox, Outgoing{Kind: NoticeStepCompleted, At: inv.UpdatedAt})
+	}
 }
 
 // Age renders a duration the way invitebot tells people how old something

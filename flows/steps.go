@@ -82,6 +82,9 @@ func (s *Service) advance(ctx context.Context, inv *Invitation, to State, action
 	}
 	*inv = *got
 	s.log.InfoContext(ctx, "invitation step", "invitation", got, "from", from)
+	if to.Terminal() && len(got.Outbox) > 0 { // queued by setState: its origin's completion
+		s.flushLater(got.ID)
+	}
 	if to != StateNotified && !to.Waiting() {
 		s.tell(ctx, Notice{Kind: NoticeProgress, Invitation: got.Clone()})
 	}

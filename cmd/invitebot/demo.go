@@ -36,9 +36,10 @@ Entra tenant behind Microsoft Graph's API and a TLS token service (the real
 azidentity and msgraph-sdk-go code runs), and a Slack Web API fake. The demo
 plays Slack: it sends signed /invite-guest commands and dialog submissions
 to invitebot's HTTP endpoints (or, with -socket, delivers them over a Socket
-Mode WebSocket) and prints what the inviter would see. Its last step runs
-with INVITEBOT_INVITE_AS=inviter: the inviter connects their Microsoft
-account (the demo plays the browser) and the invitation is sent as them.
+Mode WebSocket), runs a Workflow Builder step, and prints what the inviter
+would see. Its last step runs with INVITEBOT_INVITE_AS=inviter: the inviter
+connects their Microsoft account (the demo plays the browser) and the
+invitation is sent as them.
 `)
 		fs.PrintDefaults()
 	}
@@ -199,6 +200,24 @@ account (the demo plays the browser) and the invitation is sent as them.
 	}
 	say("   and invitebot posts %s:\n%s", results.Name, indent(string(results.Content)))
 
+	say("\n7. A workflow built in Workflow Builder (a request form, then invitebot's step \"Invite an external guest\")")
+	say("   runs for Ann, asking for gina@fabrikam.com in \"Partner portal users\".")
+	x, _, err := e.player.FunctionExecuted(ctx, bot.FunctionInvite, map[string]any{
+		bot.StepRequester: slackfake.UserContext(inviter), bot.StepEmail: "gina@fabrikam.com", bot.StepDisplayName: "Gina Ortiz",
+		bot.StepGroups: "Partner portal users", bot.StepDelivery: "slack_link"})
+	if err != nil {
+		return err
+	}
+	if err := e.slack.WaitFor(ctx, func() bool { return len(e.slack.Completions(x.ID)) > 0 }); err != nil {
+		return fmt.Errorf("the workflow step was not completed: %w", err)
+	}
+	c := e.slack.Completions(x.ID)[0]
+	say("   invitebot applies the policy to Ann (the step's requester), invites Gina, DMs Ann the redeem link")
+	say("   and completes the step (functions.completeSuccess) with outputs for the workflow's next steps:")
+	for _, k := range bot.StepOutputs {
+		say("    %s: %v", k, c.Outputs[k])
+	}
+
 	say("\nThe tenant now has %d users; \"Partner portal users\" has %d members. Invitations sent: %d.",
 		len(e.tenant.Users()), len(e.tenant.GroupMembers(emuPortal)), len(e.tenant.Invitations()))
 	// One Graph client at work per process (building one writes a kiota
@@ -222,7 +241,7 @@ func demoInviteAsInviter(ctx context.Context, db string, log *slog.Logger, tr tr
 	const inviter = "U0ANN"
 	e.slack.AddUser(inviter, "ann@contoso.com", "Ann Lee")
 	annEntra := e.tenant.AddUser(graphfake.User{DisplayName: "Ann Lee", Mail: "ann@contoso.com", UserPrincipalName: "ann@contoso.com", UserType: "Member"})
-	say("\n7. The admin sets INVITEBOT_INVITE_AS=inviter: invitations are now sent as the person who asks.")
+	say("\n8. The admin sets INVITEBOT_INVITE_AS=inviter: invitations are now sent as the person who asks.")
 	say("   Ann invites grace@tailspin.example; she has not connected her Microsoft account yet.")
 	_, view, err := e.player.Command(ctx, inviter, bot.Command, "grace@tailspin.example Grace Hall")
 	if err != nil || view == "" {

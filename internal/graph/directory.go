@@ -11,21 +11,8 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/invitebot/invitebot/flows"
+	"github.com/invitebot/invitebot/internal/graph/odata"
 )
-
-// FilterByEmail builds the lookup filter for an address: mail, otherMails,
-// SMTP proxyAddresses (and userPrincipalName when withUPN). It only doubles
-// single quotes, OData's literal escape: the SDK percent-encodes the rest.
-// All forms work without ConsistencyLevel (default, strongly consistent).
-func FilterByEmail(email string, withUPN bool) string {
-	lit := "'" + strings.ReplaceAll(email, "'", "''") + "'"
-	smtp := "'smtp:" + strings.ReplaceAll(email, "'", "''") + "'"
-	f := "mail eq " + lit + " or otherMails/any(x:x eq " + lit + ") or proxyAddresses/any(x:x eq " + smtp + ")"
-	if withUPN {
-		f += " or userPrincipalName eq " + lit
-	}
-	return f
-}
 
 // VerifiedDomains implements flows.Directory.
 func (c *Client) VerifiedDomains(ctx context.Context) ([]string, error) {
@@ -46,7 +33,7 @@ func (c *Client) VerifiedDomains(ctx context.Context) ([]string, error) {
 
 // FindUsers implements flows.Directory.
 func (c *Client) FindUsers(ctx context.Context, email string, withUPN bool) ([]flows.DirectoryUser, error) {
-	filter := FilterByEmail(email, withUPN)
+	filter := odata.FilterByEmail(email, withUPN)
 	top := int32(50)
 	resp, err := c.graph.Users().Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{
 		QueryParameters: &users.UsersRequestBuilderGetQueryParameters{
