@@ -11,7 +11,6 @@ import (
 	"github.com/invitebot/invitebot/internal/config"
 	"github.com/invitebot/invitebot/internal/graph"
 	"github.com/invitebot/invitebot/internal/signin"
-	"github.com/invitebot/invitebot/internal/store"
 )
 
 // delegation is flows.Delegation: the sign-in adapter's tokens, sent with
@@ -40,9 +39,13 @@ func (d delegation) Invite(ctx context.Context, slackUserID string, inv flows.In
 // newSignIn builds the inviters' sign-in when INVITEBOT_INVITE_AS is not
 // app (nil otherwise). svc and b are read only when a person signs in,
 // after newApp has set them.
-func newSignIn(cfg *config.Config, log *slog.Logger, d deps, db *store.DB, svc **flows.Service, b **bot.Bot) (*signin.Service, error) {
+func newSignIn(cfg *config.Config, log *slog.Logger, d deps, st any, svc **flows.Service, b **bot.Bot) (*signin.Service, error) {
 	if !cfg.Delegated() {
 		return nil, nil
+	}
+	db, ok := st.(flows.SignInStore)
+	if !ok {
+		return nil, fmt.Errorf("INVITEBOT_INVITE_AS=%s: the store at INVITEBOT_DB does not keep sign-ins (use a bbolt file)", cfg.InviteAs)
 	}
 	cur, prev := cfg.TokenKeys()
 	sealer, err := signin.NewSealer(cur, prev)
