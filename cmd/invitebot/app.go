@@ -37,7 +37,10 @@ type deps struct {
 	pollInterval   time.Duration // overrides the config's (tests: -1 = no background tracking)
 	missingGrace   time.Duration
 	storeNoSync    bool             // benchmarks that seed thousands of records only
-	now            func() time.Time // flows' clock; nil: time.Now
+	now            func() time.Time // flows' clock (and the emulated tenant's); nil: time.Now
+	// graphRoles are the emulated app's Graph application permissions;
+	// nil: every one the simple set-up grants.
+	graphRoles []string
 	// env adds to or replaces the emulated set-up's environment (tests and
 	// the demo: e.g. INVITEBOT_INVITE_AS=inviter).
 	env map[string]string
@@ -136,8 +139,8 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		Logger: log.With("component", "flows"), Sleep: d.sleep, Now: d.now,
 		Transient: d.transient, Replication: d.replication,
 		PollInterval: cmp.Or(d.pollInterval, cfg.PollInterval), RemindAfter: cfg.RemindAfter,
-		MissingGrace: d.missingGrace,
-		InviteAs:     flows.InviteAs(cfg.InviteAs), Delegation: deleg,
+		MissingGrace: d.missingGrace, ScopedWriteWindow: cfg.ScopedWriteWindow,
+		InviteAs: flows.InviteAs(cfg.InviteAs), Delegation: deleg,
 	})
 	b.SetService(svc)
 	a := &app{cfg: cfg, log: log, db: db, svc: svc, bot: b, slack: api, mux: http.NewServeMux(), reload: make(chan os.Signal, 1),

@@ -64,7 +64,8 @@ const (
 // as `serve` and runs it on a loopback port.
 func startEmulated(dbPath string, log *slog.Logger, d deps, tr transport) (*emulated, error) {
 	e := &emulated{addr: "127.0.0.1:0"}
-	stsCfg := graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret, UserTokenLifetime: d.userTokenLifetime}
+	stsCfg := graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret, Roles: d.graphRoles,
+		UserTokenLifetime: d.userTokenLifetime}
 	if as := d.env["INVITEBOT_INVITE_AS"]; as != "" && as != config.InviteAsApp {
 		// The inviters' browsers come back to invitebot: fix its address
 		// (the redirect URI) before it starts, for every restart.
@@ -77,7 +78,8 @@ func startEmulated(dbPath string, log *slog.Logger, d deps, tr transport) (*emul
 		stsCfg.RedirectURIs = []string{"http://" + e.addr + "/auth/callback"}
 	}
 	e.sts = graphfake.NewSTS(stsCfg)
-	e.tenant = graphfake.NewTenant(graphfake.TenantConfig{ID: emuTenant, VerifiedDomains: []string{"contoso.com"}, ValidToken: e.sts.ValidToken})
+	e.tenant = graphfake.NewTenant(graphfake.TenantConfig{ID: emuTenant, VerifiedDomains: []string{"contoso.com"}, ValidToken: e.sts.ValidToken, Now: d.now})
+	e.sts.SetWids(e.tenant.TenantWideRoles)
 	e.tenant.AddGroupWithID(emuPortal, "Partner portal users")
 	e.graph = graphfake.NewServer(e.tenant)
 	e.slack = slackfake.New()
