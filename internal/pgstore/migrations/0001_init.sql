@@ -1,0 +1,48 @@
+-- invitebot's PostgreSQL schema, version 1.
+--
+-- Records are the JSON documents the bbolt store keeps
+-- (doc); the columns beside them are what SQL must see: keys, the
+-- uniqueness invitebot relies on, and ordering. Times used for ordering
+-- are Unix nanoseconds (timestamptz keeps microseconds, bbolt orders by
+-- nanoseconds).
+
+CREATE TABLE invitations (
+    id          text PRIMARY KEY,
+    -- the Slack modal that submitted it: one invitation per submission
+    view_id     text UNIQUE,
+    -- flows.NormalizeEmail of the invitee's address
+    email_key   text NOT NULL,
+    state       text NOT NULL,
+    -- true while the state is not terminal: at most one per address
+    in_flight   boolean NOT NULL,
+    created_ns  bigint NOT NULL,
+    doc         jsonb NOT NULL
+);
+
+CREATE UNIQUE INDEX invitations_in_flight_email ON invitations (email_key) WHERE in_flight;
+CREATE INDEX invitations_email ON invitations (email_key);
+CREATE INDEX invitations_order ON invitations (created_ns, id);
+
+CREATE TABLE guests (
+    object_id  text PRIMARY KEY,
+    doc        jsonb NOT NULL
+);
+
+-- The audit log: append-only, in the order events were written.
+CREATE TABLE audit (
+    seq            bigserial PRIMARY KEY,
+    at_ns          bigint NOT NULL,
+    invitation_id  text NOT NULL,
+    doc            jsonb NOT NULL
+);
+
+CREATE INDEX audit_at ON audit (at_ns);
+
+-- Leases (flows.Leaser): who runs the background work, until when, and the
+-- epoch that fences a replica that lost it.
+CREATE TABLE leases (
+    name     text PRIMARY KEY,
+    holder   text NOT NULL,
+    epoch    bigint NOT NULL,
+    expires  timestamptz NOT NULL
+);
