@@ -48,13 +48,15 @@ func (db *DB) ReleaseLease(ctx context.Context, l flows.Lease) error {
 	return nil
 }
 
-// Lease returns the current state of the lease name (zero if it was never
-// taken), for doctor and `store copy`.
-func (db *DB) Lease(ctx context.Context, name string) (flows.Lease, error) {
-	l := flows.Lease{Name: name}
-	err := db.pool.QueryRow(ctx, "SELECT holder, epoch, expires FROM leases WHERE name = $1", name).Scan(&l.Holder, &l.Epoch, &l.Expires)
+// Lease returns the lease name as it stands (zero if never taken) and
+// whether a holder has it now, on the database's clock; for doctor and
+// `store copy`.
+func (db *DB) Lease(ctx context.Context, name string) (l flows.Lease, held bool, err error) {
+	l.Name = name
+	err = db.pool.QueryRow(ctx, "SELECT holder, epoch, expires, holder <> '' AND expires > now() FROM leases WHERE name = $1", name).
+		Scan(&l.Holder, &l.Epoch, &l.Expires, &held)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return l, nil
+		return l, false, nil
 	}
-	return l, err
+	return l, held, err
 }

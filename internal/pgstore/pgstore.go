@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/url"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,12 +48,12 @@ var (
 
 // Open connects to the database named by the postgres:// URL (libpq's PG*
 // environment variables fill what it leaves out), and creates or migrates
-// the schema.
+// the schema. Its errors never quote the URL (it may hold a password).
 func Open(ctx context.Context, dbURL string, opts Options) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		// pgx's parse errors may quote the URL, password included.
-		return nil, fmt.Errorf("open store %s: invalid PostgreSQL URL", Redact(dbURL))
+		return nil, errors.New("open store: invalid PostgreSQL URL")
 	}
 	if opts.Password != nil {
 		cfg.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
@@ -72,12 +71,12 @@ func Open(ctx context.Context, dbURL string, opts Options) (*DB, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", Redact(dbURL), err)
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	version, err := migrate(ctx, pool)
 	if err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("open store %s: %w", Redact(dbURL), err)
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	return &DB{pool: pool, version: version}, nil
 }
@@ -93,21 +92,6 @@ func (db *DB) Version() int { return db.version }
 
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error { return db.pool.Ping(ctx) }
-
-// Redact returns a PostgreSQL URL without its password, for logs and
-// errors.
-func Redact(dbURL string) string {
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		return "(unparsable PostgreSQL URL)"
-	}
-	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
-}
 
 // ns is t as Unix nanoseconds, ordered like time.Time (the zero time
 // first).
