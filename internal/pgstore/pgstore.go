@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -105,7 +106,7 @@ func ns(t time.Time) int64 {
 const (
 	errUniqueViolation = "23505"
 	// The unique constraints' names, as PostgreSQL names them.
-	constraintView     = "invitations_view_id_key"
+	constraintOrigin   = "invitations_origin_uniq_key"
 	constraintInFlight = "invitations_in_flight_email"
 )
 
@@ -141,24 +142,28 @@ func (db *DB) write(ctx context.Context, fn func(pgx.Tx) error) error {
 
 // putInvitation inserts inv's row (reporting false when a unique key is
 // taken) or updates it, and appends its events after the first known ones
-// to the audit log.
+// to the audit log. The columns beside the document are computed here, on
+// every write, from the record alone.
 func putInvitation(ctx context.Context, tx pgx.Tx, inv *flows.Invitation, insert bool, known int) (bool, error) {
 	doc, err := json.Marshal(inv)
 	if err != nil {
 		return false, err
 	}
-	var view *string
-	if inv.ViewID != "" {
-		view = &inv.ViewID
+	var uniq *string
+	if k := inv.Origin.UniqueKey(); k != "" {
+		uniq = &k
 	}
-	args := []any{inv.ID, view, flows.NormalizeEmail(inv.Request.Email), string(inv.State), !inv.State.Terminal(), ns(inv.CreatedAt), doc}
+	args := []any{inv.ID, string(inv.Origin.Kind), inv.Origin.Key, uniq, inv.Inviter.UserID,
+		flows.NormalizeEmail(inv.Request.Email), string(inv.State), !inv.State.Terminal(), inv.Tracked(), ns(inv.CreatedAt), doc}
 	var tag pgconn.CommandTag
 	if insert {
-		tag, err = tx.Exec(ctx, `INSERT INTO invitations (id, view_id, email_key, state, in_flight, created_ns, doc)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`, args...)
+		tag, err = tx.Exec(ctx, `INSERT INTO invitations (id, origin_kind, origin_key, origin_uniq, inviter,
+			email_key, state, in_flight, tracked, created_ns, doc)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`, args...)
 	} else {
-		tag, err = tx.Exec(ctx, `UPDATE invitations SET view_id = $2, email_key = $3, state = $4,
-			in_flight = $5, created_ns = $6, doc = $7 WHERE id = $1`, args...)
+		tag, err = tx.Exec(ctx, `UPDATE invitations SET origin_kind = $2, origin_key = $3, origin_uniq = $4,
+			inviter = $5, email_key = $6, state = $7, in_flight = $8, tracked = $9, created_ns = $10, doc = $11
+			WHERE id = $1`, args...)
 	}
 	if err != nil || tag.RowsAffected() == 0 {
 		return false, err
@@ -210,8 +215,8 @@ func (db *DB) CreateInvitation(ctx context.Context, inv *flows.Invitation) (*flo
 			if err != nil || inserted {
 				return err
 			}
-			if inv.ViewID != "" {
-				existing, err = scanInvitation(tx.QueryRow(ctx, "SELECT doc FROM invitations WHERE view_id = $1", inv.ViewID))
+			if k := inv.Origin.UniqueKey(); k != "" {
+				existing, err = scanInvitation(tx.QueryRow(ctx, "SELECT doc FROM invitations WHERE origin_uniq = $1", k))
 				if err == nil {
 					verdict = flows.ErrDuplicate
 					return nil
@@ -278,7 +283,7 @@ func (db *DB) UpdateInvitation(ctx context.Context, id string, fn func(*flows.In
 			switch c {
 			case constraintInFlight:
 				return fmt.Errorf("store: update invitation %s: %w", id, flows.ErrInFlight)
-			case constraintView:
+			case constraintOrigin:
 				return fmt.Errorf("store: update invitation %s: %w", id, flows.ErrDuplicate)
 			}
 		}
@@ -290,24 +295,59 @@ func (db *DB) UpdateInvitation(ctx context.Context, id string, fn func(*flows.In
 	return inv, nil
 }
 
-// Invitations implements flows.Store.
-func (db *DB) Invitations(ctx context.Context, keep func(*flows.Invitation) bool) ([]*flows.Invitation, error) {
-	rows, err := db.pool.Query(ctx, "SELECT doc FROM invitations ORDER BY created_ns, id")
+// Invitations implements flows.Store: each field of f is a condition on a
+// column; Limit takes the newest, listed oldest first like the rest.
+func (db *DB) Invitations(ctx context.Context, f flows.InvitationFilter) ([]*flows.Invitation, error) {
+	var where []string
+	var args []any
+	cond := func(sql string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(sql, len(args)))
+	}
+	if f.OriginKind != "" {
+		cond("origin_kind = $%d", string(f.OriginKind))
+	}
+	if f.OriginKey != "" {
+		cond("origin_key = $%d", f.OriginKey)
+	}
+	if f.Inviter != "" {
+		cond("inviter = $%d", f.Inviter)
+	}
+	if len(f.Emails) > 0 {
+		keys := make([]string, len(f.Emails))
+		for i, e := range f.Emails {
+			keys[i] = flows.NormalizeEmail(e)
+		}
+		cond("email_key = ANY($%d)", keys)
+	}
+	if len(f.States) > 0 {
+		states := make([]string, len(f.States))
+		for i, st := range f.States {
+			states[i] = string(st)
+		}
+		cond("state = ANY($%d)", states)
+	}
+	if f.Unfinished {
+		where = append(where, "in_flight")
+	}
+	if f.Tracked {
+		where = append(where, "tracked")
+	}
+	filter := ""
+	if len(where) > 0 {
+		filter = " WHERE " + strings.Join(where, " AND ")
+	}
+	sql := "SELECT doc FROM invitations" + filter + " ORDER BY created_ns, id"
+	if f.Limit > 0 {
+		args = append(args, f.Limit)
+		sql = fmt.Sprintf(`SELECT doc FROM (SELECT doc, created_ns, id FROM invitations%s
+			ORDER BY created_ns DESC, id DESC LIMIT $%d) AS newest ORDER BY created_ns, id`, filter, len(args))
+	}
+	rows, err := db.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
-	var out []*flows.Invitation
-	for rows.Next() {
-		inv, err := scanInvitation(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		if keep == nil || keep(inv) {
-			out = append(out, inv)
-		}
-	}
-	return out, rows.Err()
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*flows.Invitation, error) { return scanInvitation(row) })
 }
 
 // SaveGuest implements flows.Store.

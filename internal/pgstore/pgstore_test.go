@@ -44,8 +44,12 @@ func newInv(email, view string, state flows.State) *flows.Invitation {
 	seq++
 	at := time.Date(2026, 1, 1, 0, 0, seq, 0, time.UTC)
 	id := fmt.Sprintf("inv-%03d", seq)
+	var origin flows.Origin
+	if view != "" {
+		origin = flows.Origin{Kind: flows.OriginDialog, Key: view}
+	}
 	return &flows.Invitation{
-		ID: id, ViewID: view, State: state,
+		ID: id, Origin: origin, State: state,
 		Request:   flows.Request{Email: email},
 		Inviter:   flows.Inviter{UserID: "U1"},
 		History:   []flows.Event{{At: at, InvitationID: id, Actor: "U1", Action: "requested"}},
@@ -100,7 +104,7 @@ func TestCreateInvitationUniqueness(t *testing.T) {
 	if got, _ := db.Invitation(ctx, a.ID); got.State != flows.StateFailed {
 		t.Errorf("revive wrote state %s", got.State)
 	}
-	all, err := db.Invitations(ctx, nil)
+	all, err := db.Invitations(ctx, flows.InvitationFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}

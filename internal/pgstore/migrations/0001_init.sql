@@ -7,20 +7,29 @@
 -- nanoseconds).
 
 CREATE TABLE invitations (
-    id          text PRIMARY KEY,
-    -- the Slack modal that submitted it: one invitation per submission
-    view_id     text UNIQUE,
+    id           text PRIMARY KEY,
+    -- flows.Origin: kind, key, and their UniqueKey (NULL without a key):
+    -- one invitation per submission, bulk row, workflow step
+    origin_kind  text NOT NULL,
+    origin_key   text NOT NULL,
+    origin_uniq  text UNIQUE,
+    inviter      text NOT NULL,
     -- flows.NormalizeEmail of the invitee's address
-    email_key   text NOT NULL,
-    state       text NOT NULL,
-    -- true while the state is not terminal: at most one per address
-    in_flight   boolean NOT NULL,
-    created_ns  bigint NOT NULL,
-    doc         jsonb NOT NULL
+    email_key    text NOT NULL,
+    state        text NOT NULL,
+    -- the state is not terminal: at most one per address
+    in_flight    boolean NOT NULL,
+    -- flows.Invitation.Tracked: background work looks at it
+    tracked      boolean NOT NULL,
+    created_ns   bigint NOT NULL,
+    doc          jsonb NOT NULL
 );
 
 CREATE UNIQUE INDEX invitations_in_flight_email ON invitations (email_key) WHERE in_flight;
 CREATE INDEX invitations_email ON invitations (email_key);
+CREATE INDEX invitations_inviter ON invitations (inviter);
+CREATE INDEX invitations_origin ON invitations (origin_kind, origin_key);
+CREATE INDEX invitations_tracked ON invitations (created_ns) WHERE tracked;
 CREATE INDEX invitations_order ON invitations (created_ns, id);
 
 CREATE TABLE guests (
