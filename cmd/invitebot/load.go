@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -148,10 +149,12 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	track := fs.Int("track", 0, "instead: measure acceptance tracking with this many pending invitations")
 	inviters := fs.String("inviters", "", "instead: run the whole flow for these numbers of concurrent inviters, e.g. 10,100,1000")
 	bulk := fs.Int("bulk", 0, "instead: share a bulk CSV file of this many rows in Slack and time it")
+	db := fs.String("db", "", "with -inviters (one count): run on this empty store, e.g. a postgres:// URL, instead of a temporary bbolt file")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: invitebot load [-n 100] [-rounds 5] [-graph-latency 5s] [-socket]
        invitebot load -track 10000 [-rounds 5]
        invitebot load -inviters 10,100,1000 [-graph-latency 100ms]
+       invitebot load -inviters 100 -db postgres://…/empty_database
        invitebot load -bulk 2000 [-graph-latency 100ms]
 
 Measures invitebot's Slack deadlines on this machine, against the built-in
@@ -181,6 +184,9 @@ rows per second, the progress updates and the 429s.
 	if *n < 1 || *rounds < 1 || *track < 0 || *bulk < 0 {
 		return fmt.Errorf("-n and -rounds must be at least 1, -track and -bulk at least 0")
 	}
+	if *db != "" && *inviters == "" {
+		return errors.New("-db is for -inviters")
+	}
 	if *bulk > 0 {
 		lat := *graphLatency
 		if !graphLatencySet(fs) {
@@ -204,7 +210,10 @@ rows per second, the progress updates and the 429s.
 		if !graphLatencySet(fs) {
 			lat = 100 * time.Millisecond
 		}
-		return flowLoadCmd(ctx, counts, lat, stdout)
+		if *db != "" && len(counts) != 1 {
+			return errors.New("-db: give -inviters one count (each run needs an empty store)")
+		}
+		return flowLoadCmd(ctx, counts, lat, *db, stdout)
 	}
 	dir, err := os.MkdirTemp("", "invitebot-load-")
 	if err != nil {
