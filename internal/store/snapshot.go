@@ -87,20 +87,6 @@ func (db *DB) Import(_ context.Context, snap *flows.Snapshot) error {
 				return err
 			}
 		}
-		audit := tx.Bucket(bucketAudit)
-		for _, ev := range snap.Audit {
-			seq, err := audit.NextSequence()
-			if err != nil {
-				return err
-			}
-			raw, err := encode(ev)
-			if err != nil {
-				return err
-			}
-			if err := audit.Put(itob(seq), raw); err != nil {
-				return err
-			}
-		}
-		return nil
+		return appendAudit(tx, snap.Audit)
 	})
 }
