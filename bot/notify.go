@@ -51,6 +51,10 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 		return b.requestApproval(ctx, n)
 	case flows.NoticeApprovalDecided:
 		return flows.MessageRef{}, b.approvalDecided(ctx, inv)
+	case flows.NoticeSignIn:
+		return b.askSignIn(ctx, inv)
+	case flows.NoticeStepCompleted:
+		return flows.MessageRef{}, b.completeStep(ctx, inv)
 	}
 	return flows.MessageRef{}, b.lifecycleNotice(ctx, n)
 }

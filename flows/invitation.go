@@ -12,7 +12,7 @@ import (
 // written to the store before the side effect that follows it, so a restart
 // resumes an invitation from its last recorded state.
 //
-//	requested → checking → (awaiting_pick) → inviting → invited
+//	requested → checking → (awaiting_pick) → (awaiting_sign_in) → inviting → invited
 //	          → attributes_set → groups_added → provisioned → notified
 //	          → accepted
 //	any step → failed
@@ -53,9 +53,11 @@ func (s State) Terminal() bool {
 	return false
 }
 
-// Waiting reports whether s waits for a person (the inviter's pick) rather
-// than for the bot.
-func (s State) Waiting() bool { return s == StateAwaitingPick || s == StateAwaitingApproval }
+// Waiting reports whether s waits for a person (the inviter's pick, an
+// approver, the inviter's sign-in) rather than for the bot.
+func (s State) Waiting() bool {
+	return s == StateAwaitingPick || s == StateAwaitingApproval || s == StateAwaitingSignIn
+}
 
 // Delivery says who delivers the redeem link to the invitee.
 type Delivery string

@@ -158,6 +158,11 @@ const (
 	// NoticeApprovalDecided: Invitation.Approval has the decision; tell the
 	// inviter and update the posted requests.
 	NoticeApprovalDecided NoticeKind = "approval_decided"
+	// NoticeStepCompleted: the invitation ended; complete its workflow
+	// step (Origin.Completes) with the outcome: success with the outputs
+	// when notified, an error with the failure's reason when failed. A
+	// completion Slack already took counts as delivered.
+	NoticeStepCompleted NoticeKind = "step_completed"
 )
 
 // Notice is a domain message to the inviter. The Notifier (bot) renders it.

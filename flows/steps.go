@@ -82,6 +82,9 @@ func (s *Service) advance(ctx context.Context, inv *Invitation, to State, action
 	}
 	*inv = *got
 	s.log.InfoContext(ctx, "invitation step", "invitation", got, "from", from)
+	if to.Terminal() && len(got.Outbox) > 0 { // queued by setState: its origin's completion
+		s.flushLater(got.ID)
+	}
 	if to != StateNotified && !to.Waiting() {
 		s.tell(ctx, Notice{Kind: NoticeProgress, Invitation: got.Clone()})
 	}
@@ -127,7 +130,7 @@ func (s *Service) check(ctx context.Context, inv *Invitation) error {
 		return err
 	}
 	if len(users) == 0 {
-		return s.advance(ctx, inv, StateInviting, "no existing user", "", nil)
+		return s.toInviting(ctx, inv, "no existing user", "")
 	}
 	if !inv.Origin.PicksMatches() {
 		return s.adopt(ctx, inv, users)
@@ -189,6 +192,12 @@ func (s *Service) adopt(ctx context.Context, inv *Invitation, users []DirectoryU
 // retry first looks the address up and adopts the user it finds.
 func (s *Service) invite(ctx context.Context, inv *Invitation) error {
 	first := true
+	snd, err := s.sender(ctx, inv.Inviter)
+	if errors.Is(err, ErrSignInNeeded) {
+		return s.awaitSignIn(ctx, inv, err)
+	} else if err != nil {
+		return err
+	}
 	for {
 		if inv.InviteAttempt > 0 && inv.Request.Delivery == DeliveryMicrosoftEmail && inv.Request.ConvertFrom == "" {
 			u, err := s.findInvited(ctx, inv)
@@ -228,14 +237,17 @@ func (s *Service) invite(ctx context.Context, inv *Invitation) error {
 			first = false
 		}
 		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
-		res, err := s.dir.Invite(cctx, Invite{
+		res, err := s.sendInvite(cctx, &snd, Invite{
 			Email: r.Email, DisplayName: r.DisplayName, RedirectURL: r.RedirectURL,
 			SendMessage: r.Delivery == DeliveryMicrosoftEmail, Message: r.Message, CC: r.CC, UserType: r.UserType,
 			ExistingUserID: existing,
 		})
 		cancel()
+		if errors.Is(err, ErrSignInNeeded) {
+			return s.awaitSignIn(ctx, inv, err) // nothing was sent
+		}
 		if err == nil {
-			return s.advance(ctx, inv, StateInvited, "invited", "invitation "+res.InvitationID,
+			return s.advance(ctx, inv, StateInvited, "invited", "invitation "+res.InvitationID+" "+snd.String(),
 				func(cur *Invitation) {
 					cur.ObjectID, cur.RedeemURL, cur.InvitedAt = res.UserID, res.RedeemURL, s.now()
 					cur.Tracking.External = ExternalPending
@@ -373,18 +385,7 @@ func (s *Service) sponsor(ctx context.Context, inv *Invitation) *Sponsor {
 		return sp
 	}
 	sp.Email = email
-	var users []DirectoryUser
-	err = s.retryDirectory(ctx, false, nil, func(ctx context.Context) error {
-		var err error
-		users, err = s.dir.FindUsers(ctx, email, true)
-		return err
-	})
-	for _, u := range users {
-		if u.UserType != UserTypeGuest && u.ExternalUserState == "" {
-			sp.ObjectID = u.ID
-			break
-		}
-	}
+	sp.ObjectID, err = s.internalAccount(ctx, email)
 	switch {
 	case err != nil:
 		sp.Note = "looking up the inviter in Entra failed: " + redact(err, email)

@@ -36,6 +36,7 @@ var errUnchanged = errors.New("unchanged")
 // none is in flight and until Graph's throttling window has passed.
 func (s *Service) Track(ctx context.Context) (TrackStats, error) {
 	began := time.Now()
+	s.resumeSignIns(ctx) // connected meanwhile, or waited too long
 	var st TrackStats
 	invs, err := s.store.Invitations(ctx, InvitationFilter{Tracked: true})
 	if err != nil {

@@ -110,6 +110,9 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		InvitationTemplate: tmpl, Logger: log.With("component", "bot"),
 		BulkLimits:      flows.BulkLimits{MaxBytes: cfg.BulkMaxBytes, MaxRows: cfg.BulkMaxRows},
 		BulkConcurrency: cfg.BulkConcurrency,
+		WorkflowClient: func(token string) *slack.Client { // the workflow step's completion
+			return slack.New(token, slack.OptionAPIURL(cfg.SlackAPIURL), slack.OptionHTTPClient(slackHTTP))
+		},
 	})
 	svc := flows.New(flows.Config{
 		Directory: dir, Store: db, Notifier: b, People: b, Policy: cfg.FlowsPolicy(), Observer: m,

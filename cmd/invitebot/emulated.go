@@ -66,6 +66,10 @@ func startEmulated(dbPath string, log *slog.Logger, d deps, tr transport) (*emul
 	e.graph = graphfake.NewServer(e.tenant)
 	e.slack = slackfake.New()
 	e.slack.SetScopes(bot.Scopes...)
+	if err := defineSteps(e.slack); err != nil {
+		e.Close()
+		return nil, err
+	}
 	env := map[string]string{
 		"SLACK_BOT_TOKEN": "xoxb-emulated", "SLACK_SIGNING_SECRET": emuSigning, "SLACK_API_URL": e.slack.APIURL(),
 		"AZURE_TENANT_ID": emuTenant, "AZURE_CLIENT_ID": emuClient, "AZURE_CLIENT_SECRET": emuSecret,

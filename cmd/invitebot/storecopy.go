@@ -19,7 +19,8 @@ import (
 const storeUsage = `Usage: invitebot store copy FROM TO
 
 Copies everything an invitebot store holds (invitations with their history,
-guests, and the audit log in its order) from FROM to TO, each a bbolt file
+guests, the audit log in its order, and the inviters' sealed sign-in
+records) from FROM to TO, each a bbolt file
 or a postgres:// URL (libpq's PG* variables fill what a URL leaves out, as
 for INVITEBOT_DB), then reads TO back and checks the counts. Use it to move
 an installation between bbolt and PostgreSQL, or to back up a bbolt file.
@@ -95,12 +96,13 @@ func storeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("store copy: read TO back: %w", err)
 	}
-	if len(got.Invitations) != len(snap.Invitations) || len(got.Guests) != len(snap.Guests) || len(got.Audit) != len(snap.Audit) {
-		return fmt.Errorf("store copy: TO holds %d invitations, %d guests, %d audit events; FROM %d, %d, %d",
-			len(got.Invitations), len(got.Guests), len(got.Audit), len(snap.Invitations), len(snap.Guests), len(snap.Audit))
+	if len(got.Invitations) != len(snap.Invitations) || len(got.Guests) != len(snap.Guests) || len(got.Audit) != len(snap.Audit) ||
+		len(got.SignIn) != len(snap.SignIn) {
+		return fmt.Errorf("store copy: TO holds %d invitations, %d guests, %d audit events, %d sign-in records; FROM %d, %d, %d, %d",
+			len(got.Invitations), len(got.Guests), len(got.Audit), len(got.SignIn), len(snap.Invitations), len(snap.Guests), len(snap.Audit), len(snap.SignIn))
 	}
-	fmt.Fprintf(stdout, "copied %d invitations, %d guests, %d audit events from %s to %s (counts verified)\n",
-		len(snap.Invitations), len(snap.Guests), len(snap.Audit), config.RedactDB(from), config.RedactDB(to))
+	fmt.Fprintf(stdout, "copied %d invitations, %d guests, %d audit events, %d sign-in records from %s to %s (counts verified)\n",
+		len(snap.Invitations), len(snap.Guests), len(snap.Audit), len(snap.SignIn), config.RedactDB(from), config.RedactDB(to))
 	return nil
 }
 

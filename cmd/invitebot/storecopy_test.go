@@ -43,6 +43,9 @@ func fillStore(t *testing.T, s flows.Store) {
 			t.Fatal(err)
 		}
 	}
+	if err := s.(flows.SignInStore).PutSignInRecord(ctx, "conn/U1", []byte("sealed")); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.CreateInvitation(ctx, &flows.Invitation{ID: "inv-open", State: flows.StateInviting, CreatedAt: at.Add(time.Hour),
 		Request: flows.Request{Email: "guest0@fabrikam.com"}}); err != nil {
 		t.Fatal(err)
@@ -84,19 +87,19 @@ func TestStoreCopyRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := export(t, bolt)
-	if len(want.Invitations) != 6 || len(want.Guests) != 5 || len(want.Audit) != 10 {
+	if len(want.Invitations) != 6 || len(want.Guests) != 5 || len(want.Audit) != 10 || string(want.SignIn["conn/U1"]) != "sealed" {
 		t.Fatalf("source holds %d, %d, %d", len(want.Invitations), len(want.Guests), len(want.Audit))
 	}
 
 	out, err := storeCopy(t, bolt, pg)
-	if err != nil || !strings.Contains(out, "copied 6 invitations, 5 guests, 10 audit events") {
+	if err != nil || !strings.Contains(out, "copied 6 invitations, 5 guests, 10 audit events, 1 sign-in records") {
 		t.Fatalf("bbolt → PostgreSQL: %v\n%s", err, out)
 	}
 	if got := export(t, pg); !reflect.DeepEqual(got, want) {
 		t.Errorf("PostgreSQL holds\n%+v\nwant\n%+v", got, want)
 	}
 	out, err = storeCopy(t, pg, back)
-	if err != nil || !strings.Contains(out, "copied 6 invitations, 5 guests, 10 audit events") {
+	if err != nil || !strings.Contains(out, "copied 6 invitations, 5 guests, 10 audit events, 1 sign-in records") {
 		t.Fatalf("PostgreSQL → bbolt: %v\n%s", err, out)
 	}
 	if got := export(t, back); !reflect.DeepEqual(got, want) {
@@ -155,7 +158,7 @@ func TestStoreCopyRefuses(t *testing.T) {
 	refused("PostgresInUse", pg, filepath.Join(dir, "c.db"), "replica-1 holds its lease")
 	refused("PostgresTargetInUse", bolt, pg, "replica-1 holds its lease")
 	// Nothing was written to the refused copy's target.
-	if snap := export(t, filepath.Join(dir, "c.db")); len(snap.Invitations)+len(snap.Guests)+len(snap.Audit) != 0 {
+	if snap := export(t, filepath.Join(dir, "c.db")); len(snap.Invitations)+len(snap.Guests)+len(snap.Audit)+len(snap.SignIn) != 0 {
 		t.Errorf("refused copy wrote %+v", snap)
 	}
 }

@@ -158,40 +158,6 @@ func TestScopeFor(t *testing.T) {
 	}
 }
 
-func TestFilterByEmail(t *testing.T) {
-	got := graph.FilterByEmail("o'brien@x.com", true)
-	want := "mail eq 'o''brien@x.com' or otherMails/any(x:x eq 'o''brien@x.com') or proxyAddresses/any(x:x eq 'smtp:o''brien@x.com') or userPrincipalName eq 'o''brien@x.com'"
-	if got != want {
-		t.Errorf("FilterByEmail =\n%s\nwant\n%s", got, want)
-	}
-}
-
-// FuzzFilterByEmail checks that no input changes the filter's structure:
-// it always parses into the same clauses, each holding the input.
-func FuzzFilterByEmail(f *testing.F) {
-	for _, s := range []string{"bob@x.com", "o'brien@x.com", "' or 1 eq 1 or mail eq '", "a'')(x", "''''", ""} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, email string) {
-		clauses, err := graphfake.ParseFilter(graph.FilterByEmail(email, true))
-		if err != nil {
-			t.Fatalf("filter for %q does not parse: %v", email, err)
-		}
-		if len(clauses) != 4 {
-			t.Fatalf("filter for %q has %d clauses, want 4", email, len(clauses))
-		}
-		for i, c := range clauses {
-			want := email
-			if c.Property == "proxyAddresses" {
-				want = "smtp:" + email
-			}
-			if c.Value != want || c.Property != []string{"mail", "otherMails", "proxyAddresses", "userPrincipalName"}[i] {
-				t.Fatalf("clause %d = %+v for %q", i, c, email)
-			}
-		}
-	})
-}
-
 func toString(v any) string {
 	var sb strings.Builder
 	switch x := v.(type) {

@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +15,7 @@ import (
 // Export reads everything the store holds, in one repeatable-read
 // transaction (a consistent snapshot while replicas write).
 func (db *DB) Export(ctx context.Context) (*flows.Snapshot, error) {
-	snap := &flows.Snapshot{}
+	snap := &flows.Snapshot{SignIn: map[string][]byte{}}
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, "SELECT doc FROM invitations ORDER BY created_ns, id")
 		if err != nil {
@@ -28,7 +29,19 @@ func (db *DB) Export(ctx context.Context) (*flows.Snapshot, error) {
 		if snap.Guests, err = collectDocs[flows.Guest](ctx, tx, "SELECT doc FROM guests ORDER BY object_id"); err != nil {
 			return err
 		}
-		snap.Audit, err = collectDocs[flows.Event](ctx, tx, "SELECT doc FROM audit ORDER BY seq")
+		if snap.Audit, err = collectDocs[flows.Event](ctx, tx, "SELECT doc FROM audit ORDER BY seq"); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, "SELECT key, value FROM signin")
+		if err != nil {
+			return err
+		}
+		var key string
+		var value []byte
+		_, err = pgx.ForEachRow(rows, []any{&key, &value}, func() error {
+			snap.SignIn[key] = bytes.Clone(value)
+			return nil
+		})
 		return err
 	})
 	if err != nil {
@@ -57,16 +70,16 @@ var ErrNotEmpty = errors.New("the database is not empty")
 
 // Import writes snap into the empty database in one transaction: the
 // invitations (their history is not appended to the audit log again), the
-// guests, and the audit log in snap's order.
+// guests, the audit log in snap's order, and the sign-in records.
 func (db *DB) Import(ctx context.Context, snap *flows.Snapshot) error {
 	return db.write(ctx, func(tx pgx.Tx) error {
 		// Keep concurrent writers (a replica started meanwhile) out.
-		if _, err := tx.Exec(ctx, "LOCK TABLE invitations, guests, audit IN EXCLUSIVE MODE"); err != nil {
+		if _, err := tx.Exec(ctx, "LOCK TABLE invitations, guests, audit, signin IN EXCLUSIVE MODE"); err != nil {
 			return err
 		}
 		var used bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM invitations) OR EXISTS (SELECT 1 FROM guests)
-			OR EXISTS (SELECT 1 FROM audit)`).Scan(&used); err != nil {
+			OR EXISTS (SELECT 1 FROM audit) OR EXISTS (SELECT 1 FROM signin)`).Scan(&used); err != nil {
 			return err
 		}
 		if used {
@@ -88,6 +101,11 @@ func (db *DB) Import(ctx context.Context, snap *flows.Snapshot) error {
 			}
 			if _, err := tx.Exec(ctx, "INSERT INTO guests (object_id, doc) VALUES ($1, $2)", g.ObjectID, doc); err != nil {
 				return fmt.Errorf("guest %s: %w", g.ObjectID, err)
+			}
+		}
+		for k, v := range snap.SignIn {
+			if _, err := tx.Exec(ctx, "INSERT INTO signin (key, value) VALUES ($1, $2)", k, v); err != nil {
+				return fmt.Errorf("sign-in record: %w", err)
 			}
 		}
 		rows := make([][]any, len(snap.Audit))

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,8 +14,16 @@ import (
 
 // Export reads everything the store holds, in one read transaction.
 func (db *DB) Export(_ context.Context) (*flows.Snapshot, error) {
-	snap := &flows.Snapshot{}
+	snap := &flows.Snapshot{SignIn: map[string][]byte{}}
 	err := db.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketSignIn); b != nil {
+			if err := b.ForEach(func(k, v []byte) error {
+				snap.SignIn[string(k)] = bytes.Clone(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
 		err := tx.Bucket(bucketInvitations).ForEach(func(k, v []byte) error {
 			var inv flows.Invitation
 			if err := decode(v, &inv); err != nil {
@@ -65,16 +74,44 @@ var ErrNotEmpty = errors.New("the store is not empty")
 
 // Import writes snap into the empty store in one transaction: the
 // invitations with their indexes (their history is not appended to the
-// audit log again), the guests, and the audit log in snap's order.
+// audit log again), the guests, the audit log in snap's order, and the
+// sign-in records.
 func (db *DB) Import(_ context.Context, snap *flows.Snapshot) error {
 	return db.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketInvitations, bucketGuests, bucketAudit} {
-			if k, _ := tx.Bucket(b).Cursor().First(); k != nil {
-				return ErrNotEmpty
+		for _, b := range [][]byte{bucketInvitations, bucketGuests, bucketAudit, bucketSignIn} {
+			if b := tx.Bucket(b); b != nil {
+				if k, _ := b.Cursor().First(); k != nil {
+					return ErrNotEmpty
+				}
+			}
+		}
+		if len(snap.SignIn) > 0 {
+			b, err := signInBucket(tx)
+			if err != nil {
+				return err
+			}
+			for k, v := range snap.SignIn {
+				if err := b.Put([]byte(k), v); err != nil {
+					return err
+				}
 			}
 		}
 		for _, inv := range snap.Invitations {
-			if err := putInvitation(tx, inv, len(inv.History)); err != nil {
+			// As stored: its history is already in snap.Audit.
+			raw, err := encode(inv)
+			if err != nil {
+				return err
+			}
+			if tx.Bucket(bucketInvitations).Get([]byte(inv.ID)) != nil {
+				return fmt.Errorf("invitation %s: repeated", inv.ID)
+			}
+			if k := inv.Origin.UniqueKey(); k != "" && tx.Bucket(bucketByOrigin).Get([]byte(k)) != nil {
+				return fmt.Errorf("invitation %s: origin %s repeats an earlier invitation's", inv.ID, k)
+			}
+			if err := tx.Bucket(bucketInvitations).Put([]byte(inv.ID), raw); err != nil {
+				return err
+			}
+			if err := index(tx, inv); err != nil {
 				return fmt.Errorf("invitation %s: %w", inv.ID, err)
 			}
 		}

@@ -55,3 +55,9 @@ CREATE TABLE leases (
     epoch    bigint NOT NULL,
     expires  timestamptz NOT NULL
 );
+
+-- flows.SignInStore: the sign-in adapter's records, opaque (sealed by it).
+CREATE TABLE signin (
+    key    text PRIMARY KEY,
+    value  bytea NOT NULL
+);
