@@ -338,6 +338,8 @@ func forbiddenText(op, bold string) string {
 	switch {
 	case op == "read organization":
 		perm = "Organization.Read.All"
+	case op == "read domains":
+		perm = "Domain.Read.All"
 	case strings.Contains(op, "group member"):
 		perm = "GroupMember.ReadWrite.All"
 	case op == "update user" || op == "delete user" || op == "disable user" || op == "add sponsor":
@@ -347,7 +349,7 @@ func forbiddenText(op, bold string) string {
 	}
 	msg := "Microsoft Entra refused: the app lacks the " + bold + perm + bold + " permission (or admin consent)"
 	if perm == "User.Invite.All" {
-		msg += ", or guest invitations are restricted to admins in this tenant"
+		msg += ", or guest invitations are turned off altogether in this tenant"
 	}
 	return msg + ". Ask your Entra admin."
 }

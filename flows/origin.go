@@ -171,11 +171,13 @@ func (f InvitationFilter) Match(inv *Invitation) bool {
 
 // Tracked reports whether the background cycle (Service.Track) looks at
 // inv: its guest's acceptance is pending, a notice waits in its outbox, a
-// lifecycle action is in progress, it waits for an approver, or its
-// guest's access has an expiry. It depends only on the record, so a store
-// may compute it on each write and index it; changing what it selects
-// means rebuilding those indexes (bbolt: a new schema version).
+// lifecycle action is in progress, it waits for an approver, its guest's
+// access has an expiry, or writes Entra refused are retried (Deferred). It
+// depends only on the record, so a store may compute it on each write and
+// index it; changing what it selects means rebuilding those indexes
+// (bbolt: a new schema version). Adding Deferred needed none: no record
+// written before it has one.
 func (inv *Invitation) Tracked() bool {
 	return inv.Pending() || len(inv.Outbox) > 0 || inv.Action != nil || inv.State == StateAwaitingApproval ||
-		(inv.Expiry != nil && live(inv))
+		(inv.Expiry != nil && live(inv)) || inv.Deferred.Active()
 }

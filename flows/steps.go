@@ -304,6 +304,13 @@ func (s *Service) setAttributes(ctx context.Context, inv *Invitation) error {
 	err := s.retryDirectory(ctx, true, s.waiting(ctx, inv), func(ctx context.Context) error {
 		return s.dir.UpdateUser(ctx, inv.ObjectID, attrs)
 	})
+	if s.deferrable(err) {
+		// A role scoped to a dynamic unit of guests covers the new guest
+		// only once it has joined the unit: retried in the background.
+		return s.advance(ctx, inv, StateAttributesSet, "attributes pending",
+			"Entra refused (403); retried in the background: "+redact(err, inv.Request.Email),
+			func(cur *Invitation) { s.deferWrite(cur, func(d *Deferred) { d.Attributes = true }) })
+	}
 	if err != nil {
 		return err
 	}
@@ -352,7 +359,7 @@ func (s *Service) provision(ctx context.Context, inv *Invitation) error {
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	sp := s.sponsor(ctx, inv)
+	sp, pending := s.sponsor(ctx, inv)
 	g.Sponsor = sp
 	if err := s.store.SaveGuest(ctx, g); err != nil {
 		return err
@@ -363,6 +370,9 @@ func (s *Service) provision(ctx context.Context, inv *Invitation) error {
 	}
 	return s.advance(ctx, inv, StateProvisioned, "provisioned", detail, func(cur *Invitation) {
 		cur.Sponsor = sp
+		if pending {
+			s.deferWrite(cur, func(d *Deferred) { d.SponsorID = sp.ObjectID })
+		}
 		if d := cur.Request.ExpiresIn; d > 0 && cur.Expiry == nil {
 			cur.Expiry = &Expiry{At: now.Add(d), Period: d}
 		}
@@ -372,37 +382,42 @@ func (s *Service) provision(ctx context.Context, inv *Invitation) error {
 // sponsor records the inviter as the guest's sponsor: always in the store,
 // and in Entra (the sponsors relationship) when the inviter's Slack email
 // maps to an internal account and the tenant takes it. A failure here is
-// noted, never fatal: the guest is invited either way.
-func (s *Service) sponsor(ctx context.Context, inv *Invitation) *Sponsor {
-	sp := &Sponsor{SlackUser: inv.Inviter.UserID}
+// noted, never fatal: the guest is invited either way. pending reports a
+// sponsor write Entra refused with 403, to be retried in the background.
+func (s *Service) sponsor(ctx context.Context, inv *Invitation) (sp *Sponsor, pending bool) {
+	sp = &Sponsor{SlackUser: inv.Inviter.UserID}
 	if s.people == nil {
 		sp.Note = "no Slack directory to map the inviter"
-		return sp
+		return sp, false
 	}
 	email, err := s.people.Email(ctx, inv.Inviter.UserID)
 	if err != nil || email == "" {
 		sp.Note = "the inviter's Slack profile has no email invitebot can read"
-		return sp
+		return sp, false
 	}
 	sp.Email = email
 	sp.ObjectID, err = s.internalAccount(ctx, email)
 	switch {
 	case err != nil:
 		sp.Note = "looking up the inviter in Entra failed: " + redact(err, email)
-		return sp
+		return sp, false
 	case sp.ObjectID == "":
 		sp.Note = "no internal Entra account has the inviter's Slack email"
-		return sp
+		return sp, false
 	}
 	err = s.retryDirectory(ctx, true, nil, func(ctx context.Context) error {
 		return s.dir.AddSponsor(ctx, inv.ObjectID, sp.ObjectID)
 	})
+	if s.deferrable(err) {
+		sp.Note = "pending: Entra refused (403); retried in the background"
+		return sp, true
+	}
 	if err != nil {
 		sp.Note = "Entra did not take the sponsor: " + redact(err, email)
-		return sp
+		return sp, false
 	}
 	sp.InEntra = true
-	return sp
+	return sp, false
 }
 
 func mergeGroups(a, b []string) []string {

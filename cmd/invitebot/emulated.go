@@ -60,8 +60,9 @@ const (
 // as `serve` and runs it on a loopback port.
 func startEmulated(dbPath string, log *slog.Logger, d deps, tr transport) (*emulated, error) {
 	e := &emulated{}
-	e.sts = graphfake.NewSTS(graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret})
-	e.tenant = graphfake.NewTenant(graphfake.TenantConfig{ID: emuTenant, VerifiedDomains: []string{"contoso.com"}, ValidToken: e.sts.ValidToken})
+	e.sts = graphfake.NewSTS(graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret, Roles: d.graphRoles})
+	e.tenant = graphfake.NewTenant(graphfake.TenantConfig{ID: emuTenant, VerifiedDomains: []string{"contoso.com"}, ValidToken: e.sts.ValidToken, Now: d.now})
+	e.sts.SetWids(e.tenant.TenantWideRoles)
 	e.tenant.AddGroupWithID(emuPortal, "Partner portal users")
 	e.graph = graphfake.NewServer(e.tenant)
 	e.slack = slackfake.New()

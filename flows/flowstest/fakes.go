@@ -340,6 +340,8 @@ type Directory struct {
 	RemoveGroupMemberFunc func(ctx context.Context, groupID, userID string) error
 	// ExternalStatesFunc, if set, answers ExternalStates.
 	ExternalStatesFunc func(ctx context.Context, ids []string) ([]flows.ExternalState, error)
+	// AddSponsorFunc, if set, answers AddSponsor (after recording the call).
+	AddSponsorFunc func(ctx context.Context, userID, sponsorID string) error
 
 	mu       sync.Mutex
 	users    []flows.DirectoryUser
@@ -556,8 +558,13 @@ func (d *Directory) DisableUser(_ context.Context, uid string) error {
 }
 
 // AddSponsor implements flows.Directory.
-func (d *Directory) AddSponsor(_ context.Context, uid, sponsor string) error {
+func (d *Directory) AddSponsor(ctx context.Context, uid, sponsor string) error {
 	d.record("AddSponsor", uid, sponsor)
+	if f := d.AddSponsorFunc; f != nil {
+		if err := f(ctx, uid, sponsor); err != nil {
+			return err
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.sponsors == nil {

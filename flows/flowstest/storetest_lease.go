@@ -67,8 +67,8 @@ func testLease(t *testing.T, l flows.Leaser) {
 		if !errors.Is(err, flows.ErrLeaseHeld) {
 			t.Fatal(err)
 		}
-		if time.Since(start) > 20*leaseTTL {
-			t.Fatalf("the lease did not lapse within %s", 20*leaseTTL)
+		if time.Since(start) > 30*time.Second { // generous: a loaded machine
+			t.Fatalf("the lease did not lapse within 30s")
 		}
 		if flows.SleepContext(ctx, leaseTTL/10) != nil {
 			t.Fatal(ctx.Err())
