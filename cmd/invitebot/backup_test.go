@@ -22,7 +22,7 @@ func TestBackup(t *testing.T) {
 	now := time.Now()
 	inv := &flows.Invitation{ID: "inv_backup", State: flows.StateNotified, CreatedAt: now, UpdatedAt: now,
 		Request: flows.Request{Email: "bob@fabrikam.com"}}
-	if err := h.app.db.Import(h.ctx, []*flows.Invitation{inv}); err != nil {
+	if err := h.app.db.(*store.DB).ImportInvitations(h.ctx, []*flows.Invitation{inv}); err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]string{"INVITEBOT_DB": h.cfg.DBPath}

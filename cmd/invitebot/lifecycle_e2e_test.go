@@ -389,7 +389,7 @@ func (h *harness) seedPendingOffline(t *testing.T, n int) []*flows.Invitation {
 	}
 	// One transaction: the test measures tracking, not 10 000 separate
 	// writes.
-	if err := db.Import(h.ctx, out); err != nil {
+	if err := db.ImportInvitations(h.ctx, out); err != nil {
 		_ = db.Close()
 		t.Fatalf("seed: %v", err)
 	}

@@ -9,6 +9,7 @@
 //	invitebot bulk     invite the rows of a CSV file
 //	invitebot backup   a consistent copy of the bbolt store
 //	invitebot version  the build's version and VCS revision
+//	invitebot store    copy a store between bbolt and PostgreSQL
 //	invitebot help     usage and the environment variables
 package main
 
@@ -71,6 +72,7 @@ Usage:
   invitebot backup   write a consistent copy of the store (backup FILE), also
                      while serve runs
   invitebot version  the version and VCS revision of this build
+  invitebot store    copy a store between bbolt and PostgreSQL (store copy FROM TO)
   invitebot help     this text
 
 Run "invitebot COMMAND -h" for a command's help.
@@ -101,6 +103,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return backupCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		return versionCmd(ctx, args[1:], stdout, stderr)
+	case "store":
+		return storeCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

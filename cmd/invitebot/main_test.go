@@ -106,7 +106,9 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{"Ann works at Contoso", "built-in emulators", "✅ Bob Smith is invited as a guest", "Accept the invitation",
 		"Alice Partner already had an account", "internal user", "must start with https://", "🎉 Bob Smith (bob@fabrikam.com) accepted your invitation",
 		"Accepted 2", "Your invitations", "Invitations sent: 4", "functions.completeSuccess", "outcome: invited", "3 of 3 rows done", "Done: 2 invited, 1 rejected.",
-		"row,email,object_id,outcome,reason", "dan@northwind.example,", "https://login.microsoftonline.com/redeem?…", "Slack was played over HTTP."} {
+		"row,email,object_id,outcome,reason", "dan@northwind.example,", "https://login.microsoftonline.com/redeem?…", "Slack was played over HTTP.",
+		"Connect your Microsoft account", "Connected as Ann Lee (ann@contoso.com). You can close this tab.",
+		"grace@tailspin.example as sent by Ann (object ID"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, text)
 		}

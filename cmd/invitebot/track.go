@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,7 +38,13 @@ func (e *emulated) seedPending(ctx context.Context, n int) ([]*flows.Invitation,
 		out = append(out, inv)
 	}
 	// One transaction: the load measures tracking, not the seeding.
-	if err := e.app.db.Import(ctx, out); err != nil {
+	db, ok := e.app.db.(interface {
+		ImportInvitations(context.Context, []*flows.Invitation) error
+	})
+	if !ok {
+		return nil, errors.New("seed invitations: the emulated store cannot import")
+	}
+	if err := db.ImportInvitations(ctx, out); err != nil {
 		return nil, fmt.Errorf("seed invitations: %w", err)
 	}
 	return out, nil

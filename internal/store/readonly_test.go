@@ -113,7 +113,7 @@ func TestImport(t *testing.T) {
 		newInvitation("a", "Va", "a@fabrikam.com", flows.StateInviting),
 		newInvitation("b", "Vb", "b@fabrikam.com", flows.StateInviting),
 	}
-	if err := db.Import(ctx, invs); err != nil {
+	if err := db.ImportInvitations(ctx, invs); err != nil {
 		t.Fatal(err)
 	}
 	// The address index is written: a second invitation of a pending
@@ -125,7 +125,7 @@ func TestImport(t *testing.T) {
 		t.Errorf("audit log: %d events, %v; want 2", len(evs), err)
 	}
 	// One known ID refuses the whole import.
-	err := db.Import(ctx, []*flows.Invitation{newInvitation("c", "Vc", "c@fabrikam.com", flows.StateInviting), invs[0]})
+	err := db.ImportInvitations(ctx, []*flows.Invitation{newInvitation("c", "Vc", "c@fabrikam.com", flows.StateInviting), invs[0]})
 	if err == nil {
 		t.Fatal("import of a known ID succeeded")
 	}
