@@ -81,6 +81,7 @@ var Scopes = []string{
 	"commands",         // /invite-guest
 	"chat:write",       // DMs to inviters and invitees
 	"im:write",         // conversations.open for those DMs
+	"im:history",       // conversations.history: was a notice already DMed before a crash? (no message twice)
 	"users:read",       // users.info: the inviter's name in the invitation text
 	"users:read.email", // users.lookupByEmail: is the invitee in Slack?
 	"files:write",      // files upload v2: /invite-guest audit's CSV file in the admin's DM, bulk results

@@ -203,14 +203,13 @@ func (b *Bot) sendToInvitee(ctx context.Context, cb slack.InteractionCallback, w
 	reply("Sent the invitation to <@" + u.ID + "> in a DM.")
 }
 
-// dm posts a message to a user's DM with the bot.
+// dm posts a message to a user's DM with the bot (see post).
 func (b *Bot) dm(ctx context.Context, userID string, opts ...slack.MsgOption) (flows.MessageRef, error) {
 	ch, _, _, err := b.api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{userID}, ReturnIM: true})
 	if err != nil {
 		return flows.MessageRef{}, err
 	}
-	channel, ts, err := b.api.PostMessageContext(ctx, ch.ID, opts...)
-	return flows.MessageRef{Channel: channel, TS: ts}, err
+	return b.post(ctx, ch.ID, opts...)
 }
 
 // invitationText renders the ready-to-forward invitation, escaped for Slack.

@@ -18,6 +18,7 @@ import (
 // still open), matches replace the dialog with the pick dialog, and the
 // outcome is DMed to the inviter.
 func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, error) {
+	ctx = withNotice(ctx, n)
 	inv := n.Invitation
 	p := b.svc.Policy()
 	switch n.Kind {

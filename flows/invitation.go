@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -331,6 +332,16 @@ type Outgoing struct {
 	Failure *Failure   `json:"failure,omitempty"`
 	// To is the approval request's recipient: a channel or an approver.
 	To string `json:"to,omitempty"`
+}
+
+// noticeID names the notice o of invitation id: the same on every attempt
+// to deliver it, different for every notice recorded.
+func (o Outgoing) noticeID(id string) string {
+	n := id + "/" + string(o.Kind) + "/" + strconv.FormatInt(o.At.UnixNano(), 36)
+	if o.To != "" {
+		n += "/" + o.To
+	}
+	return n
 }
 
 // ExpiryAction is what happens to a guest's access when it expires.

@@ -426,7 +426,7 @@ func (s *Service) notifyDone(ctx context.Context, inv *Invitation) error {
 			return err
 		}
 	}
-	ref, err := s.deliver(ctx, Notice{Kind: NoticeDone, Invitation: inv.Clone()})
+	ref, err := s.deliver(ctx, Notice{Kind: NoticeDone, Invitation: inv.Clone(), ID: inv.ID + "/done", Recover: recovering(ctx)})
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err() // shutting down: provisioned is resumed by the next start
 	}

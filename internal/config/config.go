@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,8 @@ const (
 	DefaultDB            = "invitebot.db"
 	DefaultRedirectURL   = "https://myapplications.microsoft.com"
 	DefaultPollInterval  = 5 * time.Minute
+	DefaultLeaseTTL      = 15 * time.Second
+	MinLeaseTTL          = 5 * time.Second
 	DefaultRemindAfter   = 72 * time.Hour
 	DefaultAuthorityHost = "https://login.microsoftonline.com/"
 )
@@ -63,6 +66,11 @@ type Config struct {
 	CertificatePath     string // AZURE_CLIENT_CERTIFICATE_PATH
 	CertificatePassword Secret // AZURE_CLIENT_CERTIFICATE_PASSWORD
 	FederatedTokenFile  string // AZURE_FEDERATED_TOKEN_FILE (workload identity)
+	// ManagedIdentity is set when no client secret, certificate or
+	// federated token file is configured and Azure's managed identity
+	// endpoint is present (ManagedIdentityEnv): AZURE_CLIENT_ID, if set,
+	// then selects a user-assigned identity.
+	ManagedIdentity bool
 	AuthorityHost       string // AZURE_AUTHORITY_HOST; "" = public cloud
 	GraphBaseURL        string // GRAPH_BASE_URL
 
@@ -71,6 +79,7 @@ type Config struct {
 	PolicyPath   string        // INVITEBOT_CONFIG
 	RedirectURL  string        // INVITEBOT_REDIRECT_URL
 	PollInterval time.Duration // INVITEBOT_POLL_INTERVAL
+	LeaseTTL     time.Duration // INVITEBOT_LEASE_TTL: the background lease's life without a renewal
 	RemindAfter  time.Duration // INVITEBOT_REMIND_AFTER; 0: no reminders
 	LogLevel     slog.Level    // LOG_LEVEL: debug, info, warn, error
 	LogFormat    string        // LOG_FORMAT: json, text ("" = json, text on a terminal)
@@ -81,6 +90,32 @@ type Config struct {
 	BulkConcurrency int   // INVITEBOT_BULK_CONCURRENCY
 
 	Policy *Policy // from PolicyPath; an empty policy when unset
+}
+
+// ManagedIdentityEnv are the variables Azure sets where a managed identity
+// endpoint is available (azidentity's ManagedIdentityCredential reads
+// them): App Service, Functions and Container Apps (IDENTITY_ENDPOINT),
+// Azure Arc (IMDS_ENDPOINT), Cloud Shell (MSI_ENDPOINT).
+var ManagedIdentityEnv = []string{"IDENTITY_ENDPOINT", "IMDS_ENDPOINT", "MSI_ENDPOINT"}
+
+// CredentialKind names the Entra credential the configuration selects, in
+// this order: "client secret", "client certificate", "workload identity"
+// (a federated token file), "managed identity"; "" if none.
+func (c *Config) CredentialKind() string {
+	switch {
+	case c.ClientSecret != "":
+		return "client secret"
+	case c.CertificatePath != "":
+		return "client certificate"
+	case c.FederatedTokenFile != "":
+		return "workload identity"
+	case c.ManagedIdentity:
+		if c.ClientID != "" {
+			return "managed identity (user-assigned, client ID " + c.ClientID + ")"
+		}
+		return "managed identity (system-assigned)"
+	}
+	return ""
 }
 
 // SocketMode reports whether the bot connects over Socket Mode.
@@ -124,11 +159,12 @@ var Env = [][2]string{
 	{"SLACK_APP_TOKEN", "app-level token xapp-…; when set, Socket Mode is used"},
 	{"SLACK_API_URL", "Slack Web API base URL (default " + DefaultSlackAPIURL + ")"},
 	{"AZURE_TENANT_ID", "Entra tenant ID (required)"},
-	{"AZURE_CLIENT_ID", "app registration's client ID (required)"},
+	{"AZURE_CLIENT_ID", "app registration's client ID (required; with a managed identity: selects a user-assigned one)"},
 	{"AZURE_CLIENT_SECRET", "client secret (or a certificate or workload identity)"},
 	{"AZURE_CLIENT_CERTIFICATE_PATH", "PEM/PFX certificate with private key"},
 	{"AZURE_CLIENT_CERTIFICATE_PASSWORD", "password of the certificate, if any"},
 	{"AZURE_FEDERATED_TOKEN_FILE", "workload identity token file (Kubernetes)"},
+	{"IDENTITY_ENDPOINT", "set by Azure (with IMDS_ENDPOINT, MSI_ENDPOINT) where a managed identity is available: used when no secret, certificate or token file is set"},
 	{"AZURE_AUTHORITY_HOST", "token authority (default public cloud)"},
 	{"GRAPH_BASE_URL", "Graph base URL incl. version (default " + DefaultGraphBaseURL + ")"},
 	{"INVITEBOT_ADDR", "HTTP listen address (default " + DefaultAddr + ")"},
@@ -136,6 +172,7 @@ var Env = [][2]string{
 	{"INVITEBOT_CONFIG", "policy file (YAML): admins, inviters, groups, domains, approvals, expiry, reminders, templates; see `invitebot policy example`"},
 	{"INVITEBOT_REDIRECT_URL", "default inviteRedirectUrl (default " + DefaultRedirectURL + ")"},
 	{"INVITEBOT_POLL_INTERVAL", "acceptance check interval (default 5m)"},
+	{"INVITEBOT_LEASE_TTL", "how long the replica running the background work holds its lease without renewing it; another takes over after it lapses (default 15s, at least 5s)"},
 	{"INVITEBOT_REMIND_AFTER", "remind the inviter once when an invitation is pending this long; 0 disables (default 72h)"},
 	{"INVITEBOT_BULK_MAX_BYTES", "largest bulk CSV file accepted, in bytes (default 1048576)"},
 	{"INVITEBOT_BULK_MAX_ROWS", "most rows in a bulk CSV file (default 2000)"},
@@ -196,16 +233,21 @@ func Load(getenv func(string) string) (*Config, error) {
 	if !strings.HasSuffix(c.SlackAPIURL, "/") {
 		c.SlackAPIURL += "/"
 	}
+	c.ManagedIdentity = c.ClientSecret == "" && c.CertificatePath == "" && c.FederatedTokenFile == "" &&
+		slices.ContainsFunc(ManagedIdentityEnv, func(k string) bool { return get(k, "") != "" })
 	for k, v := range map[string]string{"AZURE_TENANT_ID": c.TenantID, "AZURE_CLIENT_ID": c.ClientID} {
 		switch {
+		case v == "" && k == "AZURE_CLIENT_ID" && c.ManagedIdentity:
+			// the system-assigned identity
 		case v == "":
 			bad(k, "required")
 		case !guidRE.MatchString(v) && k == "AZURE_CLIENT_ID":
 			bad(k, "must be a GUID (the app registration's Application (client) ID)")
 		}
 	}
-	if c.ClientSecret == "" && c.CertificatePath == "" && c.FederatedTokenFile == "" {
-		bad("AZURE_CLIENT_SECRET", "required unless AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE is set")
+	if c.CredentialKind() == "" {
+		bad("AZURE_CLIENT_SECRET", "required unless AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE is set, or a managed identity is available (%s)",
+			strings.Join(ManagedIdentityEnv, ", "))
 	}
 	if c.CertificatePath != "" {
 		if _, err := os.Stat(c.CertificatePath); err != nil {
@@ -230,6 +272,18 @@ func Load(getenv func(string) string) (*Config, error) {
 			bad("INVITEBOT_POLL_INTERVAL", "at least 10s (Graph throttles)")
 		default:
 			c.PollInterval = d
+		}
+	}
+	c.LeaseTTL = DefaultLeaseTTL
+	if v := get("INVITEBOT_LEASE_TTL", ""); v != "" {
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			bad("INVITEBOT_LEASE_TTL", "not a duration like 15s: %q", v)
+		case d < MinLeaseTTL:
+			bad("INVITEBOT_LEASE_TTL", "at least %s (renewed every third of it)", MinLeaseTTL)
+		default:
+			c.LeaseTTL = d
 		}
 	}
 	c.RemindAfter = DefaultRemindAfter

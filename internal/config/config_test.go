@@ -34,8 +34,16 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.Addr != ":3000" || c.DBPath != "invitebot.db" || c.GraphBaseURL != config.DefaultGraphBaseURL ||
 		c.SlackAPIURL != config.DefaultSlackAPIURL || c.PollInterval != 5*time.Minute || c.SocketMode() ||
-		c.RedirectURL != config.DefaultRedirectURL {
+		c.RedirectURL != config.DefaultRedirectURL || c.LeaseTTL != 15*time.Second {
 		t.Errorf("defaults = %+v", c)
+	}
+	e := validEnv()
+	e["INVITEBOT_LEASE_TTL"] = "30s"
+	if c, err = config.Load(env(e)); err != nil {
+		t.Fatal(err)
+	}
+	if c.LeaseTTL != 30*time.Second {
+		t.Errorf("INVITEBOT_LEASE_TTL=30s: LeaseTTL = %v", c.LeaseTTL)
 	}
 }
 
@@ -56,6 +64,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"HTTPRedirect", func(e map[string]string) { e["INVITEBOT_REDIRECT_URL"] = "http://x.com" }, "INVITEBOT_REDIRECT_URL"},
 		{"BadPoll", func(e map[string]string) { e["INVITEBOT_POLL_INTERVAL"] = "often" }, "INVITEBOT_POLL_INTERVAL"},
 		{"PollTooShort", func(e map[string]string) { e["INVITEBOT_POLL_INTERVAL"] = "1s" }, "INVITEBOT_POLL_INTERVAL: at least"},
+		{"BadLeaseTTL", func(e map[string]string) { e["INVITEBOT_LEASE_TTL"] = "soon" }, "INVITEBOT_LEASE_TTL: not a duration"},
+		{"LeaseTTLTooShort", func(e map[string]string) { e["INVITEBOT_LEASE_TTL"] = "4s" }, "INVITEBOT_LEASE_TTL: at least 5s"},
 		{"MissingPolicyFile", func(e map[string]string) { e["INVITEBOT_CONFIG"] = "/nonexistent/policy.yaml" }, "INVITEBOT_CONFIG"},
 	}
 	for _, tt := range tests {
@@ -219,6 +229,60 @@ func TestParsePolicyGovernanceErrors(t *testing.T) {
 			_, err := config.ParsePolicy([]byte(tt.yaml))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("ParsePolicy error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// Ensure the credential is chosen in order (secret, certificate, federated
+// token file, managed identity) and a managed identity is used only where
+// Azure's endpoint is present, with AZURE_CLIENT_ID then optional.
+func TestCredentialSelection(t *testing.T) {
+	cert := filepath.Join(t.TempDir(), "app.pem")
+	if err := os.WriteFile(cert, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		edit func(map[string]string)
+		want string // CredentialKind, or "error: …"
+	}{
+		{"Secret", func(map[string]string) {}, "client secret"},
+		{"SecretWinsOverManagedIdentity", func(e map[string]string) { e["IDENTITY_ENDPOINT"] = "http://localhost:42356/msi/token" }, "client secret"},
+		{"Certificate", func(e map[string]string) { delete(e, "AZURE_CLIENT_SECRET"); e["AZURE_CLIENT_CERTIFICATE_PATH"] = cert }, "client certificate"},
+		{"Workload", func(e map[string]string) {
+			delete(e, "AZURE_CLIENT_SECRET")
+			e["AZURE_FEDERATED_TOKEN_FILE"] = "/var/run/secrets/azure/tokens/azure-identity-token"
+			e["IDENTITY_ENDPOINT"] = "http://localhost:42356/msi/token"
+		}, "workload identity"},
+		{"AppServiceUserAssigned", func(e map[string]string) {
+			delete(e, "AZURE_CLIENT_SECRET")
+			e["IDENTITY_ENDPOINT"] = "http://localhost:42356/msi/token"
+		}, "managed identity (user-assigned, client ID 22222222-2222-2222-2222-222222222222)"},
+		{"ArcSystemAssigned", func(e map[string]string) {
+			delete(e, "AZURE_CLIENT_SECRET")
+			delete(e, "AZURE_CLIENT_ID")
+			e["IMDS_ENDPOINT"] = "http://localhost:40342"
+		}, "managed identity (system-assigned)"},
+		{"Nothing", func(e map[string]string) { delete(e, "AZURE_CLIENT_SECRET") }, "error: AZURE_CLIENT_SECRET: required unless"},
+		{"NoClientIDWithoutManagedIdentity", func(e map[string]string) { delete(e, "AZURE_CLIENT_ID") }, "error: AZURE_CLIENT_ID: required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := validEnv()
+			tt.edit(e)
+			c, err := config.Load(env(e))
+			got := ""
+			if err != nil {
+				got = "error: " + err.Error()
+			} else {
+				got = c.CredentialKind()
+			}
+			if !strings.HasPrefix(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+			if err == nil && c.ManagedIdentity != strings.HasPrefix(tt.want, "managed identity") {
+				t.Errorf("ManagedIdentity = %v for %q", c.ManagedIdentity, got)
 			}
 		})
 	}
