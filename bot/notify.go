@@ -30,7 +30,7 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 		return flows.MessageRef{}, b.updateView(ctx, inv, PickModal(inv), true)
 	case flows.NoticeDone, flows.NoticeFailed:
 		// The dialog is a courtesy; the DM is the record.
-		if inv.ViewID != "" && inv.Bulk == "" { // a bulk row has no dialog
+		if inv.Origin.Dialog() {
 			if err := b.updateView(ctx, inv, StatusModal(inv, p, ""), false); err != nil {
 				b.log.DebugContext(ctx, "final dialog update", "invitation", inv, "err", err)
 			}
@@ -44,7 +44,7 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 			dm = &c
 		}
 		ref, err := b.dmResult(ctx, dm)
-		if inv.Bulk == "" { // a bulk run would publish the Home tab once per row
+		if inv.Origin.RefreshesHome() {
 			b.refreshHomes(ctx, inv.Inviter.UserID, "")
 		}
 		return ref, err

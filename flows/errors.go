@@ -17,11 +17,14 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrNotAuthorized is returned when a Slack user may not do what they asked.
 	ErrNotAuthorized = errors.New("not authorized")
-	// ErrDuplicate is returned by Store.CreateInvitation when the same Slack
-	// view already submitted an invitation; the existing one is returned.
+	// ErrDuplicate is returned by Store.CreateInvitation when the same
+	// origin (Origin.UniqueKey: a Slack view, a bulk row's attempt, a
+	// workflow step's execution) already submitted an invitation; the
+	// existing one is returned.
 	ErrDuplicate = errors.New("duplicate submission")
-	// ErrInFlight is returned by Store.CreateInvitation when another
-	// unfinished invitation exists for the same address.
+	// ErrInFlight is returned by Store.CreateInvitation (and wrapped by
+	// Store.UpdateInvitation) when another unfinished invitation exists for
+	// the same address.
 	ErrInFlight = errors.New("invitation already in progress")
 	// ErrUndeliverable wraps a Notifier error that retrying cannot fix
 	// (e.g. the inviter's Slack account was deactivated): the notice is

@@ -187,12 +187,11 @@ const ActorBot = "invitebot"
 // Invitation is the durable record of one invitation request, keyed by ID
 // until the guest has an Entra object ID.
 type Invitation struct {
-	ID     string `json:"id"`
-	ViewID string `json:"viewId,omitempty"` // the Slack modal that submitted it
-	// Bulk names the bulk file row the invitation comes from ("guests.csv
-	// line 7"); its outcome is reported in the bulk results, not by a DM
-	// per row.
-	Bulk    string  `json:"bulk,omitempty"`
+	ID string `json:"id"`
+	// Origin is where the invitation came from (a dialog, a bulk file's
+	// row, a conversion, a workflow step): it keys duplicates and decides
+	// whom the outcome is reported to.
+	Origin  Origin  `json:"origin"`
 	Inviter Inviter `json:"inviter"`
 	Request Request `json:"request"`
 	State   State   `json:"state"`

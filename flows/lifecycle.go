@@ -330,7 +330,7 @@ func (s *Service) Convert(ctx context.Context, who Inviter, account, email strin
 		return nil, errs
 	}
 	r.UserType = "" // conversion keeps the account's user type
-	return s.create(ctx, "", who, r, "convert requested", "from "+account, nil)
+	return s.create(ctx, Origin{Kind: OriginConvert}, who, r, "convert requested", "from "+account, nil)
 }
 
 // checkConvert replaces the directory lookup for a conversion: the account
@@ -369,6 +369,10 @@ func (s *Service) checkConvert(ctx context.Context, inv *Invitation) error {
 // everyone's (all is true then).
 func (s *Service) InvitationsFor(ctx context.Context, who Inviter) (invs []*Invitation, all bool, err error) {
 	all = s.Policy().IsAdmin(who.UserID)
-	invs, err = s.store.Invitations(ctx, func(inv *Invitation) bool { return all || inv.Inviter.UserID == who.UserID })
+	f := InvitationFilter{Inviter: who.UserID}
+	if all {
+		f = InvitationFilter{}
+	}
+	invs, err = s.store.Invitations(ctx, f)
 	return invs, all, err
 }

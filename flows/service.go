@@ -307,12 +307,12 @@ func (s *Service) refreshLoop() {
 // and whether an approver must decide (then a justification is required,
 // and the invitation waits in awaiting_approval).
 func (s *Service) Submit(ctx context.Context, viewID string, who Inviter, r Request) (*Invitation, error) {
-	return s.submit(ctx, viewID, who, r, "")
+	return s.submit(ctx, Origin{Kind: OriginDialog, Key: viewID}, who, r)
 }
 
-// submit is Submit; bulk, if set, names the bulk file row the request
-// comes from ("guests.csv line 7").
-func (s *Service) submit(ctx context.Context, viewID string, who Inviter, r Request, bulk string) (*Invitation, error) {
+// submit is Submit from any origin: the dialog, a bulk file's row, a
+// workflow step.
+func (s *Service) submit(ctx context.Context, o Origin, who Inviter, r Request) (*Invitation, error) {
 	p := s.Policy()
 	rule := p.Domains.Rule(Domain(strings.TrimSpace(r.Email)))
 	r = p.WithDomainDefaults(r).Normalize(p)
@@ -328,12 +328,8 @@ func (s *Service) submit(ctx context.Context, viewID string, who Inviter, r Requ
 	case d.NeedsApproval() && r.Justification == "":
 		return nil, FieldErrors{FieldJustification: "This invitation needs an approver's OK: say why you need this guest."}
 	}
-	detail := fmt.Sprintf("type=%s delivery=%s groups=%d", r.UserType, r.Delivery, len(r.Groups))
-	if bulk != "" {
-		detail += " bulk=" + bulk
-	}
-	return s.create(ctx, viewID, who, r, "requested", detail, func(inv *Invitation) {
-		inv.Bulk = bulk
+	detail := fmt.Sprintf("type=%s delivery=%s groups=%d", r.UserType, r.Delivery, len(r.Groups)) + o.detail()
+	return s.create(ctx, o, who, r, "requested", detail, func(inv *Invitation) {
 		if d.NeedsApproval() {
 			s.requestApproval(inv, d)
 		}
@@ -341,10 +337,10 @@ func (s *Service) submit(ctx context.Context, viewID string, who Inviter, r Requ
 }
 
 // create records a new, validated invitation and starts it.
-func (s *Service) create(ctx context.Context, viewID string, who Inviter, r Request, action, detail string, prep func(*Invitation)) (*Invitation, error) {
+func (s *Service) create(ctx context.Context, o Origin, who Inviter, r Request, action, detail string, prep func(*Invitation)) (*Invitation, error) {
 	now := s.now()
 	inv := &Invitation{
-		ID: s.newID(), ViewID: viewID, Inviter: who, Request: r,
+		ID: s.newID(), Origin: o, Inviter: who, Request: r,
 		State: StateRequested, CreatedAt: now, UpdatedAt: now,
 	}
 	inv.History = []Event{s.event(inv, who.UserID, action, detail)}
@@ -436,12 +432,11 @@ func (s *Service) Invitation(ctx context.Context, id string) (*Invitation, error
 // Resume starts every invitation that is neither finished nor waiting for a
 // person. It is safe to call while invitations run: each runs once.
 func (s *Service) Resume(ctx context.Context) (int, error) {
-	invs, err := s.store.Invitations(ctx, func(inv *Invitation) bool {
-		return !inv.State.Terminal() && !inv.State.Waiting()
-	})
+	invs, err := s.store.Invitations(ctx, InvitationFilter{Unfinished: true})
 	if err != nil {
 		return 0, fmt.Errorf("resume: %w", err)
 	}
+	invs = slices.DeleteFunc(invs, func(inv *Invitation) bool { return inv.State.Waiting() })
 	for _, inv := range invs {
 		s.log.InfoContext(ctx, "resuming invitation", "invitation", inv)
 		s.start(ctx, inv.ID)

@@ -258,7 +258,7 @@ func TestValidationRecordsNothing(t *testing.T) {
 	if !errors.As(err, &fe) || fe[flows.FieldEmail] == "" {
 		t.Fatalf("err = %v, want an email field error", err)
 	}
-	if invs, _ := e.store.Invitations(t.Context(), nil); len(invs) != 0 || len(e.dir.Calls()) != 1 /* VerifiedDomains */ {
+	if invs, _ := e.store.Invitations(t.Context(), flows.InvitationFilter{}); len(invs) != 0 || len(e.dir.Calls()) != 1 /* VerifiedDomains */ {
 		t.Errorf("rejected submission left %d records and %d directory calls", len(invs), len(e.dir.Calls()))
 	}
 }

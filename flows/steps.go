@@ -90,8 +90,8 @@ func (s *Service) advance(ctx context.Context, inv *Invitation, to State, action
 
 // tell delivers a best-effort notice: failures are logged, not retried.
 func (s *Service) tell(ctx context.Context, n Notice) {
-	if n.Invitation != nil && n.Invitation.Bulk != "" {
-		return // no dialog to update: the bulk run reports progress
+	if n.Invitation != nil && !n.Invitation.Origin.Dialog() {
+		return // no dialog to show progress in
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 	defer cancel()
@@ -129,7 +129,7 @@ func (s *Service) check(ctx context.Context, inv *Invitation) error {
 	if len(users) == 0 {
 		return s.advance(ctx, inv, StateInviting, "no existing user", "", nil)
 	}
-	if inv.Bulk != "" {
+	if !inv.Origin.PicksMatches() {
 		return s.adopt(ctx, inv, users)
 	}
 	err = s.advance(ctx, inv, StateAwaitingPick, "existing users found", fmt.Sprintf("%d match(es)", len(users)),
@@ -417,11 +417,11 @@ func mergeGroups(a, b []string) []string {
 // notifyDone tells the inviter, retrying Slack failures; the state moves to
 // notified only after Slack accepted the message (at least once delivery).
 func (s *Service) notifyDone(ctx context.Context, inv *Invitation) error {
-	if inv.Bulk != "" && (inv.Request.Delivery != DeliverySlackLink || inv.RedeemURL == "") {
+	if !inv.Origin.TellsDone(inv) {
 		// Nothing to forward: the bulk results report it.
 		return s.advance(ctx, inv, StateNotified, "reported in the bulk results", "", nil)
 	}
-	if inv.Bulk != "" {
+	if inv.Origin.Batch() {
 		if err := s.bulkDMs.wait(ctx); err != nil {
 			return err
 		}
@@ -484,7 +484,7 @@ func (s *Service) failWith(ctx context.Context, inv *Invitation, f *Failure) err
 			detail += ": " + f.Message
 		}
 		s.setState(cur, StateFailed, ActorBot, "failed", detail)
-		if f.Code != FailNotify && cur.Bulk == "" { // Slack failed, or the bulk results report it
+		if f.Code != FailNotify && cur.Origin.TellsFailure() { // not if Slack failed, or a batch's results report it
 			// Recorded with the failure, so a crash before Slack took it
 			// does not leave the inviter untold (the next cycle sends it).
 			cur.Outbox = append(cur.Outbox, Outgoing{Kind: NoticeFailed, At: cur.UpdatedAt})

@@ -37,16 +37,13 @@ func NewStore() *Store {
 func (s *Store) CreateInvitation(_ context.Context, inv *flows.Invitation) (*flows.Invitation, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	email := flows.NormalizeEmail(inv.Request.Email)
 	for _, old := range s.sorted() {
-		if inv.ViewID != "" && old.ViewID == inv.ViewID {
+		if inv.Origin.Repeats(old.Origin) {
 			return old.Clone(), flows.ErrDuplicate
 		}
 	}
-	for _, old := range s.sorted() {
-		if flows.NormalizeEmail(old.Request.Email) == email && !old.State.Terminal() {
-			return old.Clone(), flows.ErrInFlight
-		}
+	if old := s.inFlight(inv); old != nil {
+		return old.Clone(), flows.ErrInFlight
 	}
 	s.invs[inv.ID] = inv.Clone()
 	s.audit = append(s.audit, inv.History...)
@@ -76,6 +73,9 @@ func (s *Store) UpdateInvitation(_ context.Context, id string, fn func(*flows.In
 	if err := fn(inv); err != nil {
 		return nil, err
 	}
+	if other := s.inFlight(inv); other != nil {
+		return nil, fmt.Errorf("flowstest: update %s: invitation %s for the address is in flight: %w", id, other.ID, flows.ErrInFlight)
+	}
 	if len(inv.History) > len(old.History) {
 		s.audit = append(s.audit, inv.History[len(old.History):]...)
 	}
@@ -84,16 +84,34 @@ func (s *Store) UpdateInvitation(_ context.Context, id string, fn func(*flows.In
 }
 
 // Invitations implements flows.Store.
-func (s *Store) Invitations(_ context.Context, keep func(*flows.Invitation) bool) ([]*flows.Invitation, error) {
+func (s *Store) Invitations(_ context.Context, f flows.InvitationFilter) ([]*flows.Invitation, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*flows.Invitation
 	for _, inv := range s.sorted() {
-		if keep == nil || keep(inv) {
+		if f.Match(inv) {
 			out = append(out, inv.Clone())
 		}
 	}
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[len(out)-f.Limit:]
+	}
 	return out, nil
+}
+
+// inFlight returns another unfinished invitation for inv's address, if inv
+// is unfinished and there is one.
+func (s *Store) inFlight(inv *flows.Invitation) *flows.Invitation {
+	if inv.State.Terminal() {
+		return nil
+	}
+	email := flows.NormalizeEmail(inv.Request.Email)
+	for _, old := range s.sorted() {
+		if old.ID != inv.ID && flows.NormalizeEmail(old.Request.Email) == email && !old.State.Terminal() {
+			return old
+		}
+	}
+	return nil
 }
 
 func (s *Store) sorted() []*flows.Invitation {
