@@ -166,8 +166,14 @@ func New(cfg Config) *Service {
 		per = DefaultInviteWindow
 	}
 	s.raw = cfg.Directory
-	s.dir = interactive{Directory: cfg.Directory, g: &s.gate, now: s.now}
 	s.invites = newWindow(limit, per)
+	if w, ok := cfg.Store.(InviteWindow); ok {
+		s.invites.shared = w
+		s.invites.failed = func(err error) {
+			s.log.Warn("shared invitation window: store failed; pacing in this replica only", "err", err)
+		}
+	}
+	s.dir = interactive{Directory: cfg.Directory, g: &s.gate, invites: s.invites, now: s.now}
 	s.bulkDMs = newWindow(1, BulkDMEvery)
 	s.invites.waited = func(d time.Duration) { s.obs.Waited(WaitInviteLimit, d) }
 	s.bulkDMs.waited = func(d time.Duration) { s.obs.Waited(WaitBulkDM, d) }
