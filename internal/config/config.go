@@ -71,8 +71,8 @@ type Config struct {
 	// endpoint is present (ManagedIdentityEnv): AZURE_CLIENT_ID, if set,
 	// then selects a user-assigned identity.
 	ManagedIdentity bool
-	AuthorityHost       string // AZURE_AUTHORITY_HOST; "" = public cloud
-	GraphBaseURL        string // GRAPH_BASE_URL
+	AuthorityHost   string // AZURE_AUTHORITY_HOST; "" = public cloud
+	GraphBaseURL    string // GRAPH_BASE_URL
 
 	Addr         string        // INVITEBOT_ADDR
 	DBPath       string        // INVITEBOT_DB
@@ -262,30 +262,26 @@ func Load(getenv func(string) string) (*Config, error) {
 	if msg := flows.CheckRedirectURL(c.RedirectURL); msg != "" {
 		bad("INVITEBOT_REDIRECT_URL", "%s", msg)
 	}
-	c.PollInterval = DefaultPollInterval
-	if v := get("INVITEBOT_POLL_INTERVAL", ""); v != "" {
+	// duration reads the duration variable k (default def, at least least;
+	// why says why, example shows the form).
+	duration := func(k string, def, least time.Duration, example, why string) time.Duration {
+		v := get(k, "")
+		if v == "" {
+			return def
+		}
 		d, err := time.ParseDuration(v)
 		switch {
 		case err != nil:
-			bad("INVITEBOT_POLL_INTERVAL", "not a duration like 5m: %q", v)
-		case d < 10*time.Second:
-			bad("INVITEBOT_POLL_INTERVAL", "at least 10s (Graph throttles)")
+			bad(k, "not a duration like %s: %q", example, v)
+		case d < least:
+			bad(k, "at least %s (%s)", least, why)
 		default:
-			c.PollInterval = d
+			return d
 		}
+		return def
 	}
-	c.LeaseTTL = DefaultLeaseTTL
-	if v := get("INVITEBOT_LEASE_TTL", ""); v != "" {
-		d, err := time.ParseDuration(v)
-		switch {
-		case err != nil:
-			bad("INVITEBOT_LEASE_TTL", "not a duration like 15s: %q", v)
-		case d < MinLeaseTTL:
-			bad("INVITEBOT_LEASE_TTL", "at least %s (renewed every third of it)", MinLeaseTTL)
-		default:
-			c.LeaseTTL = d
-		}
-	}
+	c.PollInterval = duration("INVITEBOT_POLL_INTERVAL", DefaultPollInterval, 10*time.Second, "5m", "Graph throttles")
+	c.LeaseTTL = duration("INVITEBOT_LEASE_TTL", DefaultLeaseTTL, MinLeaseTTL, "15s", "renewed every third of it")
 	c.RemindAfter = DefaultRemindAfter
 	if v := get("INVITEBOT_REMIND_AFTER", ""); v != "" {
 		d, err := time.ParseDuration(v)
