@@ -66,13 +66,14 @@ type Config struct {
 	CertificatePath     string // AZURE_CLIENT_CERTIFICATE_PATH
 	CertificatePassword Secret // AZURE_CLIENT_CERTIFICATE_PASSWORD
 	FederatedTokenFile  string // AZURE_FEDERATED_TOKEN_FILE (workload identity)
+	AuthorityHost       string // AZURE_AUTHORITY_HOST; "" = public cloud
+	GraphBaseURL        string // GRAPH_BASE_URL
+
 	// ManagedIdentity is set when no client secret, certificate or
 	// federated token file is configured and Azure's managed identity
 	// endpoint is present (ManagedIdentityEnv): AZURE_CLIENT_ID, if set,
 	// then selects a user-assigned identity.
 	ManagedIdentity bool
-	AuthorityHost   string // AZURE_AUTHORITY_HOST; "" = public cloud
-	GraphBaseURL    string // GRAPH_BASE_URL
 
 	Addr         string        // INVITEBOT_ADDR
 	DBPath       string        // INVITEBOT_DB
