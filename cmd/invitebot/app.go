@@ -135,7 +135,7 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 	if l, ok := any(db).(flows.Leaser); ok {
 		leaser = l
 	}
-	a.leader = flows.Leader{Leaser: leaser, Holder: replicaName(), TTL: cfg.LeaseTTL,
+	a.leader = flows.Leader{Leaser: leaser, Holder: leaseHolder(cfg.DBPath), TTL: cfg.LeaseTTL,
 		Logger: log.With("component", "leader")}
 	if !cfg.SocketMode() {
 		a.mux.Handle("/slack/", b.Handler())

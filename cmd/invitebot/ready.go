@@ -81,6 +81,18 @@ func (a *app) readyz(w http.ResponseWriter, req *http.Request) {
 	_, _ = io.WriteString(w, "ready\n")
 }
 
+// leaseHolder names this process as the background lease's holder. On a
+// store only one process can open (a bbolt file: its lock decides), the
+// name is the same at every start, so a process restarted after a crash
+// renews the lease its predecessor left instead of waiting for it to
+// lapse. Replicas sharing a database each get their own name.
+func leaseHolder(db string) string {
+	if u := strings.ToLower(db); !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+		return "the only process"
+	}
+	return replicaName()
+}
+
 // replicaName names this process among the replicas sharing a store: host
 // name, process ID and a random part (a restarted pod keeps its name).
 func replicaName() string {
