@@ -18,9 +18,11 @@ const HelpText = "*/invite-guest* opens a dialog to invite an external collabora
 	"• `/invite-guest` — open the dialog\n" +
 	"• `/invite-guest bob@contoso.com Bob Smith` — open it pre-filled\n" +
 	"• `/invite-guest help` — this text\n" +
+	"• `/invite-guest connect` / `disconnect` — connect your Microsoft account, so that invitations are sent as you (when invitebot is set up for it), or remove it\n" +
 	"• `/invite-guest convert user@ourcompany.com user@partner.com` — (admins) convert an internal account to B2B, keeping its object ID, groups and apps\n" +
 	"• `/invite-guest audit [days]` — (admins) the audit log of the last days (default 30) as a CSV file in your DM\n" +
 	"• Many guests at once: send invitebot a CSV file in your DM with it (columns `email`, `display name`, `redirect url`, `send microsoft email`, `message`, `groups`); it replies with progress and a results file\n" +
+	"• In Workflow Builder: add the step *Invite an external guest* (from invitebot) to a workflow and set *Requested by* to the person who used the workflow; the same rules apply to them, and the step outputs the guest's object ID, email and outcome\n" +
 	"Your invitations, with Resend and Revoke, are on invitebot's *Home* tab.\n" +
 	"invitebot checks the directory for an existing account first, then invites, adds the guest to the groups you chose and DMs you the result."
 
@@ -64,6 +66,9 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) any {
 	}
 	if f := strings.Fields(text); len(f) > 0 && f[0] == "audit" {
 		return b.auditCommand(ctx, cmd, f[1:])
+	}
+	if text == "connect" || text == "disconnect" {
+		return b.signInCommand(ctx, cmd.UserID, text)
 	}
 	p := b.svc.Policy()
 	if !p.MayInvite(cmd.UserID) {

@@ -106,6 +106,7 @@ func homeRow(inv *flows.Invitation, viewer string, all, admin bool, now time.Tim
 	if all && inv.Inviter.UserID != viewer {
 		text += " · invited by <@" + inv.Inviter.UserID + ">"
 	}
+	text += " · from " + Escape(inv.Origin.String()) // a bulk file's name is the sender's
 	var opts []*slack.OptionBlockObject
 	add := func(actionID, label string) {
 		opts = append(opts, slack.NewOptionBlockObject(actionID+":"+inv.ID, plain(label), nil))
@@ -140,7 +141,9 @@ func (b *Bot) publishHome(ctx context.Context, user string) error {
 	if err != nil {
 		return err
 	}
-	_, err = b.api.PublishViewContext(ctx, slack.PublishViewContextRequest{UserID: user, View: HomeView(invs, user, all, b.svc.Policy(), time.Now())})
+	v := HomeView(invs, user, all, b.svc.Policy(), time.Now())
+	v.Blocks.BlockSet = append(b.homeSignIn(ctx, user), v.Blocks.BlockSet...)
+	_, err = b.api.PublishViewContext(ctx, slack.PublishViewContextRequest{UserID: user, View: v})
 	return err
 }
 
@@ -157,8 +160,10 @@ func (b *Bot) refreshHomes(ctx context.Context, users ...string) {
 }
 
 // event handles an Events API callback (HTTP or Socket Mode). The answer is
-// immediate; work runs in the background.
-func (b *Bot) event(ctx context.Context, raw json.RawMessage) {
+// immediate; work runs in the background. An error means the event was
+// not taken (a workflow step could not be recorded): it must not be
+// acknowledged, so that Slack sends it again.
+func (b *Bot) event(ctx context.Context, raw json.RawMessage) error {
 	var cb struct {
 		Type       string `json:"type"`
 		TeamID     string `json:"team_id"`
@@ -175,15 +180,22 @@ func (b *Bot) event(ctx context.Context, raw json.RawMessage) {
 		} `json:"event"`
 	}
 	if err := json.Unmarshal(raw, &cb); err != nil || cb.Type != "event_callback" {
-		return
+		return nil
 	}
 	if b.foreign(cb.TeamID, cb.Enterprise, cb.APIAppID) {
 		b.log.WarnContext(ctx, "refused an event for another workspace or app", "team", cb.TeamID, "app", cb.APIAppID)
-		return
+		return nil
+	}
+	if cb.Event.Type == "function_executed" {
+		var fe struct {
+			Event json.RawMessage `json:"event"`
+		}
+		_ = json.Unmarshal(raw, &fe)
+		return b.functionExecuted(ctx, cb.TeamID, fe.Event)
 	}
 	if cb.Event.Type == "file_shared" {
 		b.fileShared(ctx, cb.Event.UserID, cb.Event.ChannelID, cb.Event.FileID)
-		return
+		return nil
 	}
 	if cb.Event.Type == "app_home_opened" && cb.Event.Tab == "home" && cb.Event.User != "" {
 		go func() {
@@ -194,6 +206,7 @@ func (b *Bot) event(ctx context.Context, raw json.RawMessage) {
 			}
 		}()
 	}
+	return nil
 }
 
 // ConfirmDeleteModal asks an admin to confirm deleting a guest.

@@ -147,7 +147,13 @@ func failureFor(step State, err error) *Failure {
 	if errors.As(err, &de) {
 		f.Op = de.Op
 	}
+	var refused *InviterRefusedError
 	switch {
+	case errors.As(err, &refused):
+		f.Code, f.Message = FailInviterRefused, de.Message
+	case errors.Is(err, ErrSignInNeeded):
+		f.Code, f.Retryable = FailNotConnected, true
+		f.Message = "connect your Microsoft account (/invite-guest connect), then try again"
 	case errors.As(err, &de) && de.Code == CodeCredentialRejected:
 		f.Code = FailCredential
 	case errors.As(err, &de) && de.Status == http.StatusForbidden,

@@ -13,7 +13,7 @@ import (
 // written to the store before the side effect that follows it, so a restart
 // resumes an invitation from its last recorded state.
 //
-//	requested → checking → (awaiting_pick) → inviting → invited
+//	requested → checking → (awaiting_pick) → (awaiting_sign_in) → inviting → invited
 //	          → attributes_set → groups_added → provisioned → notified
 //	          → accepted
 //	any step → failed
@@ -54,9 +54,11 @@ func (s State) Terminal() bool {
 	return false
 }
 
-// Waiting reports whether s waits for a person (the inviter's pick) rather
-// than for the bot.
-func (s State) Waiting() bool { return s == StateAwaitingPick || s == StateAwaitingApproval }
+// Waiting reports whether s waits for a person (the inviter's pick, an
+// approver, the inviter's sign-in) rather than for the bot.
+func (s State) Waiting() bool {
+	return s == StateAwaitingPick || s == StateAwaitingApproval || s == StateAwaitingSignIn
+}
 
 // Delivery says who delivers the redeem link to the invitee.
 type Delivery string
@@ -228,6 +230,9 @@ type Invitation struct {
 	Sponsor *Sponsor `json:"sponsor,omitempty"`
 	// Approval is the approval the policy asked for, if any.
 	Approval *Approval `json:"approval,omitempty"`
+	// Deferred are writes to the guest (attributes, sponsor) that Entra
+	// refused with 403 and that are retried in the background.
+	Deferred *Deferred `json:"deferred,omitempty"`
 	// Outbox holds notices recorded with the change that caused them and
 	// not yet delivered: each is delivered at least once, and recorded only
 	// once per change.
@@ -263,6 +268,14 @@ func (inv *Invitation) Clone() *Invitation {
 	if inv.Failure != nil {
 		f := *inv.Failure
 		c.Failure = &f
+	}
+	if inv.Deferred != nil {
+		d := *inv.Deferred
+		c.Deferred = &d
+	}
+	if inv.Sponsor != nil {
+		sp := *inv.Sponsor
+		c.Sponsor = &sp
 	}
 	return &c
 }

@@ -114,11 +114,20 @@ func (s *Service) runAction(ctx context.Context, id string) {
 	)
 	switch a.Kind {
 	case ActionResend, ActionReset:
-		res, err = s.reinvite(ctx, inv, a.Kind == ActionReset)
+		// A resend is sent as the person who asked for it (when the mode
+		// says so); resetting redemption stays with the app.
+		var sd sender
+		if a.Kind == ActionResend {
+			sd, err = s.sender(ctx, Inviter{TeamID: inv.Inviter.TeamID, UserID: a.By})
+		}
+		if err == nil {
+			res, err = s.reinvite(ctx, inv, a.Kind == ActionReset, &sd)
+		}
 		detail = "new invitation link"
 		if inv.Request.Delivery == DeliveryMicrosoftEmail {
 			detail = "Microsoft emailed the invitation again"
 		}
+		detail += " " + sd.String()
 	case ActionRevokeGroups:
 		var n int
 		n, err = s.removeGroups(ctx, inv)
@@ -197,7 +206,7 @@ func (s *Service) runAction(ctx context.Context, id string) {
 // the guest's object ID. A 429 is retried after Retry-After; other
 // temporary failures are retried only with the Slack delivery, where a
 // repeated POST sends no second email.
-func (s *Service) reinvite(ctx context.Context, inv *Invitation, reset bool) (Invited, error) {
+func (s *Service) reinvite(ctx context.Context, inv *Invitation, reset bool, sd *sender) (Invited, error) {
 	r := inv.Request
 	in := Invite{
 		Email: r.Email, DisplayName: r.DisplayName, RedirectURL: r.RedirectURL,
@@ -212,7 +221,7 @@ func (s *Service) reinvite(ctx context.Context, inv *Invitation, reset bool) (In
 			return Invited{}, err
 		}
 		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
-		res, err := s.dir.Invite(cctx, in)
+		res, err := s.sendInvite(cctx, sd, in)
 		cancel()
 		if err == nil {
 			if res.UserID != "" && res.UserID != inv.ObjectID {

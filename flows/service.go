@@ -28,6 +28,10 @@ type Config struct {
 	People People
 	// Observer is told what the Service does, for metrics; nil: nobody.
 	Observer Observer
+	// InviteAs says whose token POST /invitations uses; "" is InviteAsApp.
+	// Delegation sends as the inviter; required unless InviteAs is app.
+	InviteAs   InviteAs
+	Delegation Delegation
 
 	Logger *slog.Logger                               // nil: discard
 	Now    func() time.Time                           // nil: time.Now
@@ -61,6 +65,13 @@ type Config struct {
 	// if other apps invite into the same tenant.
 	InviteLimit  int
 	InviteWindow time.Duration
+	// ScopedWriteWindow is how long attribute and sponsor writes that
+	// Entra refuses with 403 are retried in the background (see Deferred);
+	// zero: DefaultScopedWriteWindow; negative: a 403 is final at once.
+	ScopedWriteWindow time.Duration
+	// ScopedWriteBackoff spaces those retries (its Attempts is unused);
+	// zero: DefaultScopedWriteBackoff.
+	ScopedWriteBackoff Backoff
 }
 
 // Service runs invitations. Submissions are validated synchronously; the
@@ -80,11 +91,14 @@ type Service struct {
 	store   Store
 	note    Notifier
 	people  People
-	log     *slog.Logger
-	obs     Observer
-	now     func() time.Time
-	sleep   func(context.Context, time.Duration) error
-	newID   func() string
+	// inviteAs and delegation decide who sends POST /invitations (sender).
+	inviteAs   InviteAs
+	delegation Delegation
+	log        *slog.Logger
+	obs        Observer
+	now        func() time.Time
+	sleep      func(context.Context, time.Duration) error
+	newID      func() string
 
 	transient, replication   Backoff
 	callTimeout, pickTimeout time.Duration
@@ -93,6 +107,8 @@ type Service struct {
 	remindAfter              time.Duration
 	missingGrace             time.Duration
 	trackConcurrency         int
+	scopedWindow             time.Duration
+	scopedBackoff            Backoff
 	locks                    map[string]*keyLock
 	policy                   atomic.Pointer[Policy]
 	domains                  atomic.Pointer[[]string]
@@ -111,12 +127,13 @@ type Service struct {
 func New(cfg Config) *Service {
 	s := &Service{
 		dir: cfg.Directory, store: cfg.Store, note: cfg.Notifier, people: cfg.People,
+		inviteAs: cfg.InviteAs, delegation: cfg.Delegation,
 		log: cfg.Logger, obs: cfg.Observer, now: cfg.Now, sleep: cfg.Sleep, newID: cfg.NewID,
 		transient: cfg.Transient, replication: cfg.Replication,
 		callTimeout: cfg.CallTimeout, pickTimeout: cfg.PickTimeout, domainRefresh: cfg.DomainRefresh,
 		pollInterval: cfg.PollInterval, remindAfter: cfg.RemindAfter, missingGrace: cfg.MissingGrace,
-		trackConcurrency: cfg.TrackConcurrency,
-		running:          map[string]bool{}, again: map[string]bool{}, locks: map[string]*keyLock{},
+		trackConcurrency: cfg.TrackConcurrency, scopedWindow: cfg.ScopedWriteWindow, scopedBackoff: cfg.ScopedWriteBackoff,
+		running: map[string]bool{}, again: map[string]bool{}, locks: map[string]*keyLock{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -154,6 +171,12 @@ func New(cfg Config) *Service {
 	}
 	if s.missingGrace == 0 {
 		s.missingGrace = 10 * time.Minute
+	}
+	if s.scopedWindow == 0 {
+		s.scopedWindow = DefaultScopedWriteWindow
+	}
+	if s.scopedBackoff.Base <= 0 {
+		s.scopedBackoff = DefaultScopedWriteBackoff
 	}
 	if s.trackConcurrency <= 0 {
 		s.trackConcurrency = 4
@@ -436,8 +459,10 @@ func (s *Service) Invitation(ctx context.Context, id string) (*Invitation, error
 }
 
 // Resume starts every invitation that is neither finished nor waiting for a
-// person. It is safe to call while invitations run: each runs once.
+// person, and those waiting for an inviter's sign-in who has connected
+// since. It is safe to call while invitations run: each runs once.
 func (s *Service) Resume(ctx context.Context) (int, error) {
+	s.resumeSignIns(ctx)
 	invs, err := s.store.Invitations(ctx, InvitationFilter{Unfinished: true})
 	if err != nil {
 		return 0, fmt.Errorf("resume: %w", err)
@@ -587,11 +612,17 @@ func (s *Service) event(inv *Invitation, actor, action, detail string) Event {
 	return Event{At: s.now(), InvitationID: inv.ID, ObjectID: inv.ObjectID, Actor: actor, Action: action, Detail: detail}
 }
 
-// setState moves inv to state and records why.
+// setState moves inv to state and records why. When the invitation ends
+// (its first terminal state: notified or failed) and its origin waits for
+// the outcome, the completion is queued in the same write.
 func (s *Service) setState(inv *Invitation, to State, actor, action, detail string) {
+	ends := !inv.State.Terminal() && to.Terminal()
 	inv.State = to
 	inv.UpdatedAt = s.now()
 	inv.History = append(inv.History, s.event(inv, actor, action, detail))
+	if ends && inv.Origin.Completes() {
+		inv.Outbox = append(inv.Outbox, Outgoing{Kind: NoticeStepCompleted, At: inv.UpdatedAt})
+	}
 }
 
 // Age renders a duration the way invitebot tells people how old something

@@ -28,6 +28,10 @@ type env struct {
 	remind time.Duration // Config.RemindAfter for the next start
 	people flows.People  // Config.People; nil: none
 	obs    *observer     // Config.Observer
+	window time.Duration // Config.ScopedWriteWindow
+	// inviteAs and deleg are Config.InviteAs and Config.Delegation.
+	inviteAs flows.InviteAs
+	deleg    flows.Delegation
 }
 
 // now is the services' clock: the wall clock plus what advance added.
@@ -65,6 +69,7 @@ func (e *env) start(t *testing.T) *flows.Service {
 	}
 	svc := flows.New(flows.Config{
 		Directory: e.dir, Store: e.store, Notifier: e.note, People: e.people, Observer: e.obs,
+		InviteAs: e.inviteAs, Delegation: e.deleg,
 		Policy: flows.Policy{
 			Admins:             []string{"UADMIN"},
 			Groups:             []flows.Group{{Name: "Portal", ID: "g1"}, {Name: "Wiki", ID: "g2"}},
@@ -76,10 +81,11 @@ func (e *env) start(t *testing.T) *flows.Service {
 			e.mu.Unlock()
 			return ctx.Err()
 		},
-		DomainRefresh: time.Hour,
-		Now:           e.now,
-		PollInterval:  -1, // tests run Track themselves
-		RemindAfter:   e.remind,
+		DomainRefresh:     time.Hour,
+		Now:               e.now,
+		PollInterval:      -1, // tests run Track themselves
+		RemindAfter:       e.remind,
+		ScopedWriteWindow: e.window,
 	})
 	if _, err := svc.Start(t.Context()); err != nil {
 		t.Fatal(err)

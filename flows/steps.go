@@ -82,6 +82,9 @@ func (s *Service) advance(ctx context.Context, inv *Invitation, to State, action
 	}
 	*inv = *got
 	s.log.InfoContext(ctx, "invitation step", "invitation", got, "from", from)
+	if to.Terminal() && len(got.Outbox) > 0 { // queued by setState: its origin's completion
+		s.flushLater(ctx, got.ID)
+	}
 	if to != StateNotified && !to.Waiting() {
 		s.tell(ctx, Notice{Kind: NoticeProgress, Invitation: got.Clone()})
 	}
@@ -127,7 +130,7 @@ func (s *Service) check(ctx context.Context, inv *Invitation) error {
 		return err
 	}
 	if len(users) == 0 {
-		return s.advance(ctx, inv, StateInviting, "no existing user", "", nil)
+		return s.toInviting(ctx, inv, "no existing user", "")
 	}
 	if !inv.Origin.PicksMatches() {
 		return s.adopt(ctx, inv, users)
@@ -189,6 +192,12 @@ func (s *Service) adopt(ctx context.Context, inv *Invitation, users []DirectoryU
 // retry first looks the address up and adopts the user it finds.
 func (s *Service) invite(ctx context.Context, inv *Invitation) error {
 	first := true
+	snd, err := s.sender(ctx, inv.Inviter)
+	if errors.Is(err, ErrSignInNeeded) {
+		return s.awaitSignIn(ctx, inv, err)
+	} else if err != nil {
+		return err
+	}
 	for {
 		if inv.InviteAttempt > 0 && inv.Request.Delivery == DeliveryMicrosoftEmail && inv.Request.ConvertFrom == "" {
 			u, err := s.findInvited(ctx, inv)
@@ -228,14 +237,17 @@ func (s *Service) invite(ctx context.Context, inv *Invitation) error {
 			first = false
 		}
 		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
-		res, err := s.dir.Invite(cctx, Invite{
+		res, err := s.sendInvite(cctx, &snd, Invite{
 			Email: r.Email, DisplayName: r.DisplayName, RedirectURL: r.RedirectURL,
 			SendMessage: r.Delivery == DeliveryMicrosoftEmail, Message: r.Message, CC: r.CC, UserType: r.UserType,
 			ExistingUserID: existing,
 		})
 		cancel()
+		if errors.Is(err, ErrSignInNeeded) {
+			return s.awaitSignIn(ctx, inv, err) // nothing was sent
+		}
 		if err == nil {
-			return s.advance(ctx, inv, StateInvited, "invited", "invitation "+res.InvitationID,
+			return s.advance(ctx, inv, StateInvited, "invited", "invitation "+res.InvitationID+" "+snd.String(),
 				func(cur *Invitation) {
 					cur.ObjectID, cur.RedeemURL, cur.InvitedAt = res.UserID, res.RedeemURL, s.now()
 					cur.Tracking.External = ExternalPending
@@ -292,6 +304,13 @@ func (s *Service) setAttributes(ctx context.Context, inv *Invitation) error {
 	err := s.retryDirectory(ctx, true, s.waiting(ctx, inv), func(ctx context.Context) error {
 		return s.dir.UpdateUser(ctx, inv.ObjectID, attrs)
 	})
+	if s.deferrable(err) {
+		// A role scoped to a dynamic unit of guests covers the new guest
+		// only once it has joined the unit: retried in the background.
+		return s.advance(ctx, inv, StateAttributesSet, "attributes pending",
+			"Entra refused (403); retried in the background: "+redact(err, inv.Request.Email),
+			func(cur *Invitation) { s.deferWrite(cur, func(d *Deferred) { d.Attributes = true }) })
+	}
 	if err != nil {
 		return err
 	}
@@ -340,7 +359,7 @@ func (s *Service) provision(ctx context.Context, inv *Invitation) error {
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	sp := s.sponsor(ctx, inv)
+	sp, pending := s.sponsor(ctx, inv)
 	g.Sponsor = sp
 	if err := s.store.SaveGuest(ctx, g); err != nil {
 		return err
@@ -351,6 +370,9 @@ func (s *Service) provision(ctx context.Context, inv *Invitation) error {
 	}
 	return s.advance(ctx, inv, StateProvisioned, "provisioned", detail, func(cur *Invitation) {
 		cur.Sponsor = sp
+		if pending {
+			s.deferWrite(cur, func(d *Deferred) { d.SponsorID = sp.ObjectID })
+		}
 		if d := cur.Request.ExpiresIn; d > 0 && cur.Expiry == nil {
 			cur.Expiry = &Expiry{At: now.Add(d), Period: d}
 		}
@@ -360,48 +382,42 @@ func (s *Service) provision(ctx context.Context, inv *Invitation) error {
 // sponsor records the inviter as the guest's sponsor: always in the store,
 // and in Entra (the sponsors relationship) when the inviter's Slack email
 // maps to an internal account and the tenant takes it. A failure here is
-// noted, never fatal: the guest is invited either way.
-func (s *Service) sponsor(ctx context.Context, inv *Invitation) *Sponsor {
-	sp := &Sponsor{SlackUser: inv.Inviter.UserID}
+// noted, never fatal: the guest is invited either way. pending reports a
+// sponsor write Entra refused with 403, to be retried in the background.
+func (s *Service) sponsor(ctx context.Context, inv *Invitation) (sp *Sponsor, pending bool) {
+	sp = &Sponsor{SlackUser: inv.Inviter.UserID}
 	if s.people == nil {
 		sp.Note = "no Slack directory to map the inviter"
-		return sp
+		return sp, false
 	}
 	email, err := s.people.Email(ctx, inv.Inviter.UserID)
 	if err != nil || email == "" {
 		sp.Note = "the inviter's Slack profile has no email invitebot can read"
-		return sp
+		return sp, false
 	}
 	sp.Email = email
-	var users []DirectoryUser
-	err = s.retryDirectory(ctx, false, nil, func(ctx context.Context) error {
-		var err error
-		users, err = s.dir.FindUsers(ctx, email, true)
-		return err
-	})
-	for _, u := range users {
-		if u.UserType != UserTypeGuest && u.ExternalUserState == "" {
-			sp.ObjectID = u.ID
-			break
-		}
-	}
+	sp.ObjectID, err = s.internalAccount(ctx, email)
 	switch {
 	case err != nil:
 		sp.Note = "looking up the inviter in Entra failed: " + redact(err, email)
-		return sp
+		return sp, false
 	case sp.ObjectID == "":
 		sp.Note = "no internal Entra account has the inviter's Slack email"
-		return sp
+		return sp, false
 	}
 	err = s.retryDirectory(ctx, true, nil, func(ctx context.Context) error {
 		return s.dir.AddSponsor(ctx, inv.ObjectID, sp.ObjectID)
 	})
+	if s.deferrable(err) {
+		sp.Note = "pending: Entra refused (403); retried in the background"
+		return sp, true
+	}
 	if err != nil {
 		sp.Note = "Entra did not take the sponsor: " + redact(err, email)
-		return sp
+		return sp, false
 	}
 	sp.InEntra = true
-	return sp
+	return sp, false
 }
 
 func mergeGroups(a, b []string) []string {

@@ -148,11 +148,14 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	track := fs.Int("track", 0, "instead: measure acceptance tracking with this many pending invitations")
 	inviters := fs.String("inviters", "", "instead: run the whole flow for these numbers of concurrent inviters, e.g. 10,100,1000")
 	bulk := fs.Int("bulk", 0, "instead: share a bulk CSV file of this many rows in Slack and time it")
+	calls := fs.Int("calls", 0, "instead: this many inviters at once each invite one new guest; count the Slack and Graph calls per guest")
+	slackLimits := fs.Bool("slack-limits", true, "with -calls: the Slack emulator enforces Slack's published rate limits")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: invitebot load [-n 100] [-rounds 5] [-graph-latency 5s] [-socket]
        invitebot load -track 10000 [-rounds 5]
        invitebot load -inviters 10,100,1000 [-graph-latency 100ms]
        invitebot load -bulk 2000 [-graph-latency 100ms]
+       invitebot load -calls 50 [-graph-latency 50ms] [-slack-limits=false]
 
 Measures invitebot's Slack deadlines on this machine, against the built-in
 emulators: the time from a slash command to views.open (Slack's trigger_id
@@ -172,14 +175,29 @@ tenant had to answer, and the peak RSS.
 With -bulk, it shares a CSV file of that many rows in a DM with the bot,
 with the same limit enforced, and reports how long the results file took,
 rows per second, the progress updates and the 429s.
+
+With -calls, that many inviters open the dialog, then each submits one new
+guest at the same moment (no groups, no attributes, the redeem link in
+Slack), with Slack's published rate limits (per method per minute: Tier 2
+20, Tier 3 50, Tier 4 100; chat.postMessage one per second per channel)
+enforced by the Slack emulator. It reports the Slack calls per guest by
+method, the Graph calls per guest by endpoint, the Slack 429s, and the
+time from the submissions to the last DM.
 `)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *n < 1 || *rounds < 1 || *track < 0 || *bulk < 0 {
-		return fmt.Errorf("-n and -rounds must be at least 1, -track and -bulk at least 0")
+	if *n < 1 || *rounds < 1 || *track < 0 || *bulk < 0 || *calls < 0 {
+		return fmt.Errorf("-n and -rounds must be at least 1, -track, -bulk and -calls at least 0")
+	}
+	if *calls > 0 {
+		lat := *graphLatency
+		if !graphLatencySet(fs) {
+			lat = 50 * time.Millisecond
+		}
+		return callsLoadCmd(ctx, *calls, lat, *slackLimits, stdout)
 	}
 	if *bulk > 0 {
 		lat := *graphLatency

@@ -170,3 +170,21 @@ func BenchmarkTrackCycle(b *testing.B) {
 		})
 	}
 }
+
+// load -calls reports the calls per guest by API and method, the 429s and
+// the time to the last DM, with the Slack emulator's limits on.
+func TestLoadCallsCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run(t.Context(), []string{"load", "-calls", "5"}, nil, &out, &errb); err != nil {
+		t.Fatalf("load -calls: %v\n%s", err, errb.String())
+	}
+	for _, want := range []string{"5 inviters at once", "Slack's published rate limits on", "Slack calls per new guest:", "chat.postMessage",
+		"Graph calls per new guest:", "POST /invitations", "Slack 429 (ratelimited):", "time to the last of 5 DMs:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if err := run(t.Context(), []string{"load", "-calls", "-1"}, nil, &out, &errb); err == nil {
+		t.Error("load -calls -1 accepted")
+	}
+}

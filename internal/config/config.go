@@ -82,13 +82,23 @@ type Config struct {
 	PollInterval time.Duration // INVITEBOT_POLL_INTERVAL
 	LeaseTTL     time.Duration // INVITEBOT_LEASE_TTL: the background lease's life without a renewal
 	RemindAfter  time.Duration // INVITEBOT_REMIND_AFTER; 0: no reminders
-	LogLevel     slog.Level    // LOG_LEVEL: debug, info, warn, error
-	LogFormat    string        // LOG_FORMAT: json, text ("" = json, text on a terminal)
+	// ScopedWriteWindow is INVITEBOT_SCOPED_WRITE_WINDOW: how long attribute
+	// and sponsor writes Entra refuses (403) are retried; negative ("0"):
+	// not retried.
+	ScopedWriteWindow time.Duration
+	LogLevel          slog.Level // LOG_LEVEL: debug, info, warn, error
+	LogFormat         string     // LOG_FORMAT: json, text ("" = json, text on a terminal)
 
 	// Bulk CSV invitations.
 	BulkMaxBytes    int64 // INVITEBOT_BULK_MAX_BYTES
 	BulkMaxRows     int   // INVITEBOT_BULK_MAX_ROWS
 	BulkConcurrency int   // INVITEBOT_BULK_CONCURRENCY
+
+	// Inviting as the inviter (delegated POST /invitations).
+	InviteAs         string // INVITEBOT_INVITE_AS: app, inviter or inviter_or_app
+	PublicURL        string // INVITEBOT_PUBLIC_URL, without a trailing slash
+	TokenKey         Secret // INVITEBOT_TOKEN_KEY: 32 bytes, base64
+	TokenKeyPrevious Secret // INVITEBOT_TOKEN_KEY_PREVIOUS: the key before a rotation
 
 	Policy *Policy // from PolicyPath; an empty policy when unset
 }
@@ -175,9 +185,14 @@ var Env = [][2]string{
 	{"INVITEBOT_POLL_INTERVAL", "acceptance check interval (default 5m)"},
 	{"INVITEBOT_LEASE_TTL", "how long the replica running the background work holds its lease without renewing it; another takes over after it lapses (default 15s, at least 5s)"},
 	{"INVITEBOT_REMIND_AFTER", "remind the inviter once when an invitation is pending this long; 0 disables (default 72h)"},
+	{"INVITEBOT_SCOPED_WRITE_WINDOW", "how long attribute and sponsor writes Entra refuses (403) to a new guest are retried in the background; 0 disables (default 24h)"},
 	{"INVITEBOT_BULK_MAX_BYTES", "largest bulk CSV file accepted, in bytes (default 1048576)"},
 	{"INVITEBOT_BULK_MAX_ROWS", "most rows in a bulk CSV file (default 2000)"},
 	{"INVITEBOT_BULK_CONCURRENCY", "bulk rows in flight at once (default 16); POST /invitations stays under Graph's 150 per 5 s"},
+	{"INVITEBOT_INVITE_AS", "whose token POST /invitations uses: app, inviter or inviter_or_app (default app)"},
+	{"INVITEBOT_PUBLIC_URL", "base URL inviters' browsers reach invitebot at; redirect URI = this + /auth/callback (required unless INVITEBOT_INVITE_AS=app)"},
+	{"INVITEBOT_TOKEN_KEY", "32 random bytes, base64: encrypts stored sign-in tokens (required unless INVITEBOT_INVITE_AS=app)"},
+	{"INVITEBOT_TOKEN_KEY_PREVIOUS", "the previous INVITEBOT_TOKEN_KEY, still read during a rotation"},
 	{"LOG_LEVEL", "debug, info, warn or error (default info)"},
 	{"LOG_FORMAT", "json or text (default json; text on a terminal)"},
 }
@@ -212,6 +227,10 @@ func Load(getenv func(string) string) (*Config, error) {
 		PolicyPath:          get("INVITEBOT_CONFIG", ""),
 		RedirectURL:         get("INVITEBOT_REDIRECT_URL", DefaultRedirectURL),
 		LogFormat:           get("LOG_FORMAT", ""),
+		InviteAs:            get("INVITEBOT_INVITE_AS", InviteAsApp),
+		PublicURL:           strings.TrimSuffix(get("INVITEBOT_PUBLIC_URL", ""), "/"),
+		TokenKey:            Secret(get("INVITEBOT_TOKEN_KEY", "")),
+		TokenKeyPrevious:    Secret(get("INVITEBOT_TOKEN_KEY_PREVIOUS", "")),
 	}
 	var errs []error
 	bad := func(k, format string, a ...any) {
@@ -263,43 +282,14 @@ func Load(getenv func(string) string) (*Config, error) {
 	if msg := flows.CheckRedirectURL(c.RedirectURL); msg != "" {
 		bad("INVITEBOT_REDIRECT_URL", "%s", msg)
 	}
-	// duration reads the duration variable k (default def, at least least;
-	// why says why, example shows the form).
-	duration := func(k string, def, least time.Duration, example, why string) time.Duration {
-		v := get(k, "")
-		if v == "" {
-			return def
-		}
-		d, err := time.ParseDuration(v)
-		switch {
-		case err != nil:
-			bad(k, "not a duration like %s: %q", example, v)
-		case d < least:
-			bad(k, "at least %s (%s)", least, why)
-		default:
-			return d
-		}
-		return def
-	}
-	c.PollInterval = duration("INVITEBOT_POLL_INTERVAL", DefaultPollInterval, 10*time.Second, "5m", "Graph throttles")
-	c.LeaseTTL = duration("INVITEBOT_LEASE_TTL", DefaultLeaseTTL, MinLeaseTTL, "15s", "renewed every third of it")
-	c.RemindAfter = DefaultRemindAfter
-	if v := get("INVITEBOT_REMIND_AFTER", ""); v != "" {
-		d, err := time.ParseDuration(v)
-		switch {
-		case v == "0":
-			c.RemindAfter = 0
-		case err != nil:
-			bad("INVITEBOT_REMIND_AFTER", "not a duration like 72h (or 0 for no reminders): %q", v)
-		case d < time.Minute:
-			bad("INVITEBOT_REMIND_AFTER", "at least 1m, or 0 for no reminders")
-		default:
-			c.RemindAfter = d
-		}
-	}
+	c.PollInterval = minDuration(get, bad, "INVITEBOT_POLL_INTERVAL", DefaultPollInterval, 10*time.Second, "5m", "Graph throttles")
+	c.LeaseTTL = minDuration(get, bad, "INVITEBOT_LEASE_TTL", DefaultLeaseTTL, MinLeaseTTL, "15s", "renewed every third of it")
+	c.RemindAfter = optionalDuration(get, bad, "INVITEBOT_REMIND_AFTER", DefaultRemindAfter, 0, "72h", "for no reminders")
+	c.ScopedWriteWindow = optionalDuration(get, bad, "INVITEBOT_SCOPED_WRITE_WINDOW", flows.DefaultScopedWriteWindow, -1, "24h", "to not retry")
 	c.BulkMaxBytes = int64(positiveInt(get, bad, "INVITEBOT_BULK_MAX_BYTES", flows.DefaultBulkMaxBytes, 64<<20))
 	c.BulkMaxRows = positiveInt(get, bad, "INVITEBOT_BULK_MAX_ROWS", flows.DefaultBulkMaxRows, 100000)
 	c.BulkConcurrency = positiveInt(get, bad, "INVITEBOT_BULK_CONCURRENCY", flows.DefaultBulkConcurrency, 150)
+	c.checkInviteAs(bad)
 	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
 		bad("LOG_LEVEL", "one of debug, info, warn, error")
 	}
@@ -345,6 +335,47 @@ func lower(ids []string) []string {
 }
 
 // positiveInt reads a whole number from 1 to most, or def when unset.
+// optionalDuration reads a duration of at least a minute from name:
+// unset is def, "0" is off (what the caller uses for off), anything else
+// malformed or shorter is reported with bad.
+// minDuration reads the duration variable name: def when unset, at least
+// least (why says why; example shows the form).
+func minDuration(get func(string, string) string, bad func(string, string, ...any), name string, def, least time.Duration, example, why string) time.Duration {
+	v := get(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		bad(name, "not a duration like %s: %q", example, v)
+	case d < least:
+		bad(name, "at least %s (%s)", least, why)
+	default:
+		return d
+	}
+	return def
+}
+
+func optionalDuration(get func(string, string) string, bad func(string, string, ...any), name string, def, off time.Duration, example, zero string) time.Duration {
+	v := get(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case v == "0":
+		return off
+	case err != nil:
+		bad(name, "not a duration like %s (or 0 %s): %q", example, zero, v)
+	case d < time.Minute:
+		bad(name, "at least 1m, or 0 %s", zero)
+	default:
+		return d
+	}
+	return def
+}
+
 func positiveInt(get func(string, string) string, bad func(string, string, ...any), name string, def, most int) int {
 	v := get(name, "")
 	if v == "" {

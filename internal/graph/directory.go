@@ -2,35 +2,31 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 
+	msgraph "github.com/microsoftgraph/msgraph-sdk-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/groups"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/invitebot/invitebot/flows"
+	"github.com/invitebot/invitebot/internal/graph/odata"
 )
 
-// FilterByEmail builds the lookup filter for an address: mail, otherMails,
-// SMTP proxyAddresses (and userPrincipalName when withUPN). It only doubles
-// single quotes, OData's literal escape: the SDK percent-encodes the rest.
-// All forms work without ConsistencyLevel (default, strongly consistent).
-func FilterByEmail(email string, withUPN bool) string {
-	lit := "'" + strings.ReplaceAll(email, "'", "''") + "'"
-	smtp := "'smtp:" + strings.ReplaceAll(email, "'", "''") + "'"
-	f := "mail eq " + lit + " or otherMails/any(x:x eq " + lit + ") or proxyAddresses/any(x:x eq " + smtp + ")"
-	if withUPN {
-		f += " or userPrincipalName eq " + lit
-	}
-	return f
-}
-
-// VerifiedDomains implements flows.Directory.
+// VerifiedDomains implements flows.Directory: GET /organization's
+// verifiedDomains, or (see domainsFallback) GET /domains.
 func (c *Client) VerifiedDomains(ctx context.Context) ([]string, error) {
+	if c.useDomains.Load() {
+		return c.listDomains(ctx)
+	}
 	resp, err := c.graph.Organization().Get(ctx, nil)
 	if err != nil {
-		return nil, translate("read organization", err)
+		if err = translate("read organization", err); errors.Is(err, flows.ErrForbidden) {
+			return c.domainsFallback(ctx)
+		}
+		return nil, err
 	}
 	var out []string
 	for _, org := range resp.GetValue() {
@@ -45,7 +41,7 @@ func (c *Client) VerifiedDomains(ctx context.Context) ([]string, error) {
 
 // FindUsers implements flows.Directory.
 func (c *Client) FindUsers(ctx context.Context, email string, withUPN bool) ([]flows.DirectoryUser, error) {
-	filter := FilterByEmail(email, withUPN)
+	filter := odata.FilterByEmail(email, withUPN)
 	top := int32(50)
 	resp, err := c.graph.Users().Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{
 		QueryParameters: &users.UsersRequestBuilderGetQueryParameters{
@@ -70,6 +66,11 @@ func (c *Client) FindUsers(ctx context.Context, email string, withUPN bool) ([]f
 // Invite implements flows.Directory. The SDK's retries are off (see the
 // package doc), so this POSTs exactly once.
 func (c *Client) Invite(ctx context.Context, in flows.Invite) (flows.Invited, error) {
+	return invite(ctx, c.graph, in)
+}
+
+// invite POSTs in through g (the app's client or the delegated one).
+func invite(ctx context.Context, g *msgraph.GraphServiceClient, in flows.Invite) (flows.Invited, error) {
 	body := models.NewInvitation()
 	body.SetInvitedUserEmailAddress(&in.Email)
 	body.SetInviteRedirectUrl(&in.RedirectURL)
@@ -106,7 +107,7 @@ func (c *Client) Invite(ctx context.Context, in flows.Invite) (flows.Invited, er
 	if in.ResetRedemption {
 		body.SetResetRedemption(&in.ResetRedemption)
 	}
-	resp, err := c.graph.Invitations().Post(ctx, body, nil)
+	resp, err := g.Invitations().Post(ctx, body, nil)
 	if err != nil {
 		return flows.Invited{}, translate("invite", err)
 	}

@@ -28,17 +28,7 @@ type fixture struct {
 // STS and the SDK against the in-memory tenant.
 func newFixture(t *testing.T, clientSecret string) *fixture {
 	t.Helper()
-	sts := graphfake.NewSTS(graphfake.STSConfig{TenantID: tenantID, ClientID: clientID, ClientSecret: secret})
-	t.Cleanup(sts.Close)
-	tenant := graphfake.NewTenant(graphfake.TenantConfig{ID: tenantID, VerifiedDomains: []string{"contoso.com", "contoso.onmicrosoft.com"}, ValidToken: sts.ValidToken})
-	srv := graphfake.NewServer(tenant)
-	t.Cleanup(srv.Close)
-	c, err := graph.New(graph.Config{TenantID: tenantID, ClientID: clientID, ClientSecret: clientSecret,
-		AuthorityHost: sts.URL, AuthHTTPClient: sts.Client(), BaseURL: srv.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{tenant: tenant, sts: sts, client: c}
+	return newFixtureWith(t, clientSecret, nil)
 }
 
 func TestDirectoryAgainstEmulator(t *testing.T) {
@@ -156,40 +146,6 @@ func TestScopeFor(t *testing.T) {
 			t.Errorf("ScopeFor(%s) = %s, want %s", base, got, want)
 		}
 	}
-}
-
-func TestFilterByEmail(t *testing.T) {
-	got := graph.FilterByEmail("o'brien@x.com", true)
-	want := "mail eq 'o''brien@x.com' or otherMails/any(x:x eq 'o''brien@x.com') or proxyAddresses/any(x:x eq 'smtp:o''brien@x.com') or userPrincipalName eq 'o''brien@x.com'"
-	if got != want {
-		t.Errorf("FilterByEmail =\n%s\nwant\n%s", got, want)
-	}
-}
-
-// FuzzFilterByEmail checks that no input changes the filter's structure:
-// it always parses into the same clauses, each holding the input.
-func FuzzFilterByEmail(f *testing.F) {
-	for _, s := range []string{"bob@x.com", "o'brien@x.com", "' or 1 eq 1 or mail eq '", "a'')(x", "''''", ""} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, email string) {
-		clauses, err := graphfake.ParseFilter(graph.FilterByEmail(email, true))
-		if err != nil {
-			t.Fatalf("filter for %q does not parse: %v", email, err)
-		}
-		if len(clauses) != 4 {
-			t.Fatalf("filter for %q has %d clauses, want 4", email, len(clauses))
-		}
-		for i, c := range clauses {
-			want := email
-			if c.Property == "proxyAddresses" {
-				want = "smtp:" + email
-			}
-			if c.Value != want || c.Property != []string{"mail", "otherMails", "proxyAddresses", "userPrincipalName"}[i] {
-				t.Fatalf("clause %d = %+v for %q", i, c, email)
-			}
-		}
-	})
 }
 
 func toString(v any) string {

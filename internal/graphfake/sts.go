@@ -1,8 +1,6 @@
 package graphfake
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -16,12 +14,31 @@ type STSConfig struct {
 	TenantID, ClientID, ClientSecret string
 	// Roles go into the token's "roles" claim; nil: every one invitebot uses.
 	Roles []string
+	// ObjectID is the app's service principal object ID, the token's oid
+	// and sub; "" is DefaultServicePrincipal.
+	ObjectID string
+	// Wids, if set, returns the tenant-wide built-in roles assigned to the
+	// service principal, for the token's wids claim (Tenant.TenantWideRoles;
+	// see also SetWids).
+	Wids func(oid string) []string
+	// RedirectURIs are the app registration's Web redirect URIs; nil
+	// accepts any.
+	RedirectURIs []string
+	// UserTokenLifetime is how long delegated access tokens last; zero: 1h.
+	// MSAL refreshes a token that expires within 5 minutes, so a shorter
+	// one is refreshed at every use.
+	UserTokenLifetime time.Duration
 }
+
+// DefaultServicePrincipal is the emulated app's service principal object ID.
+const DefaultServicePrincipal = "33333333-4444-5555-6666-777777777777"
 
 // STS is a TLS token service with the endpoints azidentity (MSAL) calls
 // for client credentials when instance discovery is disabled:
 // GET /{tenant}/v2.0/.well-known/openid-configuration and
-// POST /{tenant}/oauth2/v2.0/token.
+// POST /{tenant}/oauth2/v2.0/token; and for a person's sign-in (the
+// authorization code flow with PKCE): GET /{tenant}/oauth2/v2.0/authorize
+// and the authorization_code and refresh_token grants.
 type STS struct {
 	URL string // https://127.0.0.1:PORT
 	cfg STSConfig
@@ -30,6 +47,14 @@ type STS struct {
 	mu       sync.Mutex
 	tokens   map[string]bool
 	requests int
+
+	signedIn                 *SignedInUser
+	refuse                   *[2]string
+	codes                    map[string]*authorization
+	refresh                  map[string]*refreshGrant
+	authorizeLog             []AuthorizeRequest
+	codesRedeemed, refreshed int
+	issued                   []string
 }
 
 // NewSTS starts a token service.
@@ -37,10 +62,20 @@ func NewSTS(cfg STSConfig) *STS {
 	if cfg.Roles == nil {
 		cfg.Roles = []string{"User.Invite.All", "User.Read.All", "GroupMember.ReadWrite.All", "Organization.Read.All", "User.ReadWrite.All"}
 	}
-	s := &STS{cfg: cfg, tokens: map[string]bool{}}
+	if cfg.ObjectID == "" {
+		cfg.ObjectID = DefaultServicePrincipal
+	}
+	s := &STS{cfg: cfg, tokens: map[string]bool{}, codes: map[string]*authorization{}, refresh: map[string]*refreshGrant{}}
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
 	return s
+}
+
+// SetWids sets STSConfig.Wids (a tenant made after the STS).
+func (s *STS) SetWids(f func(oid string) []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.Wids = f
 }
 
 // Client returns an HTTP client that trusts the STS's certificate.
@@ -82,6 +117,8 @@ func (s *STS) serve(w http.ResponseWriter, r *http.Request) {
 		})
 	case "/" + tenant + "/oauth2/v2.0/token":
 		s.token(w, r)
+	case "/" + tenant + "/oauth2/v2.0/authorize":
+		s.authorize(w, r)
 	default:
 		aadError(w, http.StatusBadRequest, "invalid_tenant", "AADSTS90002: Tenant not found.")
 	}
@@ -97,25 +134,38 @@ func (s *STS) token(w http.ResponseWriter, r *http.Request) {
 	}
 	f := r.PostForm
 	switch {
-	case f.Get("grant_type") != "client_credentials":
-		aadError(w, http.StatusBadRequest, "unsupported_grant_type", "AADSTS70003: unsupported grant type")
-		return
 	case f.Get("client_id") != s.cfg.ClientID:
 		aadError(w, http.StatusBadRequest, "unauthorized_client", "AADSTS700016: Application not found in the directory.")
 		return
 	case f.Get("client_secret") != s.cfg.ClientSecret:
 		aadError(w, http.StatusUnauthorized, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
 		return
+	case f.Get("grant_type") == "authorization_code":
+		s.authCode(w, f)
+		return
+	case f.Get("grant_type") == "refresh_token":
+		s.refreshToken(w, f)
+		return
+	case f.Get("grant_type") != "client_credentials":
+		aadError(w, http.StatusBadRequest, "unsupported_grant_type", "AADSTS70003: unsupported grant type")
+		return
 	case !slices.Contains(strings.Fields(f.Get("scope")), "https://graph.microsoft.com/.default"):
 		aadError(w, http.StatusBadRequest, "invalid_scope", "AADSTS1002012: The provided value for scope is not valid.")
 		return
 	}
 	now := time.Now()
-	claims, _ := json.Marshal(map[string]any{"aud": "https://graph.microsoft.com", "iss": s.URL + "/" + s.cfg.TenantID + "/v2.0",
+	c := map[string]any{"aud": "https://graph.microsoft.com", "iss": s.URL + "/" + s.cfg.TenantID + "/v2.0",
 		"tid": s.cfg.TenantID, "appid": s.cfg.ClientID, "roles": s.cfg.Roles, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-		"jti": newGUID()})
-	enc := base64.RawURLEncoding.EncodeToString
-	tok := enc([]byte(`{"typ":"JWT","alg":"none"}`)) + "." + enc(claims) + "." + enc([]byte(strings.Repeat("s", 16)))
+		"jti": newGUID(), "oid": s.cfg.ObjectID, "sub": s.cfg.ObjectID, "idtyp": "app"}
+	s.mu.Lock()
+	wids := s.cfg.Wids
+	s.mu.Unlock()
+	if wids != nil {
+		if w := wids(s.cfg.ObjectID); len(w) > 0 {
+			c["wids"] = w
+		}
+	}
+	tok := jwt(c)
 	s.mu.Lock()
 	s.tokens[tok] = true
 	s.mu.Unlock()

@@ -34,6 +34,9 @@ type Registry struct {
 	graphDuration *prometheus.HistogramVec
 	slackRequests *prometheus.CounterVec
 	slackErrors   *prometheus.CounterVec
+	slackLimited  *prometheus.CounterVec
+	slackDropped  *prometheus.CounterVec
+	slackPaced    *prometheus.HistogramVec
 }
 
 var _ flows.Observer = (*Registry)(nil)
@@ -91,12 +94,26 @@ func New() *Registry {
 			Name: "invitebot_slack_errors_total",
 			Help: "Failed calls to Slack's Web API, by method and error (Slack's error code, http_<status>, or transport).",
 		}, []string{"method", "error"}),
+		slackLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "invitebot_slack_ratelimited_total",
+			Help: "Calls to Slack's Web API that Slack answered 429 (ratelimited), by method.",
+		}, []string{"method"}),
+		slackDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "invitebot_slack_dropped_total",
+			Help: "Best-effort calls to Slack's Web API (dialog progress, Home tab refreshes) not made because the method's rate limit would have delayed them, by method.",
+		}, []string{"method"}),
+		slackPaced: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "invitebot_slack_paced_seconds",
+			Help:    "How long calls to Slack's Web API waited for their method's rate limit (tier, or a 429's Retry-After), by method.",
+			Buckets: waitBuckets,
+		}, []string{"method"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.invitations, m.steps, m.waits, m.pending, m.acceptance,
 		m.graphRequests, m.graphDuration, m.slackRequests, m.slackErrors,
+		m.slackLimited, m.slackDropped, m.slackPaced,
 	)
 	return m
 }
@@ -149,3 +166,16 @@ func (m *Registry) Pending(n int) { m.pending.Set(float64(n)) }
 
 // PendingChanged implements flows.Observer.
 func (m *Registry) PendingChanged(delta int) { m.pending.Add(float64(delta)) }
+
+// SlackPaced records that a Slack call of method waited d for its rate
+// limit (bot.PaceObserver).
+func (m *Registry) SlackPaced(method string, d time.Duration) {
+	m.slackPaced.WithLabelValues(method).Observe(d.Seconds())
+}
+
+// SlackRateLimited records a 429 from Slack for method (bot.PaceObserver).
+func (m *Registry) SlackRateLimited(method string) { m.slackLimited.WithLabelValues(method).Inc() }
+
+// SlackDropped records a best-effort Slack call of method that was not
+// made (bot.PaceObserver).
+func (m *Registry) SlackDropped(method string) { m.slackDropped.WithLabelValues(method).Inc() }

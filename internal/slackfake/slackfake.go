@@ -6,7 +6,8 @@
 // (files.getUploadURLExternal, the upload URL, files.completeUploadExternal),
 // Workflow Builder custom steps (function_executed events,
 // functions.completeSuccess/completeError with the workflow token),
-// with recording and failure injection; and a Socket Mode
+// with recording, failure injection and Slack's published rate limits
+// (EnforceLimits); and a Socket Mode
 // endpoint (apps.connections.open and its WebSocket). It also signs inbound
 // requests exactly as Slack does, so tests and the demo can play Slack over
 // HTTP or Socket Mode.
@@ -93,6 +94,10 @@ type Server struct {
 
 	chaos      map[string]*chaos // SetChaos
 	chaosStats ChaosStats
+
+	limits      bool                   // EnforceLimits
+	limitWindow time.Duration          // a tier's minute (SetLimitWindow)
+	admitted    map[string][]time.Time // method (chat.postMessage: and channel) → admissions in the window
 }
 
 type fault struct {
@@ -221,6 +226,8 @@ func (s *Server) wrap(name string, h func(http.ResponseWriter, *http.Request, ur
 			call.Error = strconv.Itoa(f.Status)
 		case f != nil:
 			resp = slackErr(f.Error)
+		case s.overLimit(w, name, &call):
+			// answered 429 ratelimited
 		case s.applyChaos(w, r, name, &call):
 			// answered with a failure
 		default:
