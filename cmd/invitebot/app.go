@@ -22,7 +22,6 @@ import (
 	"github.com/invitebot/invitebot/internal/config"
 	"github.com/invitebot/invitebot/internal/graph"
 	"github.com/invitebot/invitebot/internal/metrics"
-	"github.com/invitebot/invitebot/internal/store"
 )
 
 // deps are what tests and the demo replace; the zero value is production.
@@ -47,7 +46,7 @@ type deps struct {
 type app struct {
 	cfg   *config.Config
 	log   *slog.Logger
-	db    *store.DB
+	db    backend
 	svc   *flows.Service
 	bot   *bot.Bot
 	slack *slack.Client
@@ -93,7 +92,13 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("graph: %w", err)
 	}
-	db, err := store.Open(cfg.DBPath, store.Options{NoSync: d.storeNoSync})
+	so := storeOptions{noSync: d.storeNoSync}
+	if cfg.DBAzureAuth {
+		so.token = dir.TokenFor
+	}
+	openCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	db, err := openStore(openCtx, cfg.DBPath, so)
+	cancel()
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +178,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	if a.cfg.SocketMode() {
 		mode = "socket"
 	}
-	a.log.Info("invitebot serving", "addr", ln.Addr().String(), "mode", mode, "db", a.cfg.DBPath)
+	a.log.Info("invitebot serving", "addr", ln.Addr().String(), "mode", mode, "db", config.RedactDB(a.cfg.DBPath))
 	srv := &http.Server{Handler: a.mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()

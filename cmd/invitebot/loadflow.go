@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -104,7 +105,8 @@ func (e *emulated) loadFlows(ctx context.Context, n int) (flowLoad, error) {
 }
 
 // flowLoadCmd is `invitebot load -inviters 10,100,1000`.
-func flowLoadCmd(ctx context.Context, counts []int, graphLatency time.Duration, stdout io.Writer) error {
+// db, if not "", is the store to run on (one count only).
+func flowLoadCmd(ctx context.Context, counts []int, graphLatency time.Duration, db string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "whole flow (command, dialog, submission, Graph %s per call, limit 150 invitations / 5 s):\n", graphLatency)
 	fmt.Fprintf(stdout, "%-9s %-34s %-34s %9s %7s %9s %9s\n", "inviters", "command→views.open p50/p99/max", "submission ack p50/p99/max", "completed", "inv/s", "429s", "peak RSS")
 	for _, n := range counts {
@@ -112,7 +114,8 @@ func flowLoadCmd(ctx context.Context, counts []int, graphLatency time.Duration, 
 		if err != nil {
 			return err
 		}
-		e, err := startEmulated(filepath.Join(dir, "invitebot.db"), slog.New(slog.NewTextHandler(io.Discard, nil)), deps{pollInterval: -1}, overHTTP)
+		path := cmp.Or(db, filepath.Join(dir, "invitebot.db"))
+		e, err := startEmulated(path, slog.New(slog.NewTextHandler(io.Discard, nil)), deps{pollInterval: -1}, overHTTP)
 		if err != nil {
 			os.RemoveAll(dir)
 			return err

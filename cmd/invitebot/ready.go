@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/invitebot/invitebot/flows"
+	"github.com/invitebot/invitebot/internal/config"
 )
 
 // readiness is what GET /readyz answers: ready once the store answers and
@@ -87,7 +88,7 @@ func (a *app) readyz(w http.ResponseWriter, req *http.Request) {
 // renews the lease its predecessor left instead of waiting for it to
 // lapse. Replicas sharing a database each get their own name.
 func leaseHolder(db string) string {
-	if u := strings.ToLower(db); !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+	if !config.IsPostgresURL(db) {
 		return "the only process"
 	}
 	return replicaName()
