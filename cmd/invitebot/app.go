@@ -40,6 +40,12 @@ type deps struct {
 	// graphRoles are the emulated app's Graph application permissions;
 	// nil: every one the simple set-up grants.
 	graphRoles []string
+	// env adds to or replaces the emulated set-up's environment (tests and
+	// the demo: e.g. INVITEBOT_INVITE_AS=inviter).
+	env map[string]string
+	// userTokenLifetime is the emulated STS's delegated token lifetime
+	// (short: refreshed at each use); zero: 1h.
+	userTokenLifetime time.Duration
 }
 
 // app is invitebot wired together.
@@ -113,21 +119,38 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		opts = append(opts, slack.OptionAppLevelToken(cfg.SlackAppToken.Reveal()))
 	}
 	api := slack.New(cfg.SlackBotToken.Reveal(), opts...)
-	b := bot.New(bot.Config{
+	var (
+		b   *bot.Bot
+		svc *flows.Service
+	)
+	si, err := newSignIn(cfg, log, d, db, &svc, &b)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	var (
+		signIn bot.SignIn
+		deleg  flows.Delegation
+	)
+	if si != nil {
+		signIn, deleg = si, delegation{signIn: si, dir: dir}
+	}
+	b = bot.New(bot.Config{
 		Client: api, SigningSecret: cfg.SlackSigningSecret.Reveal(),
 		InvitationTemplate: tmpl, Logger: log.With("component", "bot"),
 		BulkLimits:      flows.BulkLimits{MaxBytes: cfg.BulkMaxBytes, MaxRows: cfg.BulkMaxRows},
-		BulkConcurrency: cfg.BulkConcurrency,
+		BulkConcurrency: cfg.BulkConcurrency, SignIn: signIn,
 		WorkflowClient: func(token string) *slack.Client { // the workflow step's completion
 			return slack.New(token, slack.OptionAPIURL(cfg.SlackAPIURL), slack.OptionHTTPClient(slackHTTP))
 		},
 	})
-	svc := flows.New(flows.Config{
+	svc = flows.New(flows.Config{
 		Directory: dir, Store: db, Notifier: b, People: b, Policy: cfg.FlowsPolicy(), Observer: m,
 		Logger: log.With("component", "flows"), Sleep: d.sleep, Now: d.now,
 		Transient: d.transient, Replication: d.replication,
 		PollInterval: cmp.Or(d.pollInterval, cfg.PollInterval), RemindAfter: cfg.RemindAfter,
 		MissingGrace: d.missingGrace, ScopedWriteWindow: cfg.ScopedWriteWindow,
+		InviteAs: flows.InviteAs(cfg.InviteAs), Delegation: deleg,
 	})
 	b.SetService(svc)
 	a := &app{cfg: cfg, log: log, db: db, svc: svc, bot: b, slack: api, mux: http.NewServeMux(), reload: make(chan os.Signal, 1),
@@ -148,6 +171,10 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 	}
 	a.leader = flows.Leader{Leaser: leaser, Holder: leaseHolder(cfg.DBPath), TTL: cfg.LeaseTTL,
 		Logger: log.With("component", "leader")}
+	if si != nil { // in both modes: the inviters' browsers come here, not Slack
+		a.mux.Handle("GET /auth/", si.Handler())
+		log.Info("inviters sign in to send invitations as themselves", "invite_as", cfg.InviteAs, "redirect_uri", si.RedirectURI())
+	}
 	if !cfg.SocketMode() {
 		a.mux.Handle("/slack/", b.Handler())
 	}

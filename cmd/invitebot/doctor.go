@@ -87,6 +87,7 @@ func runDoctor(ctx context.Context, getenv func(string) string, d deps, stdout i
 	doc.ok("environment", "complete (%s; policy file: %s)", mode, orDefault(cfg.PolicyPath, "none"))
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	doctorSignIn(ctx, doc, cfg, d.authHTTP)
 
 	// Slack.
 	opts := []slack.Option{slack.OptionAPIURL(cfg.SlackAPIURL)}
