@@ -93,4 +93,5 @@ var Scopes = []string{
 var Events = []string{
 	"app_home_opened", // render the Home tab
 	"file_shared",     // a CSV shared in a DM with the bot: bulk invitations
+	"user_change",     // a person's profile changed: drop their cached name and email
 }

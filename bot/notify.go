@@ -15,25 +15,29 @@ import (
 )
 
 // Notify implements flows.Notifier: progress goes to the dialog (if it is
-// still open), matches replace the dialog with the pick dialog, and the
-// outcome is DMed to the inviter.
+// still open, coalesced: see progress), matches replace the dialog with the
+// pick dialog, and the outcome is DMed to the inviter.
 func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, error) {
 	inv := n.Invitation
 	p := b.svc.Policy()
 	switch n.Kind {
 	case flows.NoticeProgress:
-		return flows.MessageRef{}, b.updateView(ctx, inv, StatusModal(inv, p, ""), false)
+		b.showProgress(inv.ID, externalID(inv), StatusModal(inv, p, ""))
+		return flows.MessageRef{}, nil
 	case flows.NoticeRetrying:
-		return flows.MessageRef{}, b.updateView(ctx, inv, StatusModal(inv, p, n.RetryIn.Round(10*time.Millisecond).String()), false)
+		b.showProgress(inv.ID, externalID(inv), StatusModal(inv, p, n.RetryIn.Round(10*time.Millisecond).String()))
+		return flows.MessageRef{}, nil
 	case flows.NoticeMatches:
-		return flows.MessageRef{}, b.updateView(ctx, inv, PickModal(inv), true)
+		return flows.MessageRef{}, b.showFinal(ctx, inv.ID, externalID(inv), PickModal(inv), true)
 	case flows.NoticeDone, flows.NoticeFailed:
-		// The dialog is a courtesy; the DM is the record.
-		if inv.ViewID != "" && inv.Bulk == "" { // a bulk row has no dialog
-			if err := b.updateView(ctx, inv, StatusModal(inv, p, ""), false); err != nil {
-				b.log.DebugContext(ctx, "final dialog update", "invitation", inv, "err", err)
+		// The DM is the record and goes first; the dialog is a courtesy.
+		defer func() {
+			if inv.ViewID != "" && inv.Bulk == "" { // a bulk row has no dialog
+				if err := b.showFinal(ctx, inv.ID, externalID(inv), StatusModal(inv, p, ""), false); err != nil {
+					b.log.DebugContext(ctx, "final dialog update", "invitation", inv, "err", err)
+				}
 			}
-		}
+		}()
 		dm := inv
 		if inv.State == flows.StateProvisioned {
 			// This DM is what makes the invitation notified: render it so,
@@ -43,8 +47,8 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 			dm = &c
 		}
 		ref, err := b.dmResult(ctx, dm)
-		if inv.Bulk == "" { // a bulk run would publish the Home tab once per row
-			b.refreshHomes(ctx, inv.Inviter.UserID, "")
+		if err == nil && inv.Bulk == "" { // a bulk run publishes the Home tab once, at its end
+			b.homeChanged(inv.Inviter.UserID)
 		}
 		return ref, err
 	case flows.NoticeApprovalRequested:
@@ -55,18 +59,18 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 	return flows.MessageRef{}, b.lifecycleNotice(ctx, n)
 }
 
-// updateView replaces the invitation's dialog, addressed by external_id.
-// Until Slack has applied the submission's own response the external_id is
-// unknown (not_found); a closed dialog is not_found too. Progress updates
-// ignore that; the pick dialog (must) retries briefly, then reports it.
-func (b *Bot) updateView(ctx context.Context, inv *flows.Invitation, v slack.ModalViewRequest, must bool) error {
+// updateView replaces a dialog, addressed by its external_id. Until Slack
+// has applied the submission's own response the external_id is unknown
+// (not_found); a closed dialog is not_found too. Progress updates ignore
+// that; the pick dialog (must) retries briefly, then reports it.
+func (b *Bot) updateView(ctx context.Context, ext string, v slack.ModalViewRequest, must bool) error {
 	tries := 1
 	if must {
 		tries = 5
 	}
 	var err error
 	for i := range tries {
-		_, err = b.api.UpdateViewContext(ctx, v, externalID(inv), "", "")
+		_, err = b.api.UpdateViewContext(ctx, v, ext, "", "")
 		var se slack.SlackErrorResponse
 		if err == nil || !errors.As(err, &se) || se.Err != "not_found" {
 			break
@@ -85,25 +89,60 @@ func (b *Bot) updateView(ctx context.Context, inv *flows.Invitation, v slack.Mod
 }
 
 // dmResult DMs the inviter the outcome: what was done, and with the Slack
-// delivery the redeem link and a ready-to-forward text.
+// delivery the redeem link and a ready-to-forward text. Whether the invitee
+// is in this Slack (the button that DMs them the text) is looked up after
+// the DM is out, and the DM is updated if they are (offerInvitee).
 func (b *Bot) dmResult(ctx context.Context, inv *flows.Invitation) (flows.MessageRef, error) {
-	blocks, fallback := b.resultMessage(ctx, inv)
+	blocks, fallback, linked := b.resultMessage(ctx, inv, false)
 	ref, err := b.dm(ctx, inv.Inviter.UserID, slack.MsgOptionText(fallback, false), slack.MsgOptionBlocks(blocks...))
 	if err != nil {
 		return ref, classify(fmt.Errorf("dm inviter: %w", err))
 	}
+	if linked {
+		b.offerInvitee(ctx, inv.Clone(), ref)
+	}
 	return ref, nil
 }
 
-// resultMessage renders the DM. Every untrusted string is escaped.
-func (b *Bot) resultMessage(ctx context.Context, inv *flows.Invitation) ([]slack.Block, string) {
+// inviteeLookupWait bounds how long the Slack Connect check may wait for
+// users.lookupByEmail (Tier 3: 50 a minute) under a burst; beyond it the
+// DM keeps no button and the inviter forwards the text themselves.
+const inviteeLookupWait = 2 * time.Minute
+
+// offerInvitee looks up, in the background, whether the invitee is in this
+// Slack (e.g. Slack Connect) and if so updates the DM at ref with the
+// button that sends them the invitation.
+func (b *Bot) offerInvitee(ctx context.Context, inv *flows.Invitation, ref flows.MessageRef) {
+	b.goJob(ctx, func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, inviteeLookupWait)
+		defer cancel()
+		u, err := b.inviteeInSlack(ctx, inv.Request.Email)
+		if err != nil {
+			b.log.InfoContext(ctx, "Slack Connect check skipped", "invitation", inv, "err", err)
+			return
+		}
+		if u == nil || u.ID == inv.Inviter.UserID {
+			return
+		}
+		blocks, fallback, _ := b.resultMessage(ctx, inv, true)
+		if _, _, _, err := b.api.UpdateMessageContext(ctx, ref.Channel, ref.TS, slack.MsgOptionText(fallback, false), slack.MsgOptionBlocks(blocks...)); err != nil {
+			b.log.WarnContext(ctx, "add the Slack Connect button to the DM", "invitation", inv, "err", err)
+		}
+	})
+}
+
+// resultMessage renders the DM and reports whether it carries the redeem
+// link. Every untrusted string is escaped. With lookup, the link blocks
+// offer the Slack Connect button if the invitee is in this Slack
+// (users.lookupByEmail, cached).
+func (b *Bot) resultMessage(ctx context.Context, inv *flows.Invitation, lookup bool) (blocks []slack.Block, fallback string, linked bool) {
 	r := inv.Request
 	if inv.State == flows.StateFailed {
 		text := fmt.Sprintf(":x: *Could not invite %s*\n%s", Escape(r.Email), FailureText(inv.Failure))
-		return []slack.Block{section(text), note("Invitation `" + inv.ID + "`")}, "Could not invite " + Escape(r.Email)
+		return []slack.Block{section(text), note("Invitation `" + inv.ID + "`")}, "Could not invite " + Escape(r.Email), false
 	}
 	p := b.svc.Policy()
-	blocks := []slack.Block{section(":white_check_mark: " + doneSummary(inv, p))}
+	blocks = []slack.Block{section(":white_check_mark: " + doneSummary(inv, p))}
 	var details []*slack.TextBlockObject
 	details = append(details, mrkdwn("*Email*\n"+Escape(r.Email)), mrkdwn("*User type*\n"+Escape(string(r.UserType))))
 	if !r.Attributes.IsZero() {
@@ -120,25 +159,25 @@ func (b *Bot) resultMessage(ctx context.Context, inv *flows.Invitation) ([]slack
 		blocks = append(blocks, section(":wastebasket: *Deleted in Microsoft Entra.*"))
 	case inv.Request.ConvertFrom != "" && r.Delivery == flows.DeliverySlackLink && inv.RedeemURL != "":
 		blocks = append(blocks, note("Converted from an internal account: the object ID, groups and app assignments are kept."))
-		blocks = append(blocks, b.linkBlocks(ctx, inv)...)
+		blocks, linked = append(blocks, b.linkBlocks(ctx, inv, lookup)...), true
 	case inv.Picked:
 		blocks = append(blocks, note("No invitation was sent: the account already existed."))
 	case r.Delivery == flows.DeliveryMicrosoftEmail:
 		blocks = append(blocks, note("Microsoft emailed the invitation from invites@microsoft.com; ask the guest to check their spam folder if it does not arrive."))
 	case inv.RedeemURL != "":
-		blocks = append(blocks, b.linkBlocks(ctx, inv)...)
+		blocks, linked = append(blocks, b.linkBlocks(ctx, inv, lookup)...), true
 	}
 	if btns := actionButtons(inv, false); len(btns) > 0 {
 		blocks = append(blocks, slack.NewActionBlock(BlockInvitationActions, btns...))
 	}
 	blocks = append(blocks, note("Invitation `"+inv.ID+"`"))
-	return blocks, "Invited " + Escape(r.Email)
+	return blocks, "Invited " + Escape(r.Email), linked
 }
 
 // linkBlocks carry the redeem link and the ready-to-forward text (split
-// over several blocks if long: a section holds 3000 characters), and the
-// button that DMs it to the invitee if they are in this Slack.
-func (b *Bot) linkBlocks(ctx context.Context, inv *flows.Invitation) []slack.Block {
+// over several blocks if long: a section holds 3000 characters), and, with
+// lookup, the button that DMs it to the invitee if they are in this Slack.
+func (b *Bot) linkBlocks(ctx context.Context, inv *flows.Invitation, lookup bool) []slack.Block {
 	r := inv.Request
 	text, err := b.invitationText(ctx, inv)
 	if err != nil {
@@ -154,7 +193,10 @@ func (b *Bot) linkBlocks(ctx context.Context, inv *flows.Invitation) []slack.Blo
 		}
 		blocks = append(blocks, section(head+"```"+part+"```"))
 	}
-	if u, err := b.api.GetUserByEmailContext(ctx, r.Email); err == nil && u.ID != inv.Inviter.UserID {
+	if !lookup {
+		return blocks
+	}
+	if u, err := b.inviteeInSlack(ctx, r.Email); err == nil && u != nil && u.ID != inv.Inviter.UserID {
 		btn := slack.NewButtonBlockElement(ActionDMInvitee, inv.ID, plain(truncate("Send it to "+firstNonEmpty(u.RealName, u.Name)+" in Slack", maxOptionText)))
 		blocks = append(blocks, slack.NewActionBlock("", btn))
 	}

@@ -80,11 +80,13 @@ type Service struct {
 	store   Store
 	note    Notifier
 	people  People
-	log     *slog.Logger
-	obs     Observer
-	now     func() time.Time
-	sleep   func(context.Context, time.Duration) error
-	newID   func() string
+	// sponsors caches inviters' Entra accounts (SponsorTTL).
+	sponsors accounts
+	log      *slog.Logger
+	obs      Observer
+	now      func() time.Time
+	sleep    func(context.Context, time.Duration) error
+	newID    func() string
 
 	transient, replication   Backoff
 	callTimeout, pickTimeout time.Duration
@@ -399,7 +401,7 @@ func (s *Service) Invitation(ctx context.Context, id string) (*Invitation, error
 // person. It is safe to call while invitations run: each runs once.
 func (s *Service) Resume(ctx context.Context) (int, error) {
 	invs, err := s.store.Invitations(ctx, func(inv *Invitation) bool {
-		return !inv.State.Terminal() && !inv.State.Waiting()
+		return (!inv.State.Terminal() && !inv.State.Waiting()) || inv.SponsorDue
 	})
 	if err != nil {
 		return 0, fmt.Errorf("resume: %w", err)

@@ -579,8 +579,15 @@ func TestE2EDMInvitee(t *testing.T) {
 	h.submit(t, view, inviteValues("bob@fabrikam.com", "Bob Smith", "slack_link"))
 	dm := h.waitDM(t, 1)
 	inv := h.invitation(t)
-	if !strings.Contains(dm, `"action_id":"dm_invitee"`) || !strings.Contains(dm, inv.ID) {
-		t.Fatalf("no button to send it to Bob:\n%s", dm)
+	// The DM goes out first; the check whether Bob is in Slack follows it
+	// and adds the button to the DM.
+	err := h.slack.WaitFor(h.ctx, func() bool {
+		m := h.dmsTo(ann)[0]
+		dm = m.Text + "\n" + string(m.Blocks)
+		return strings.Contains(dm, `"action_id":"dm_invitee"`)
+	})
+	if err != nil || !strings.Contains(dm, inv.ID) {
+		t.Fatalf("no button to send it to Bob (%v):\n%s", err, dm)
 	}
 	press := func(user string) {
 		t.Helper()

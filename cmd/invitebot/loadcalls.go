@@ -98,7 +98,9 @@ func (e *emulated) loadCalls(ctx context.Context, n int) (callLoad, error) {
 			if at.IsZero() {
 				return last, false
 			}
-			last = max(last, at)
+			if at.After(last) {
+				last = at
+			}
 		}
 		return last, true
 	}
