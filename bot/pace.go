@@ -21,9 +21,10 @@ import (
 // second per channel. views.open and views.push (Tier 4) are not paced
 // ahead: each spends a trigger_id that expires 3 s after a person acted,
 // so holding one back only fails it; a 429's Retry-After still holds them.
+// Neither is apps.connections.open (Tier 1): Socket Mode reconnects when
+// Slack asks it to, and slack-go backs off between failed attempts.
 // Methods not listed are not paced ahead either.
 var methodTier = map[string]int{
-	"apps.connections.open":        1,
 	"bots.info":                    50,
 	"chat.postEphemeral":           100,
 	"chat.update":                  50,
