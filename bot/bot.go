@@ -41,6 +41,9 @@ type Config struct {
 	// flows.DefaultBulkConcurrency.
 	BulkLimits      flows.BulkLimits
 	BulkConcurrency int
+	// SignIn connects inviters' Microsoft accounts; nil: invitations are
+	// sent as the app and there is nothing to connect.
+	SignIn SignIn
 }
 
 // Bot handles Slack requests and notifies inviters.
@@ -68,6 +71,7 @@ type Bot struct {
 	// progressEvery and homeEvery are the constants of the same names
 	// (tests shorten them).
 	progressEvery, homeEvery time.Duration
+	signIn SignIn
 }
 
 var _ flows.Notifier = (*Bot)(nil)
@@ -75,7 +79,7 @@ var _ flows.Notifier = (*Bot)(nil)
 // New returns a Bot.
 func New(cfg Config) *Bot {
 	b := &Bot{api: cfg.Client, svc: cfg.Service, secret: cfg.SigningSecret, log: cfg.Logger,
-		bulkConcurrency: cfg.BulkConcurrency}
+		bulkConcurrency: cfg.BulkConcurrency, signIn: cfg.SignIn}
 	b.bulkLimits = flows.BulkLimits{MaxBytes: cmp.Or(cfg.BulkLimits.MaxBytes, flows.DefaultBulkMaxBytes),
 		MaxRows: cmp.Or(cfg.BulkLimits.MaxRows, flows.DefaultBulkMaxRows)}
 	b.jobsCtx, b.jobsStop = context.WithCancel(context.Background())

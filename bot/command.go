@@ -18,6 +18,7 @@ const HelpText = "*/invite-guest* opens a dialog to invite an external collabora
 	"• `/invite-guest` — open the dialog\n" +
 	"• `/invite-guest bob@contoso.com Bob Smith` — open it pre-filled\n" +
 	"• `/invite-guest help` — this text\n" +
+	"• `/invite-guest connect` / `disconnect` — connect your Microsoft account, so that invitations are sent as you (when invitebot is set up for it), or remove it\n" +
 	"• `/invite-guest convert user@ourcompany.com user@partner.com` — (admins) convert an internal account to B2B, keeping its object ID, groups and apps\n" +
 	"• `/invite-guest audit [days]` — (admins) the audit log of the last days (default 30) as a CSV file in your DM\n" +
 	"• Many guests at once: send invitebot a CSV file in your DM with it (columns `email`, `display name`, `redirect url`, `send microsoft email`, `message`, `groups`); it replies with progress and a results file\n" +
@@ -64,6 +65,9 @@ func (b *Bot) command(ctx context.Context, cmd slack.SlashCommand) any {
 	}
 	if f := strings.Fields(text); len(f) > 0 && f[0] == "audit" {
 		return b.auditCommand(ctx, cmd, f[1:])
+	}
+	if text == "connect" || text == "disconnect" {
+		return b.signInCommand(ctx, cmd.UserID, text)
 	}
 	p := b.svc.Policy()
 	if !p.MayInvite(cmd.UserID) {

@@ -162,7 +162,9 @@ func (b *Bot) publishHome(ctx context.Context, user string) error {
 	if err != nil {
 		return err
 	}
-	_, err = b.api.PublishViewContext(ctx, slack.PublishViewContextRequest{UserID: user, View: HomeView(invs, user, all, b.svc.Policy(), time.Now())})
+	v := HomeView(invs, user, all, b.svc.Policy(), time.Now())
+	v.Blocks.BlockSet = append(b.homeSignIn(ctx, user), v.Blocks.BlockSet...)
+	_, err = b.api.PublishViewContext(ctx, slack.PublishViewContextRequest{UserID: user, View: v})
 	return err
 }
 

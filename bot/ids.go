@@ -51,6 +51,10 @@ const (
 	ActionOverflow = "invitation_actions"
 	// ActionConvertOpen is the Home tab button that opens the convert dialog.
 	ActionConvertOpen = "convert_open"
+	// ActionConnect is the "Connect your Microsoft account" link button;
+	// ActionDisconnect is the Home tab button that removes the connection.
+	ActionConnect    = "signin_connect"
+	ActionDisconnect = "signin_disconnect"
 	// BlockInvitationActions is the actions block on DMs.
 	BlockInvitationActions = "invitation_actions"
 

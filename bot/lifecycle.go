@@ -214,6 +214,11 @@ func (b *Bot) blockAction(ctx context.Context, cb slack.InteractionCallback, who
 	case ActionDMInvitee:
 		b.sendToInvitee(ctx, cb, who, id)
 		return
+	case ActionConnect:
+		return // a link: the browser opened it
+	case ActionDisconnect:
+		b.disconnect(ctx, who.UserID)
+		return
 	case ActionConvertOpen:
 		if !b.svc.Policy().IsAdmin(who.UserID) {
 			b.reply(ctx, cb, who, "Only invitebot admins can convert internal users.")

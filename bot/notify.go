@@ -32,7 +32,7 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 	case flows.NoticeDone, flows.NoticeFailed:
 		// The DM is the record and goes first; the dialog is a courtesy.
 		defer func() {
-			if inv.ViewID != "" && inv.Bulk == "" { // a bulk row has no dialog
+			if inv.Origin.Dialog() {
 				if err := b.showFinal(ctx, inv.ID, externalID(inv), StatusModal(inv, p, ""), false); err != nil {
 					b.log.DebugContext(ctx, "final dialog update", "invitation", inv, "err", err)
 				}
@@ -47,7 +47,7 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 			dm = &c
 		}
 		ref, err := b.dmResult(ctx, dm)
-		if err == nil && inv.Bulk == "" { // a bulk run publishes the Home tab once, at its end
+		if err == nil && inv.Origin.RefreshesHome() {
 			b.homeChanged(inv.Inviter.UserID)
 		}
 		return ref, err
@@ -55,6 +55,8 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 		return b.requestApproval(ctx, n)
 	case flows.NoticeApprovalDecided:
 		return flows.MessageRef{}, b.approvalDecided(ctx, inv)
+	case flows.NoticeSignIn:
+		return b.askSignIn(ctx, inv)
 	}
 	return flows.MessageRef{}, b.lifecycleNotice(ctx, n)
 }

@@ -54,7 +54,7 @@ func (e *notifyEnv) dialog(t *testing.T, inv *flows.Invitation) {
 }
 
 func running(id string, st flows.State) *flows.Invitation {
-	return &flows.Invitation{ID: id, ViewID: "V" + id, State: st, Inviter: flows.Inviter{UserID: "U0ANN"},
+	return &flows.Invitation{ID: id, Origin: flows.Origin{Kind: flows.OriginDialog, Key: "V" + id}, State: st, Inviter: flows.Inviter{UserID: "U0ANN"},
 		Request: flows.Request{Email: "bob@fabrikam.com", Delivery: flows.DeliverySlackLink, RedirectURL: "https://myapplications.microsoft.com"}}
 }
 

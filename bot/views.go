@@ -322,6 +322,10 @@ func failureText(f *flows.Failure, esc func(string) string, bold string) string 
 		return "This address already has accounts that a person must choose between: " + esc(f.Message) + "."
 	case flows.FailConvertRefused:
 		return "This account cannot be converted to B2B: " + esc(f.Message) + "."
+	case flows.FailInviterRefused:
+		return "Microsoft Entra refused: you may not invite guests in this tenant (ask an admin for the Guest Inviter role). Microsoft Graph said: " + esc(f.Message)
+	case flows.FailNotConnected:
+		return "Not connected: " + esc(f.Message) + ". Run /invite-guest connect, then invite again."
 	}
 	return "Something went wrong; the invitebot admins can see the details in its log."
 }

@@ -232,7 +232,7 @@ func TestInvitationsArePacedUnderGraphsLimit(t *testing.T) {
 		t.Errorf("%d POSTs within the window, want 2", n)
 	}
 	states := map[flows.State]int{}
-	invs, _ := store.Invitations(t.Context(), nil)
+	invs, _ := store.Invitations(t.Context(), flows.InvitationFilter{})
 	for _, inv := range invs {
 		states[inv.State]++
 	}

@@ -399,11 +399,6 @@ func byteSize(n int64) string {
 	return strconv.FormatInt(n, 10) + " bytes"
 }
 
-// bulkViewPrefix starts the ViewID of a bulk row's invitation:
-// "bulk:<row key>:<attempt>". The ViewID makes a submission idempotent, so
-// a row is submitted once per attempt however often the file is run.
-const bulkViewPrefix = "bulk:"
-
 // DefaultBulkConcurrency is how many rows are in flight at once.
 const DefaultBulkConcurrency = 16
 
@@ -439,7 +434,7 @@ func (s *Service) RunBulk(ctx context.Context, who Inviter, f *BulkFile, opt Bul
 			s.log.WarnContext(ctx, "bulk: verified domains not loaded", "err", err)
 		}
 	}
-	h, err := s.bulkHistory(ctx)
+	h, err := s.bulkHistory(ctx, f)
 	if err != nil {
 		return nil, err
 	}
@@ -531,30 +526,41 @@ type bulkHistory struct {
 	latest map[string]string      // normalised address → its latest invitation's ID
 }
 
-func (s *Service) bulkHistory(ctx context.Context) (bulkHistory, error) {
-	invs, err := s.store.Invitations(ctx, nil)
+// bulkHistory reads the invitations for f's addresses: a row's earlier
+// invitations have its address (the row key covers it).
+func (s *Service) bulkHistory(ctx context.Context, f *BulkFile) (bulkHistory, error) {
+	emails := make([]string, len(f.Rows))
+	for i, row := range f.Rows {
+		emails[i] = NormalizeEmail(row.Request.Email)
+	}
+	h := bulkHistory{prior: map[string]*Invitation{}, latest: map[string]string{}}
+	if len(emails) == 0 {
+		return h, nil
+	}
+	invs, err := s.store.Invitations(ctx, InvitationFilter{Emails: emails})
 	if err != nil {
 		return bulkHistory{}, fmt.Errorf("bulk: read earlier runs: %w", err)
 	}
-	h := bulkHistory{prior: map[string]*Invitation{}, latest: map[string]string{}}
 	for _, inv := range invs { // oldest first: the latest wins
 		h.latest[NormalizeEmail(inv.Request.Email)] = inv.ID
-		if strings.HasPrefix(inv.ViewID, bulkViewPrefix) {
-			key, _ := bulkViewKey(inv.ViewID)
+		if inv.Origin.Kind == OriginBulk {
+			key, _ := bulkOriginKey(inv.Origin.Key)
 			h.prior[key] = inv
 		}
 	}
 	return h, nil
 }
 
-func bulkViewKey(viewID string) (key string, attempt int) {
-	rest := strings.TrimPrefix(viewID, bulkViewPrefix)
-	i := strings.LastIndexByte(rest, ':')
+// bulkOriginKey splits a bulk row's origin key, "<row key>:<inviter>:
+// <attempt>": the origin key makes a submission idempotent, so a row is
+// submitted once per attempt however often the file is run.
+func bulkOriginKey(key string) (row string, attempt int) {
+	i := strings.LastIndexByte(key, ':')
 	if i < 0 {
-		return rest, 0
+		return key, 0
 	}
-	n, _ := strconv.Atoi(rest[i+1:])
-	return rest[:i], n
+	n, _ := strconv.Atoi(key[i+1:])
+	return key[:i], n
 }
 
 // bulkRow runs one row: it reports what an earlier run did, resumes it, or
@@ -593,12 +599,12 @@ func (s *Service) bulkRow(ctx context.Context, who Inviter, file string, row Bul
 	default:
 		attempt := 1
 		if prev != nil {
-			_, n := bulkViewKey(prev.ViewID)
+			_, n := bulkOriginKey(prev.Origin.Key)
 			attempt = n + 1
 		}
-		viewID := fmt.Sprintf("%s%s:%d", bulkViewPrefix, bulkKey(who, row), attempt)
+		o := Origin{Kind: OriginBulk, Key: fmt.Sprintf("%s:%d", bulkKey(who, row), attempt), Name: fmt.Sprintf("%s line %d", file, row.Line)}
 		var err error
-		inv, err = s.submit(ctx, viewID, who, row.Request, fmt.Sprintf("%s line %d", file, row.Line))
+		inv, err = s.submit(ctx, o, who, row.Request)
 		var fe FieldErrors
 		switch {
 		case errors.As(err, &fe):

@@ -210,8 +210,8 @@ func TestRunBulk(t *testing.T) {
 		t.Errorf("adopted guest = %+v, %v", g, err)
 	}
 	inv, _ := e.store.Invitation(t.Context(), got[2].InvitationID)
-	if inv.Bulk != "guests.csv line 2" || !strings.Contains(inv.History[0].Detail, "bulk=guests.csv line 2") {
-		t.Errorf("invitation bulk = %q, history %+v", inv.Bulk, inv.History[0])
+	if inv.Origin.Kind != flows.OriginBulk || inv.Origin.Name != "guests.csv line 2" || !strings.Contains(inv.History[0].Detail, "bulk=guests.csv line 2") {
+		t.Errorf("invitation bulk = %q, history %+v", inv.Origin.Name, inv.History[0])
 	}
 
 	// The same file again: nothing is sent twice.
@@ -509,7 +509,7 @@ func TestRunBulkDeniedRowNotAskedAgain(t *testing.T) {
 	if r := again[0]; r.Outcome != flows.BulkFailed || r.Failure == nil || r.Failure.Code != flows.FailDenied || r.InvitationID != first[0].InvitationID {
 		t.Errorf("re-run = %+v", r)
 	}
-	invs, _ := e.store.Invitations(t.Context(), nil)
+	invs, _ := e.store.Invitations(t.Context(), flows.InvitationFilter{})
 	if len(invs) != 1 {
 		t.Errorf("%d invitation records, want 1 (no new approval request)", len(invs))
 	}

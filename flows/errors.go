@@ -17,11 +17,14 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrNotAuthorized is returned when a Slack user may not do what they asked.
 	ErrNotAuthorized = errors.New("not authorized")
-	// ErrDuplicate is returned by Store.CreateInvitation when the same Slack
-	// view already submitted an invitation; the existing one is returned.
+	// ErrDuplicate is returned by Store.CreateInvitation when the same
+	// origin (Origin.UniqueKey: a Slack view, a bulk row's attempt, a
+	// workflow step's execution) already submitted an invitation; the
+	// existing one is returned.
 	ErrDuplicate = errors.New("duplicate submission")
-	// ErrInFlight is returned by Store.CreateInvitation when another
-	// unfinished invitation exists for the same address.
+	// ErrInFlight is returned by Store.CreateInvitation (and wrapped by
+	// Store.UpdateInvitation) when another unfinished invitation exists for
+	// the same address.
 	ErrInFlight = errors.New("invitation already in progress")
 	// ErrUndeliverable wraps a Notifier error that retrying cannot fix
 	// (e.g. the inviter's Slack account was deactivated): the notice is
@@ -144,7 +147,13 @@ func failureFor(step State, err error) *Failure {
 	if errors.As(err, &de) {
 		f.Op = de.Op
 	}
+	var refused *InviterRefusedError
 	switch {
+	case errors.As(err, &refused):
+		f.Code, f.Message = FailInviterRefused, de.Message
+	case errors.Is(err, ErrSignInNeeded):
+		f.Code, f.Retryable = FailNotConnected, true
+		f.Message = "connect your Microsoft account (/invite-guest connect), then try again"
 	case errors.As(err, &de) && de.Code == CodeCredentialRejected:
 		f.Code = FailCredential
 	case errors.As(err, &de) && de.Status == http.StatusForbidden,

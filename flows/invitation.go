@@ -12,7 +12,7 @@ import (
 // written to the store before the side effect that follows it, so a restart
 // resumes an invitation from its last recorded state.
 //
-//	requested → checking → (awaiting_pick) → inviting → invited
+//	requested → checking → (awaiting_pick) → (awaiting_sign_in) → inviting → invited
 //	          → attributes_set → groups_added → provisioned → notified
 //	          → accepted
 //	any step → failed
@@ -53,9 +53,11 @@ func (s State) Terminal() bool {
 	return false
 }
 
-// Waiting reports whether s waits for a person (the inviter's pick) rather
-// than for the bot.
-func (s State) Waiting() bool { return s == StateAwaitingPick || s == StateAwaitingApproval }
+// Waiting reports whether s waits for a person (the inviter's pick, an
+// approver, the inviter's sign-in) rather than for the bot.
+func (s State) Waiting() bool {
+	return s == StateAwaitingPick || s == StateAwaitingApproval || s == StateAwaitingSignIn
+}
 
 // Delivery says who delivers the redeem link to the invitee.
 type Delivery string
@@ -186,12 +188,11 @@ const ActorBot = "invitebot"
 // Invitation is the durable record of one invitation request, keyed by ID
 // until the guest has an Entra object ID.
 type Invitation struct {
-	ID     string `json:"id"`
-	ViewID string `json:"viewId,omitempty"` // the Slack modal that submitted it
-	// Bulk names the bulk file row the invitation comes from ("guests.csv
-	// line 7"); its outcome is reported in the bulk results, not by a DM
-	// per row.
-	Bulk    string  `json:"bulk,omitempty"`
+	ID string `json:"id"`
+	// Origin is where the invitation came from (a dialog, a bulk file's
+	// row, a conversion, a workflow step): it keys duplicates and decides
+	// whom the outcome is reported to.
+	Origin  Origin  `json:"origin"`
 	Inviter Inviter `json:"inviter"`
 	Request Request `json:"request"`
 	State   State   `json:"state"`

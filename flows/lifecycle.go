@@ -114,11 +114,20 @@ func (s *Service) runAction(ctx context.Context, id string) {
 	)
 	switch a.Kind {
 	case ActionResend, ActionReset:
-		res, err = s.reinvite(ctx, inv, a.Kind == ActionReset)
+		// A resend is sent as the person who asked for it (when the mode
+		// says so); resetting redemption stays with the app.
+		var sd sender
+		if a.Kind == ActionResend {
+			sd, err = s.sender(ctx, Inviter{TeamID: inv.Inviter.TeamID, UserID: a.By})
+		}
+		if err == nil {
+			res, err = s.reinvite(ctx, inv, a.Kind == ActionReset, &sd)
+		}
 		detail = "new invitation link"
 		if inv.Request.Delivery == DeliveryMicrosoftEmail {
 			detail = "Microsoft emailed the invitation again"
 		}
+		detail += " " + sd.String()
 	case ActionRevokeGroups:
 		var n int
 		n, err = s.removeGroups(ctx, inv)
@@ -197,7 +206,7 @@ func (s *Service) runAction(ctx context.Context, id string) {
 // the guest's object ID. A 429 is retried after Retry-After; other
 // temporary failures are retried only with the Slack delivery, where a
 // repeated POST sends no second email.
-func (s *Service) reinvite(ctx context.Context, inv *Invitation, reset bool) (Invited, error) {
+func (s *Service) reinvite(ctx context.Context, inv *Invitation, reset bool, sd *sender) (Invited, error) {
 	r := inv.Request
 	in := Invite{
 		Email: r.Email, DisplayName: r.DisplayName, RedirectURL: r.RedirectURL,
@@ -212,7 +221,7 @@ func (s *Service) reinvite(ctx context.Context, inv *Invitation, reset bool) (In
 			return Invited{}, err
 		}
 		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
-		res, err := s.dir.Invite(cctx, in)
+		res, err := s.sendInvite(cctx, sd, in)
 		cancel()
 		if err == nil {
 			if res.UserID != "" && res.UserID != inv.ObjectID {
@@ -329,7 +338,7 @@ func (s *Service) Convert(ctx context.Context, who Inviter, account, email strin
 		return nil, errs
 	}
 	r.UserType = "" // conversion keeps the account's user type
-	return s.create(ctx, "", who, r, "convert requested", "from "+account, nil)
+	return s.create(ctx, Origin{Kind: OriginConvert}, who, r, "convert requested", "from "+account, nil)
 }
 
 // checkConvert replaces the directory lookup for a conversion: the account
@@ -368,6 +377,10 @@ func (s *Service) checkConvert(ctx context.Context, inv *Invitation) error {
 // everyone's (all is true then).
 func (s *Service) InvitationsFor(ctx context.Context, who Inviter) (invs []*Invitation, all bool, err error) {
 	all = s.Policy().IsAdmin(who.UserID)
-	invs, err = s.store.Invitations(ctx, func(inv *Invitation) bool { return all || inv.Inviter.UserID == who.UserID })
+	f := InvitationFilter{Inviter: who.UserID}
+	if all {
+		f = InvitationFilter{}
+	}
+	invs, err = s.store.Invitations(ctx, f)
 	return invs, all, err
 }

@@ -91,20 +91,32 @@ type ExternalState struct {
 // Store keeps invitations, guests and the audit log durably. Every new Event
 // in an invitation's History is appended to the audit log in the same
 // transaction that stores the invitation.
+//
+// Two invariants hold across every write: at most one invitation per
+// origin key (Origin.UniqueKey, when not ""), and at most one unfinished
+// invitation (state not Terminal) per address (NormalizeEmail). A backend
+// with indexes keeps one per InvitationFilter field; Invitation.Tracked
+// and State.Terminal depend only on the record, so they can be computed on
+// each write. flowstest.TestStore checks a backend against this contract.
 type Store interface {
-	// CreateInvitation stores a new invitation. If inv.ViewID already
-	// submitted one, it returns that one and ErrDuplicate; if another
-	// unfinished invitation exists for the same address, it returns that one
-	// and ErrInFlight. Nothing is written in either case.
+	// CreateInvitation stores a new invitation. If an invitation from the
+	// same origin (inv.Origin.UniqueKey) exists, it returns that one and
+	// ErrDuplicate; if another unfinished invitation exists for the same
+	// address, it returns that one and ErrInFlight. Nothing is written in
+	// either case.
 	CreateInvitation(ctx context.Context, inv *Invitation) (*Invitation, error)
 	// Invitation returns the invitation with the given ID, or ErrNotFound.
 	Invitation(ctx context.Context, id string) (*Invitation, error)
 	// UpdateInvitation applies fn to the stored invitation atomically and
-	// returns the result. If fn returns an error nothing is written.
+	// returns the result. If fn returns an error nothing is written and
+	// that error is returned. If the result is unfinished while another
+	// unfinished invitation exists for its address (a finished one
+	// revived), nothing is written and the error wraps ErrInFlight. fn
+	// must not change the ID, the Origin or the address.
 	UpdateInvitation(ctx context.Context, id string, fn func(*Invitation) error) (*Invitation, error)
-	// Invitations returns the invitations for which keep returns true
-	// (all if keep is nil), oldest first.
-	Invitations(ctx context.Context, keep func(*Invitation) bool) ([]*Invitation, error)
+	// Invitations returns the invitations that f selects, oldest first
+	// (by CreatedAt, then ID).
+	Invitations(ctx context.Context, f InvitationFilter) ([]*Invitation, error)
 	// SaveGuest inserts or replaces the guest with g.ObjectID.
 	SaveGuest(ctx context.Context, g Guest) error
 	// Guest returns the guest with the given object ID, or ErrNotFound.

@@ -28,6 +28,10 @@ type Config struct {
 	People People
 	// Observer is told what the Service does, for metrics; nil: nobody.
 	Observer Observer
+	// InviteAs says whose token POST /invitations uses; "" is InviteAsApp.
+	// Delegation sends as the inviter; required unless InviteAs is app.
+	InviteAs   InviteAs
+	Delegation Delegation
 
 	Logger *slog.Logger                               // nil: discard
 	Now    func() time.Time                           // nil: time.Now
@@ -80,6 +84,9 @@ type Service struct {
 	store   Store
 	note    Notifier
 	people  People
+	// inviteAs and delegation decide who sends POST /invitations (sender).
+	inviteAs   InviteAs
+	delegation Delegation
 	// sponsors caches inviters' Entra accounts (SponsorTTL).
 	sponsors accounts
 	log      *slog.Logger
@@ -113,6 +120,7 @@ type Service struct {
 func New(cfg Config) *Service {
 	s := &Service{
 		dir: cfg.Directory, store: cfg.Store, note: cfg.Notifier, people: cfg.People,
+		inviteAs: cfg.InviteAs, delegation: cfg.Delegation,
 		log: cfg.Logger, obs: cfg.Observer, now: cfg.Now, sleep: cfg.Sleep, newID: cfg.NewID,
 		transient: cfg.Transient, replication: cfg.Replication,
 		callTimeout: cfg.CallTimeout, pickTimeout: cfg.PickTimeout, domainRefresh: cfg.DomainRefresh,
@@ -271,12 +279,12 @@ func (s *Service) refreshLoop() {
 // and whether an approver must decide (then a justification is required,
 // and the invitation waits in awaiting_approval).
 func (s *Service) Submit(ctx context.Context, viewID string, who Inviter, r Request) (*Invitation, error) {
-	return s.submit(ctx, viewID, who, r, "")
+	return s.submit(ctx, Origin{Kind: OriginDialog, Key: viewID}, who, r)
 }
 
-// submit is Submit; bulk, if set, names the bulk file row the request
-// comes from ("guests.csv line 7").
-func (s *Service) submit(ctx context.Context, viewID string, who Inviter, r Request, bulk string) (*Invitation, error) {
+// submit is Submit from any origin: the dialog, a bulk file's row, a
+// workflow step.
+func (s *Service) submit(ctx context.Context, o Origin, who Inviter, r Request) (*Invitation, error) {
 	p := s.Policy()
 	rule := p.Domains.Rule(Domain(strings.TrimSpace(r.Email)))
 	r = p.WithDomainDefaults(r).Normalize(p)
@@ -292,12 +300,8 @@ func (s *Service) submit(ctx context.Context, viewID string, who Inviter, r Requ
 	case d.NeedsApproval() && r.Justification == "":
 		return nil, FieldErrors{FieldJustification: "This invitation needs an approver's OK: say why you need this guest."}
 	}
-	detail := fmt.Sprintf("type=%s delivery=%s groups=%d", r.UserType, r.Delivery, len(r.Groups))
-	if bulk != "" {
-		detail += " bulk=" + bulk
-	}
-	return s.create(ctx, viewID, who, r, "requested", detail, func(inv *Invitation) {
-		inv.Bulk = bulk
+	detail := fmt.Sprintf("type=%s delivery=%s groups=%d", r.UserType, r.Delivery, len(r.Groups)) + o.detail()
+	return s.create(ctx, o, who, r, "requested", detail, func(inv *Invitation) {
 		if d.NeedsApproval() {
 			s.requestApproval(inv, d)
 		}
@@ -305,10 +309,10 @@ func (s *Service) submit(ctx context.Context, viewID string, who Inviter, r Requ
 }
 
 // create records a new, validated invitation and starts it.
-func (s *Service) create(ctx context.Context, viewID string, who Inviter, r Request, action, detail string, prep func(*Invitation)) (*Invitation, error) {
+func (s *Service) create(ctx context.Context, o Origin, who Inviter, r Request, action, detail string, prep func(*Invitation)) (*Invitation, error) {
 	now := s.now()
 	inv := &Invitation{
-		ID: s.newID(), ViewID: viewID, Inviter: who, Request: r,
+		ID: s.newID(), Origin: o, Inviter: who, Request: r,
 		State: StateRequested, CreatedAt: now, UpdatedAt: now,
 	}
 	inv.History = []Event{s.event(inv, who.UserID, action, detail)}
@@ -398,14 +402,22 @@ func (s *Service) Invitation(ctx context.Context, id string) (*Invitation, error
 }
 
 // Resume starts every invitation that is neither finished nor waiting for a
-// person. It is safe to call while invitations run: each runs once.
+// person, and those waiting for an inviter's sign-in who has connected
+// since. It is safe to call while invitations run: each runs once.
 func (s *Service) Resume(ctx context.Context) (int, error) {
-	invs, err := s.store.Invitations(ctx, func(inv *Invitation) bool {
-		return (!inv.State.Terminal() && !inv.State.Waiting()) || inv.SponsorDue
-	})
+	s.resumeSignIns(ctx)
+	invs, err := s.store.Invitations(ctx, InvitationFilter{Unfinished: true})
 	if err != nil {
 		return 0, fmt.Errorf("resume: %w", err)
 	}
+	// Told, with the sponsor still to record (a stop came between the DM
+	// and the sponsor): the sponsor step resumes.
+	due, err := s.store.Invitations(ctx, InvitationFilter{SponsorDue: true})
+	invs = append(invs, slices.DeleteFunc(due, func(inv *Invitation) bool { return !inv.State.Terminal() })...)
+	if err != nil {
+		return 0, fmt.Errorf("resume: %w", err)
+	}
+	invs = slices.DeleteFunc(invs, func(inv *Invitation) bool { return inv.State.Waiting() })
 	for _, inv := range invs {
 		s.log.InfoContext(ctx, "resuming invitation", "invitation", inv)
 		s.start(inv.ID)

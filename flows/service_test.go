@@ -28,6 +28,9 @@ type env struct {
 	remind time.Duration // Config.RemindAfter for the next start
 	people flows.People  // Config.People; nil: none
 	obs    *observer     // Config.Observer
+	// inviteAs and deleg are Config.InviteAs and Config.Delegation.
+	inviteAs flows.InviteAs
+	deleg    flows.Delegation
 }
 
 // now is the services' clock: the wall clock plus what advance added.
@@ -65,6 +68,7 @@ func (e *env) start(t *testing.T) *flows.Service {
 	}
 	svc := flows.New(flows.Config{
 		Directory: e.dir, Store: e.store, Notifier: e.note, People: e.people, Observer: e.obs,
+		InviteAs: e.inviteAs, Delegation: e.deleg,
 		Policy: flows.Policy{
 			Admins:             []string{"UADMIN"},
 			Groups:             []flows.Group{{Name: "Portal", ID: "g1"}, {Name: "Wiki", ID: "g2"}},
@@ -258,7 +262,7 @@ func TestValidationRecordsNothing(t *testing.T) {
 	if !errors.As(err, &fe) || fe[flows.FieldEmail] == "" {
 		t.Fatalf("err = %v, want an email field error", err)
 	}
-	if invs, _ := e.store.Invitations(t.Context(), nil); len(invs) != 0 || len(e.dir.Calls()) != 1 /* VerifiedDomains */ {
+	if invs, _ := e.store.Invitations(t.Context(), flows.InvitationFilter{}); len(invs) != 0 || len(e.dir.Calls()) != 1 /* VerifiedDomains */ {
 		t.Errorf("rejected submission left %d records and %d directory calls", len(invs), len(e.dir.Calls()))
 	}
 }

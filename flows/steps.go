@@ -94,8 +94,8 @@ func (s *Service) advance(ctx context.Context, inv *Invitation, to State, action
 
 // tell delivers a best-effort notice: failures are logged, not retried.
 func (s *Service) tell(ctx context.Context, n Notice) {
-	if n.Invitation != nil && n.Invitation.Bulk != "" {
-		return // no dialog to update: the bulk run reports progress
+	if n.Invitation != nil && !n.Invitation.Origin.Dialog() {
+		return // no dialog to show progress in
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 	defer cancel()
@@ -131,9 +131,9 @@ func (s *Service) check(ctx context.Context, inv *Invitation) error {
 		return err
 	}
 	if len(users) == 0 {
-		return s.advance(ctx, inv, StateInviting, "no existing user", "", nil)
+		return s.toInviting(ctx, inv, "no existing user", "")
 	}
-	if inv.Bulk != "" {
+	if !inv.Origin.PicksMatches() {
 		return s.adopt(ctx, inv, users)
 	}
 	err = s.advance(ctx, inv, StateAwaitingPick, "existing users found", fmt.Sprintf("%d match(es)", len(users)),
@@ -193,6 +193,12 @@ func (s *Service) adopt(ctx context.Context, inv *Invitation, users []DirectoryU
 // retry first looks the address up and adopts the user it finds.
 func (s *Service) invite(ctx context.Context, inv *Invitation) error {
 	first := true
+	snd, err := s.sender(ctx, inv.Inviter)
+	if errors.Is(err, ErrSignInNeeded) {
+		return s.awaitSignIn(ctx, inv, err)
+	} else if err != nil {
+		return err
+	}
 	for {
 		if inv.InviteAttempt > 0 && inv.Request.Delivery == DeliveryMicrosoftEmail && inv.Request.ConvertFrom == "" {
 			u, err := s.findInvited(ctx, inv)
@@ -232,14 +238,17 @@ func (s *Service) invite(ctx context.Context, inv *Invitation) error {
 			first = false
 		}
 		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
-		res, err := s.dir.Invite(cctx, Invite{
+		res, err := s.sendInvite(cctx, &snd, Invite{
 			Email: r.Email, DisplayName: r.DisplayName, RedirectURL: r.RedirectURL,
 			SendMessage: r.Delivery == DeliveryMicrosoftEmail, Message: r.Message, CC: r.CC, UserType: r.UserType,
 			ExistingUserID: existing,
 		})
 		cancel()
+		if errors.Is(err, ErrSignInNeeded) {
+			return s.awaitSignIn(ctx, inv, err) // nothing was sent
+		}
 		if err == nil {
-			return s.advance(ctx, inv, StateInvited, "invited", "invitation "+res.InvitationID,
+			return s.advance(ctx, inv, StateInvited, "invited", "invitation "+res.InvitationID+" "+snd.String(),
 				func(cur *Invitation) {
 					cur.ObjectID, cur.RedeemURL, cur.InvitedAt = res.UserID, res.RedeemURL, s.now()
 					cur.Tracking.External = ExternalPending
@@ -447,7 +456,7 @@ func (a *accounts) forget(user string) {
 }
 
 // sponsorAccount maps a Slack user to their internal Entra account by their
-// Slack email, cached for SponsorTTL. The error is a note for the record,
+// Slack email (internalAccount, as AccountOf does), cached for SponsorTTL. The error is a note for the record,
 // free of the email address.
 func (s *Service) sponsorAccount(ctx context.Context, user string) (account, error) {
 	now := s.now()
@@ -464,22 +473,11 @@ func (s *Service) sponsorAccount(ctx context.Context, user string) (account, err
 	if err != nil || email == "" {
 		return account{}, errors.New("the inviter's Slack profile has no email invitebot can read")
 	}
-	var users []DirectoryUser
-	err = s.retryDirectory(ctx, false, nil, func(ctx context.Context) error {
-		var err error
-		users, err = s.dir.FindUsers(ctx, email, true)
-		return err
-	})
+	oid, err := s.internalAccount(ctx, email)
 	if err != nil {
 		return account{email: email}, errors.New("looking up the inviter in Entra failed: " + redact(err, email))
 	}
-	acct = account{email: email, at: now}
-	for _, u := range users {
-		if u.UserType != UserTypeGuest && u.ExternalUserState == "" {
-			acct.objectID = u.ID
-			break
-		}
-	}
+	acct = account{email: email, objectID: oid, at: now}
 	s.sponsors.mu.Lock()
 	if s.sponsors.m == nil {
 		s.sponsors.m = map[string]account{}
@@ -507,11 +505,11 @@ func mergeGroups(a, b []string) []string {
 // notifyDone tells the inviter, retrying Slack failures; the state moves to
 // notified only after Slack accepted the message (at least once delivery).
 func (s *Service) notifyDone(ctx context.Context, inv *Invitation) error {
-	if inv.Bulk != "" && (inv.Request.Delivery != DeliverySlackLink || inv.RedeemURL == "") {
+	if !inv.Origin.TellsDone(inv) {
 		// Nothing to forward: the bulk results report it.
 		return s.advance(ctx, inv, StateNotified, "reported in the bulk results", "", nil)
 	}
-	if inv.Bulk != "" {
+	if inv.Origin.Batch() {
 		if err := s.bulkDMs.wait(ctx); err != nil {
 			return err
 		}
@@ -574,7 +572,7 @@ func (s *Service) failWith(ctx context.Context, inv *Invitation, f *Failure) err
 			detail += ": " + f.Message
 		}
 		s.setState(cur, StateFailed, ActorBot, "failed", detail)
-		if f.Code != FailNotify && cur.Bulk == "" { // Slack failed, or the bulk results report it
+		if f.Code != FailNotify && cur.Origin.TellsFailure() { // not if Slack failed, or a batch's results report it
 			// Recorded with the failure, so a crash before Slack took it
 			// does not leave the inviter untold (the next cycle sends it).
 			cur.Outbox = append(cur.Outbox, Outgoing{Kind: NoticeFailed, At: cur.UpdatedAt})

@@ -36,11 +36,9 @@ var errUnchanged = errors.New("unchanged")
 // none is in flight and until Graph's throttling window has passed.
 func (s *Service) Track(ctx context.Context) (TrackStats, error) {
 	began := time.Now()
+	s.resumeSignIns(ctx) // connected meanwhile, or waited too long
 	var st TrackStats
-	invs, err := s.store.Invitations(ctx, func(inv *Invitation) bool {
-		return inv.Pending() || len(inv.Outbox) > 0 || inv.Action != nil || inv.State == StateAwaitingApproval ||
-			(inv.Expiry != nil && live(inv))
-	})
+	invs, err := s.store.Invitations(ctx, InvitationFilter{Tracked: true})
 	if err != nil {
 		return st, fmt.Errorf("track: %w", err)
 	}

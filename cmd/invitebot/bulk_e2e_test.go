@@ -379,9 +379,7 @@ func TestE2EBulkStopAndResume(t *testing.T) {
 		t.Fatal("ann's invitation never reached POST /invitations")
 	}
 	err := poll(h.ctx, func() bool { // bob's row is done
-		invs, _ := h.app.db.Invitations(h.ctx, func(inv *flows.Invitation) bool {
-			return inv.Request.Email == "bob@fabrikam.com" && inv.State == flows.StateNotified
-		})
+		invs, _ := h.app.db.Invitations(h.ctx, flows.InvitationFilter{Emails: []string{"bob@fabrikam.com"}, States: []flows.State{flows.StateNotified}})
 		return len(invs) == 1
 	})
 	if err != nil {

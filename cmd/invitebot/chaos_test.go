@@ -286,7 +286,7 @@ func chaosRecord(t *testing.T, h *harness, p *chaosPlan) *flows.Invitation {
 	if p.viewID == "" {
 		return nil
 	}
-	invs, err := h.app.db.Invitations(h.ctx, func(inv *flows.Invitation) bool { return inv.ViewID == p.viewID })
+	invs, err := h.app.db.Invitations(h.ctx, flows.InvitationFilter{OriginKind: flows.OriginDialog, OriginKey: p.viewID})
 	if err != nil {
 		t.Fatal(err)
 	}

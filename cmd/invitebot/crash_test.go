@@ -429,7 +429,7 @@ func (r *crashRig) records(ctx context.Context) (map[string]*flows.Invitation, [
 	if err := db.Check(); err != nil {
 		r.t.Fatalf("store damaged: %v", err)
 	}
-	invs, err := db.Invitations(ctx, nil)
+	invs, err := db.Invitations(ctx, flows.InvitationFilter{})
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -145,7 +145,7 @@ func (h *harness) waitDM(t *testing.T, n int) string {
 
 func (h *harness) invitation(t *testing.T) *flows.Invitation {
 	t.Helper()
-	invs, err := h.app.db.Invitations(h.ctx, nil)
+	invs, err := h.app.db.Invitations(h.ctx, flows.InvitationFilter{})
 	if err != nil || len(invs) == 0 {
 		t.Fatalf("invitations: %v, %v", invs, err)
 	}
@@ -266,7 +266,7 @@ func testValidationErrors(t *testing.T, h *harness) {
 	if n := len(h.tenant.Invitations()); n != 0 {
 		t.Errorf("%d invitations sent for rejected submissions", n)
 	}
-	if invs, _ := h.app.db.Invitations(h.ctx, nil); len(invs) != 0 {
+	if invs, _ := h.app.db.Invitations(h.ctx, flows.InvitationFilter{}); len(invs) != 0 {
 		t.Errorf("%d records for rejected submissions", len(invs))
 	}
 }
@@ -416,7 +416,7 @@ func TestE2ECrashAndResume(t *testing.T) {
 	view := h.open(t, "")
 	h.submit(t, view, inviteValues("bob@fabrikam.com", "Bob", "slack_link", emuPortal))
 	if err := h.slack.WaitFor(h.ctx, func() bool {
-		inv, err := h.app.db.Invitations(h.ctx, nil)
+		inv, err := h.app.db.Invitations(h.ctx, flows.InvitationFilter{})
 		return err == nil && len(inv) == 1 && inv[0].State == flows.StateAttributesSet
 	}); err != nil {
 		t.Fatal(err)

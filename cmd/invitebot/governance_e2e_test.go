@@ -79,7 +79,7 @@ func (h *harness) askApproval(t *testing.T, email string) *flows.Invitation {
 	if !strings.Contains(h.viewText(view), "Waiting for approval") {
 		t.Errorf("the dialog does not say it waits for approval:\n%s", h.viewText(view))
 	}
-	invs, _ := h.app.db.Invitations(h.ctx, func(inv *flows.Invitation) bool { return inv.Request.Email == email })
+	invs, _ := h.app.db.Invitations(h.ctx, flows.InvitationFilter{Emails: []string{email}})
 	if len(invs) != 1 || invs[0].State != flows.StateAwaitingApproval {
 		t.Fatalf("records = %v", invs)
 	}
@@ -308,7 +308,7 @@ func TestE2ESponsor(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.app.svc.Wait()
-	invs, _ := h.app.db.Invitations(h.ctx, func(inv *flows.Invitation) bool { return inv.Request.Email == "carl@fabrikam.com" })
+	invs, _ := h.app.db.Invitations(h.ctx, flows.InvitationFilter{Emails: []string{"carl@fabrikam.com"}})
 	if len(invs) != 1 || invs[0].State != flows.StateNotified || invs[0].Sponsor == nil || invs[0].Sponsor.InEntra || invs[0].Sponsor.Note == "" {
 		t.Errorf("Carl's invitation: %+v", invs)
 	}

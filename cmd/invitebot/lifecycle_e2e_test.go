@@ -34,7 +34,7 @@ func (h *harness) inviteGuest(t *testing.T, email, name string, groups ...string
 	view := h.open(t, "")
 	h.submit(t, view, inviteValues(email, name, "slack_link", groups...))
 	h.waitDM(t, n+1)
-	invs, err := h.app.db.Invitations(h.ctx, func(inv *flows.Invitation) bool { return inv.Request.Email == email })
+	invs, err := h.app.db.Invitations(h.ctx, flows.InvitationFilter{Emails: []string{email}})
 	if err != nil || len(invs) == 0 {
 		t.Fatalf("no record for %s: %v", email, err)
 	}
@@ -515,7 +515,7 @@ func TestE2ETracking10000Pending(t *testing.T) {
 			t.Errorf("%d accepted DMs about %s to its inviter %s, want 1", n, inv.Request.Email, inv.Inviter.UserID)
 		}
 	}
-	accepted, err := h.app.db.Invitations(h.ctx, func(inv *flows.Invitation) bool { return inv.State == flows.StateAccepted })
+	accepted, err := h.app.db.Invitations(h.ctx, flows.InvitationFilter{States: []flows.State{flows.StateAccepted}})
 	if err != nil || len(accepted) != 3 {
 		t.Errorf("%d records accepted, want 3 (%v)", len(accepted), err)
 	}
@@ -1130,7 +1130,7 @@ func TestE2EConvertInternalUser(t *testing.T) {
 	if ack := convert(ann, "convert dana@contoso.com dana@partner.com"); !strings.Contains(ack, "Only invitebot admins") {
 		t.Errorf("non-admin convert answered %q", ack)
 	}
-	if invs, _ := h.app.db.Invitations(h.ctx, nil); len(invs) != 0 {
+	if invs, _ := h.app.db.Invitations(h.ctx, flows.InvitationFilter{}); len(invs) != 0 {
 		t.Errorf("%d records after a refused convert", len(invs))
 	}
 

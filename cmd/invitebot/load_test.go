@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/invitebot/invitebot/flows"
 )
 
 func TestPercentile(t *testing.T) {
@@ -43,7 +45,7 @@ func TestLoadEveryRequestServed(t *testing.T) {
 		if err != nil || len(sack) != n {
 			t.Fatalf("submissions: %d acked, %v", len(sack), err)
 		}
-		invs, err := h.app.db.Invitations(h.ctx, nil)
+		invs, err := h.app.db.Invitations(h.ctx, flows.InvitationFilter{})
 		if err != nil || len(invs) != n {
 			t.Errorf("%d invitations stored at ack time, want %d (%v)", len(invs), n, err)
 		}

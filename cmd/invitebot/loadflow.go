@@ -82,7 +82,7 @@ func (e *emulated) loadFlows(ctx context.Context, n int) (flowLoad, error) {
 	}
 	r.Done = time.Since(start)
 	e.app.svc.Wait()
-	invs, err := e.app.db.Invitations(ctx, func(inv *flows.Invitation) bool { return inv.State == flows.StateNotified })
+	invs, err := e.app.db.Invitations(ctx, flows.InvitationFilter{States: []flows.State{flows.StateNotified}})
 	if err != nil {
 		return r, err
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/invitebot/invitebot/bot"
+	"github.com/invitebot/invitebot/flows"
 	"github.com/invitebot/invitebot/internal/slackfake"
 )
 
@@ -41,7 +42,7 @@ func TestE2EForeignAndUnknownRequests(t *testing.T) {
 		}
 	}
 	h.app.svc.Wait()
-	if invs, _ := h.app.db.Invitations(h.ctx, nil); len(invs) != 0 || len(h.tenant.Invitations()) != 0 {
+	if invs, _ := h.app.db.Invitations(h.ctx, flows.InvitationFilter{}); len(invs) != 0 || len(h.tenant.Invitations()) != 0 {
 		t.Errorf("foreign or unknown submissions recorded %d invitations, sent %d", len(invs), len(h.tenant.Invitations()))
 	}
 	// The same dialog, for this app, still works.

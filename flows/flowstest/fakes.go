@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/invitebot/invitebot/flows"
@@ -37,16 +38,13 @@ func NewStore() *Store {
 func (s *Store) CreateInvitation(_ context.Context, inv *flows.Invitation) (*flows.Invitation, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	email := flows.NormalizeEmail(inv.Request.Email)
 	for _, old := range s.sorted() {
-		if inv.ViewID != "" && old.ViewID == inv.ViewID {
+		if inv.Origin.Repeats(old.Origin) {
 			return old.Clone(), flows.ErrDuplicate
 		}
 	}
-	for _, old := range s.sorted() {
-		if flows.NormalizeEmail(old.Request.Email) == email && !old.State.Terminal() {
-			return old.Clone(), flows.ErrInFlight
-		}
+	if old := s.inFlight(inv); old != nil {
+		return old.Clone(), flows.ErrInFlight
 	}
 	s.invs[inv.ID] = inv.Clone()
 	s.audit = append(s.audit, inv.History...)
@@ -76,6 +74,9 @@ func (s *Store) UpdateInvitation(_ context.Context, id string, fn func(*flows.In
 	if err := fn(inv); err != nil {
 		return nil, err
 	}
+	if other := s.inFlight(inv); other != nil {
+		return nil, fmt.Errorf("flowstest: update %s: invitation %s for the address is in flight: %w", id, other.ID, flows.ErrInFlight)
+	}
 	if len(inv.History) > len(old.History) {
 		s.audit = append(s.audit, inv.History[len(old.History):]...)
 	}
@@ -84,16 +85,34 @@ func (s *Store) UpdateInvitation(_ context.Context, id string, fn func(*flows.In
 }
 
 // Invitations implements flows.Store.
-func (s *Store) Invitations(_ context.Context, keep func(*flows.Invitation) bool) ([]*flows.Invitation, error) {
+func (s *Store) Invitations(_ context.Context, f flows.InvitationFilter) ([]*flows.Invitation, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*flows.Invitation
 	for _, inv := range s.sorted() {
-		if keep == nil || keep(inv) {
+		if f.Match(inv) {
 			out = append(out, inv.Clone())
 		}
 	}
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[len(out)-f.Limit:]
+	}
 	return out, nil
+}
+
+// inFlight returns another unfinished invitation for inv's address, if inv
+// is unfinished and there is one.
+func (s *Store) inFlight(inv *flows.Invitation) *flows.Invitation {
+	if inv.State.Terminal() {
+		return nil
+	}
+	email := flows.NormalizeEmail(inv.Request.Email)
+	for _, old := range s.sorted() {
+		if old.ID != inv.ID && flows.NormalizeEmail(old.Request.Email) == email && !old.State.Terminal() {
+			return old
+		}
+	}
+	return nil
 }
 
 func (s *Store) sorted() []*flows.Invitation {
@@ -496,4 +515,155 @@ func random() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// Delegation is a flows.Delegation: people connect with Connect; their
+// invitations go to Directory (recorded there as "InviteAs" calls, with
+// the person's object ID) unless InviteFunc answers.
+type Delegation struct {
+	Directory  *Directory
+	InviteFunc func(ctx context.Context, slackUserID string, inv flows.Invite) (flows.Invited, error)
+
+	mu    sync.Mutex
+	conns map[string]flows.Connection
+}
+
+var _ flows.Delegation = (*Delegation)(nil)
+
+// Connect connects the Slack user as c.
+func (d *Delegation) Connect(slackUserID string, c flows.Connection) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.conns == nil {
+		d.conns = map[string]flows.Connection{}
+	}
+	d.conns[slackUserID] = c
+}
+
+// Disconnect removes the Slack user's connection.
+func (d *Delegation) Disconnect(slackUserID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.conns, slackUserID)
+}
+
+// Connection implements flows.Delegation.
+func (d *Delegation) Connection(_ context.Context, slackUserID string) (flows.Connection, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, ok := d.conns[slackUserID]
+	if !ok {
+		return flows.Connection{}, &flows.SignInError{Reason: flows.SignInNotConnected}
+	}
+	return c, nil
+}
+
+// Invite implements flows.Delegation.
+func (d *Delegation) Invite(ctx context.Context, slackUserID string, inv flows.Invite) (flows.Invited, error) {
+	c, err := d.Connection(ctx, slackUserID)
+	if err != nil {
+		return flows.Invited{}, err
+	}
+	d.Directory.record("InviteAs", c.ObjectID, inv.Email)
+	if f := d.InviteFunc; f != nil {
+		return f(ctx, slackUserID, inv)
+	}
+	return d.Directory.DefaultInvite(ctx, inv)
+}
+
+// SignInStore is an in-memory flows.SignInStore.
+type SignInStore struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+var _ flows.SignInStore = (*SignInStore)(nil)
+
+// SignInRecord implements flows.SignInStore.
+func (s *SignInStore) SignInRecord(_ context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[key]
+	if !ok {
+		return nil, flows.ErrNotFound
+	}
+	return slices.Clone(v), nil
+}
+
+// PutSignInRecord implements flows.SignInStore.
+func (s *SignInStore) PutSignInRecord(_ context.Context, key string, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string][]byte{}
+	}
+	s.m[key] = slices.Clone(value)
+	return nil
+}
+
+// TakeSignInRecord implements flows.SignInStore.
+func (s *SignInStore) TakeSignInRecord(_ context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[key]
+	if !ok {
+		return nil, flows.ErrNotFound
+	}
+	delete(s.m, key)
+	return v, nil
+}
+
+// DeleteSignInRecord implements flows.SignInStore.
+func (s *SignInStore) DeleteSignInRecord(_ context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, key)
+	return nil
+}
+
+// TestSignInStore checks a flows.SignInStore's contract; newStore returns
+// an empty store.
+func TestSignInStore(t *testing.T, newStore func(t *testing.T) flows.SignInStore) {
+	t.Helper()
+	ctx := t.Context()
+	s := newStore(t)
+	if _, err := s.SignInRecord(ctx, "conn/U1"); !errors.Is(err, flows.ErrNotFound) {
+		t.Errorf("SignInRecord(missing) err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.TakeSignInRecord(ctx, "conn/U1"); !errors.Is(err, flows.ErrNotFound) {
+		t.Errorf("TakeSignInRecord(missing) err = %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteSignInRecord(ctx, "conn/U1"); err != nil {
+		t.Errorf("DeleteSignInRecord(missing) = %v", err)
+	}
+	val := []byte("v1")
+	if err := s.PutSignInRecord(ctx, "conn/U1", val); err != nil {
+		t.Fatal(err)
+	}
+	val[0] = 'X' // the store keeps its own copy
+	if err := s.PutSignInRecord(ctx, "conn/U2", []byte("other")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.SignInRecord(ctx, "conn/U1")
+	if err != nil || string(got) != "v1" {
+		t.Fatalf("SignInRecord = %q, %v; want v1", got, err)
+	}
+	if err := s.PutSignInRecord(ctx, "conn/U1", []byte("v2")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.SignInRecord(ctx, "conn/U1"); string(got) != "v2" {
+		t.Errorf("after replace = %q, want v2", got)
+	}
+	if got, err := s.TakeSignInRecord(ctx, "conn/U1"); err != nil || string(got) != "v2" {
+		t.Errorf("TakeSignInRecord = %q, %v", got, err)
+	}
+	if _, err := s.TakeSignInRecord(ctx, "conn/U1"); !errors.Is(err, flows.ErrNotFound) {
+		t.Errorf("second TakeSignInRecord err = %v, want ErrNotFound (single use)", err)
+	}
+	if err := s.DeleteSignInRecord(ctx, "conn/U2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SignInRecord(ctx, "conn/U2"); !errors.Is(err, flows.ErrNotFound) {
+		t.Errorf("after delete err = %v, want ErrNotFound", err)
+	}
 }

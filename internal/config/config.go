@@ -80,6 +80,12 @@ type Config struct {
 	BulkMaxRows     int   // INVITEBOT_BULK_MAX_ROWS
 	BulkConcurrency int   // INVITEBOT_BULK_CONCURRENCY
 
+	// Inviting as the inviter (delegated POST /invitations).
+	InviteAs         string // INVITEBOT_INVITE_AS: app, inviter or inviter_or_app
+	PublicURL        string // INVITEBOT_PUBLIC_URL, without a trailing slash
+	TokenKey         Secret // INVITEBOT_TOKEN_KEY: 32 bytes, base64
+	TokenKeyPrevious Secret // INVITEBOT_TOKEN_KEY_PREVIOUS: the key before a rotation
+
 	Policy *Policy // from PolicyPath; an empty policy when unset
 }
 
@@ -140,6 +146,10 @@ var Env = [][2]string{
 	{"INVITEBOT_BULK_MAX_BYTES", "largest bulk CSV file accepted, in bytes (default 1048576)"},
 	{"INVITEBOT_BULK_MAX_ROWS", "most rows in a bulk CSV file (default 2000)"},
 	{"INVITEBOT_BULK_CONCURRENCY", "bulk rows in flight at once (default 16); POST /invitations stays under Graph's 150 per 5 s"},
+	{"INVITEBOT_INVITE_AS", "whose token POST /invitations uses: app, inviter or inviter_or_app (default app)"},
+	{"INVITEBOT_PUBLIC_URL", "base URL inviters' browsers reach invitebot at; redirect URI = this + /auth/callback (required unless INVITEBOT_INVITE_AS=app)"},
+	{"INVITEBOT_TOKEN_KEY", "32 random bytes, base64: encrypts stored sign-in tokens (required unless INVITEBOT_INVITE_AS=app)"},
+	{"INVITEBOT_TOKEN_KEY_PREVIOUS", "the previous INVITEBOT_TOKEN_KEY, still read during a rotation"},
 	{"LOG_LEVEL", "debug, info, warn or error (default info)"},
 	{"LOG_FORMAT", "json or text (default json; text on a terminal)"},
 }
@@ -174,6 +184,10 @@ func Load(getenv func(string) string) (*Config, error) {
 		PolicyPath:          get("INVITEBOT_CONFIG", ""),
 		RedirectURL:         get("INVITEBOT_REDIRECT_URL", DefaultRedirectURL),
 		LogFormat:           get("LOG_FORMAT", ""),
+		InviteAs:            get("INVITEBOT_INVITE_AS", InviteAsApp),
+		PublicURL:           strings.TrimSuffix(get("INVITEBOT_PUBLIC_URL", ""), "/"),
+		TokenKey:            Secret(get("INVITEBOT_TOKEN_KEY", "")),
+		TokenKeyPrevious:    Secret(get("INVITEBOT_TOKEN_KEY_PREVIOUS", "")),
 	}
 	var errs []error
 	bad := func(k, format string, a ...any) {
@@ -249,6 +263,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.BulkMaxBytes = int64(positiveInt(get, bad, "INVITEBOT_BULK_MAX_BYTES", flows.DefaultBulkMaxBytes, 64<<20))
 	c.BulkMaxRows = positiveInt(get, bad, "INVITEBOT_BULK_MAX_ROWS", flows.DefaultBulkMaxRows, 100000)
 	c.BulkConcurrency = positiveInt(get, bad, "INVITEBOT_BULK_CONCURRENCY", flows.DefaultBulkConcurrency, 150)
+	c.checkInviteAs(bad)
 	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
 		bad("LOG_LEVEL", "one of debug, info, warn, error")
 	}

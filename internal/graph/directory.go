@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	msgraph "github.com/microsoftgraph/msgraph-sdk-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/groups"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
@@ -57,6 +58,11 @@ func (c *Client) FindUsers(ctx context.Context, email string, withUPN bool) ([]f
 // Invite implements flows.Directory. The SDK's retries are off (see the
 // package doc), so this POSTs exactly once.
 func (c *Client) Invite(ctx context.Context, in flows.Invite) (flows.Invited, error) {
+	return invite(ctx, c.graph, in)
+}
+
+// invite POSTs in through g (the app's client or the delegated one).
+func invite(ctx context.Context, g *msgraph.GraphServiceClient, in flows.Invite) (flows.Invited, error) {
 	body := models.NewInvitation()
 	body.SetInvitedUserEmailAddress(&in.Email)
 	body.SetInviteRedirectUrl(&in.RedirectURL)
@@ -93,7 +99,7 @@ func (c *Client) Invite(ctx context.Context, in flows.Invite) (flows.Invited, er
 	if in.ResetRedemption {
 		body.SetResetRedemption(&in.ResetRedemption)
 	}
-	resp, err := c.graph.Invitations().Post(ctx, body, nil)
+	resp, err := g.Invitations().Post(ctx, body, nil)
 	if err != nil {
 		return flows.Invited{}, translate("invite", err)
 	}

@@ -78,8 +78,11 @@ type Config struct {
 // Client is the Graph directory.
 type Client struct {
 	graph *msgraph.GraphServiceClient
-	cred  azcore.TokenCredential
-	base  *url.URL
+	// asUser sends requests with the delegated token its context carries
+	// (InviteAs), never the app's.
+	asUser *msgraph.GraphServiceClient
+	cred   azcore.TokenCredential
+	base   *url.URL
 }
 
 var _ flows.Directory = (*Client)(nil)
@@ -99,6 +102,20 @@ func New(cfg Config) (*Client, error) {
 			return nil, err
 		}
 	}
+	app, err := newServiceClient(cred, base, cfg.Transport)
+	if err != nil {
+		return nil, err
+	}
+	asUser, err := newServiceClient(userToken{}, base, cfg.Transport)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{graph: app, asUser: asUser, cred: cred, base: base}, nil
+}
+
+// newServiceClient builds an SDK client on base that authenticates with
+// cred, with the SDK's retries off.
+func newServiceClient(cred azcore.TokenCredential, base *url.URL, transport http.RoundTripper) (*msgraph.GraphServiceClient, error) {
 	auth, err := azauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, []string{ScopeFor(base)},
 		[]string{"graph.microsoft.com", base.Hostname()})
 	if err != nil {
@@ -111,7 +128,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	opts := msgraph.GetDefaultClientOptions()
 	mw := append(msgraphcore.GetDefaultMiddlewaresWithOptions(&opts)[:2:2], kiota...)
-	parent := cfg.Transport
+	parent := transport
 	if parent == nil {
 		parent = khttp.GetDefaultTransport()
 	}
@@ -122,7 +139,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("graph adapter: %w", err)
 	}
 	adapter.SetBaseUrl(base.String())
-	return &Client{graph: msgraph.NewGraphServiceClient(adapter), cred: cred, base: base}, nil
+	return msgraph.NewGraphServiceClient(adapter), nil
 }
 
 func credential(cfg Config) (azcore.TokenCredential, error) {

@@ -254,6 +254,10 @@ func (t *Tenant) invite(w http.ResponseWriter, r *http.Request) {
 	if userType == "" {
 		userType = "Guest"
 	}
+	c := callerOf(r)
+	if !t.admitCaller(w, r, RoutePostInvitations, c, userType == "Member") {
+		return
+	}
 	name, _ := body["invitedUserDisplayName"].(string)
 	var u *User
 	if existingID != "" { // convert an internal user, or reset redemption
@@ -291,7 +295,7 @@ func (t *Tenant) invite(w http.ResponseWriter, r *http.Request) {
 			t.hidden[u.ID] = t.replication
 		}
 	}
-	t.invitations = append(t.invitations, Invitation{Body: body, UserID: u.ID})
+	t.invitations = append(t.invitations, Invitation{Body: body, UserID: u.ID, InvitedBy: c.oid})
 	id, tenant := u.ID, t.cfg.ID
 	t.mu.Unlock()
 	ticket := strings.ReplaceAll(newGUID(), "-", "")

@@ -1,8 +1,6 @@
 package graphfake
 
 import (
-	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -16,12 +14,21 @@ type STSConfig struct {
 	TenantID, ClientID, ClientSecret string
 	// Roles go into the token's "roles" claim; nil: every one invitebot uses.
 	Roles []string
+	// RedirectURIs are the app registration's Web redirect URIs; nil
+	// accepts any.
+	RedirectURIs []string
+	// UserTokenLifetime is how long delegated access tokens last; zero: 1h.
+	// MSAL refreshes a token that expires within 5 minutes, so a shorter
+	// one is refreshed at every use.
+	UserTokenLifetime time.Duration
 }
 
 // STS is a TLS token service with the endpoints azidentity (MSAL) calls
 // for client credentials when instance discovery is disabled:
 // GET /{tenant}/v2.0/.well-known/openid-configuration and
-// POST /{tenant}/oauth2/v2.0/token.
+// POST /{tenant}/oauth2/v2.0/token; and for a person's sign-in (the
+// authorization code flow with PKCE): GET /{tenant}/oauth2/v2.0/authorize
+// and the authorization_code and refresh_token grants.
 type STS struct {
 	URL string // https://127.0.0.1:PORT
 	cfg STSConfig
@@ -30,6 +37,14 @@ type STS struct {
 	mu       sync.Mutex
 	tokens   map[string]bool
 	requests int
+
+	signedIn                 *SignedInUser
+	refuse                   *[2]string
+	codes                    map[string]*authorization
+	refresh                  map[string]*refreshGrant
+	authorizeLog             []AuthorizeRequest
+	codesRedeemed, refreshed int
+	issued                   []string
 }
 
 // NewSTS starts a token service.
@@ -37,7 +52,7 @@ func NewSTS(cfg STSConfig) *STS {
 	if cfg.Roles == nil {
 		cfg.Roles = []string{"User.Invite.All", "User.Read.All", "GroupMember.ReadWrite.All", "Organization.Read.All", "User.ReadWrite.All"}
 	}
-	s := &STS{cfg: cfg, tokens: map[string]bool{}}
+	s := &STS{cfg: cfg, tokens: map[string]bool{}, codes: map[string]*authorization{}, refresh: map[string]*refreshGrant{}}
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
 	return s
@@ -82,6 +97,8 @@ func (s *STS) serve(w http.ResponseWriter, r *http.Request) {
 		})
 	case "/" + tenant + "/oauth2/v2.0/token":
 		s.token(w, r)
+	case "/" + tenant + "/oauth2/v2.0/authorize":
+		s.authorize(w, r)
 	default:
 		aadError(w, http.StatusBadRequest, "invalid_tenant", "AADSTS90002: Tenant not found.")
 	}
@@ -97,25 +114,29 @@ func (s *STS) token(w http.ResponseWriter, r *http.Request) {
 	}
 	f := r.PostForm
 	switch {
-	case f.Get("grant_type") != "client_credentials":
-		aadError(w, http.StatusBadRequest, "unsupported_grant_type", "AADSTS70003: unsupported grant type")
-		return
 	case f.Get("client_id") != s.cfg.ClientID:
 		aadError(w, http.StatusBadRequest, "unauthorized_client", "AADSTS700016: Application not found in the directory.")
 		return
 	case f.Get("client_secret") != s.cfg.ClientSecret:
 		aadError(w, http.StatusUnauthorized, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
 		return
+	case f.Get("grant_type") == "authorization_code":
+		s.authCode(w, f)
+		return
+	case f.Get("grant_type") == "refresh_token":
+		s.refreshToken(w, f)
+		return
+	case f.Get("grant_type") != "client_credentials":
+		aadError(w, http.StatusBadRequest, "unsupported_grant_type", "AADSTS70003: unsupported grant type")
+		return
 	case !slices.Contains(strings.Fields(f.Get("scope")), "https://graph.microsoft.com/.default"):
 		aadError(w, http.StatusBadRequest, "invalid_scope", "AADSTS1002012: The provided value for scope is not valid.")
 		return
 	}
 	now := time.Now()
-	claims, _ := json.Marshal(map[string]any{"aud": "https://graph.microsoft.com", "iss": s.URL + "/" + s.cfg.TenantID + "/v2.0",
+	tok := jwt(map[string]any{"aud": "https://graph.microsoft.com", "iss": s.URL + "/" + s.cfg.TenantID + "/v2.0",
 		"tid": s.cfg.TenantID, "appid": s.cfg.ClientID, "roles": s.cfg.Roles, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
 		"jti": newGUID()})
-	enc := base64.RawURLEncoding.EncodeToString
-	tok := enc([]byte(`{"typ":"JWT","alg":"none"}`)) + "." + enc(claims) + "." + enc([]byte(strings.Repeat("s", 16)))
 	s.mu.Lock()
 	s.tokens[tok] = true
 	s.mu.Unlock()

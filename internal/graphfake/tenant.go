@@ -45,6 +45,9 @@ type User struct {
 type Invitation struct {
 	Body   map[string]any // the request body as received
 	UserID string
+	// InvitedBy is the object ID of the person who sent it with a
+	// delegated token; "" when the app sent it with its own.
+	InvitedBy string
 }
 
 // Request is a request the tenant received.
@@ -57,6 +60,9 @@ type Request struct {
 	Items int
 	// BatchID is, for a batch item (see BatchItems), the item's id.
 	BatchID string
+	// Caller is the object ID of the person a delegated token acts for;
+	// "" for the app's own token.
+	Caller string
 }
 
 // TenantConfig configures a Tenant.
@@ -100,6 +106,9 @@ type Tenant struct {
 	chaos          map[Route]*chaos     // SetChaos
 	throttledUntil map[string]time.Time // "METHOD path" → end of its last chaos 429's Retry-After
 	chaosStats     ChaosStats
+
+	allowInvitesFrom string              // SetAllowInvitesFrom; "" is everyone
+	roles            map[string][]string // AssignRole: user id → directory roles
 }
 
 // NewTenant returns an empty tenant.
@@ -397,12 +406,13 @@ func (t *Tenant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Header().Set("request-id", newGUID())
 	auth := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	ok := auth != "" && auth != r.Header.Get("Authorization") && (t.cfg.ValidToken == nil || t.cfg.ValidToken(auth))
+	c := callerOf(r)
 	var once sync.Once
 	rec.log = func() {
 		once.Do(func() {
 			t.mu.Lock()
 			t.requests = append(t.requests, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Status: rec.status,
-				Authorization: ok, Items: rec.items})
+				Authorization: ok, Items: rec.items, Caller: c.oid})
 			t.mu.Unlock()
 		})
 	}
@@ -420,6 +430,10 @@ func (t *Tenant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = zr
 	}
 	route, args := match(r.Method, strings.TrimPrefix(r.URL.Path, "/v1.0"))
+	if c.delegated && route != RoutePostInvitations {
+		t.admitCaller(rec, r, route, c, false) // refused: User.Invite.All reaches nothing else
+		return
+	}
 	switch route {
 	case "":
 		graphError(rec, r, http.StatusNotFound, "BadRequest", "Resource not found for the segment '"+r.URL.Path+"'.")

@@ -3,6 +3,8 @@
 // Block Kit limits), conversations.open, chat.postMessage/postEphemeral/update
 // (message metadata), users.lookupByEmail and users.info, files upload v2
 // (files.getUploadURLExternal, the upload URL, files.completeUploadExternal),
+// Workflow Builder custom steps (function_executed events,
+// functions.completeSuccess/completeError with the workflow token),
 // with recording, failure injection and Slack's published rate limits
 // (EnforceLimits); and a Socket Mode
 // endpoint (apps.connections.open and its WebSocket). It also signs inbound
@@ -85,6 +87,10 @@ type Server struct {
 	uploads     fileUploads // files.getUploadURLExternal … completeUploadExternal
 	fileURLBase string      // SetFileURLBase
 
+	functions   map[string]Function   // DefineFunction
+	executions  map[string]*execution // function_execution_id → run
+	completions []Completion
+
 	chaos      map[string]*chaos // SetChaos
 	chaosStats ChaosStats
 
@@ -122,6 +128,8 @@ func New() *Server {
 				}
 				return map[string]any{"ok": true, "user": map[string]any{"id": u[0], "name": u[1], "real_name": u[1]}}
 			},
+			"functions.completeSuccess":    s.functionsComplete(true),
+			"functions.completeError":      s.functionsComplete(false),
 			"apps.connections.open":        s.appsConnectionsOpen,
 			"auth.test":                    s.authTest,
 			"bots.info":                    s.botsInfo,
@@ -199,8 +207,11 @@ func (s *Server) wrap(name string, h func(http.ResponseWriter, *http.Request, ur
 		}
 		s.mu.Unlock()
 		prefix := "xoxb-"
-		if name == "apps.connections.open" {
+		switch {
+		case name == "apps.connections.open":
 			prefix = "xapp-" // only an app-level token opens a socket
+		case strings.HasPrefix(name, "functions."):
+			prefix = "" // the workflow token: functionsComplete checks it
 		}
 		switch {
 		case !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer "+prefix) && !strings.HasPrefix(call.Form.Get("token"), prefix):

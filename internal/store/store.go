@@ -19,12 +19,15 @@ import (
 	"github.com/invitebot/invitebot/flows"
 )
 
-// schemaVersion is the version of the values this code writes.
-const schemaVersion = 1
+// schemaVersion is the version of the values this code writes. Version 2
+// keeps an invitation's origin in Invitation.Origin (version 1 had a Slack
+// view ID and a bulk row instead); Open migrates a version 1 file.
+const schemaVersion = 2
 
 var (
 	bucketInvitations = []byte("invitations") // id → invitation
-	bucketByView      = []byte("by_view")     // Slack view id → invitation id
+	bucketByOrigin    = []byte("by_origin")   // Origin.UniqueKey → invitation id
+	bucketByView      = []byte("by_view")     // version 1: Slack view id → invitation id
 	bucketByEmail     = []byte("by_email")    // normalised email → latest invitation id
 	bucketGuests      = []byte("guests")      // Entra object id → guest
 	bucketAudit       = []byte("audit")       // big-endian sequence → event
@@ -64,15 +67,21 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = bdb.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketInvitations, bucketByView, bucketByEmail, bucketGuests, bucketAudit, bucketMeta} {
+		for _, b := range [][]byte{bucketInvitations, bucketByOrigin, bucketByEmail, bucketGuests, bucketAudit, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get(keySchema); v != nil {
-			if n := binary.BigEndian.Uint64(v); n > schemaVersion {
+			n := binary.BigEndian.Uint64(v)
+			if n > schemaVersion {
 				return fmt.Errorf("schema version %d is newer than this invitebot understands (%d): upgrade invitebot", n, schemaVersion)
+			}
+			if n < 2 {
+				if err := migrateOrigins(tx); err != nil {
+					return fmt.Errorf("migrate to schema version 2: %w", err)
+				}
 			}
 		}
 		return meta.Put(keySchema, itob(schemaVersion))
@@ -154,8 +163,8 @@ func putInvitation(tx *bolt.Tx, inv *flows.Invitation, known int) error {
 	if err := tx.Bucket(bucketInvitations).Put([]byte(inv.ID), raw); err != nil {
 		return err
 	}
-	if inv.ViewID != "" {
-		if err := tx.Bucket(bucketByView).Put([]byte(inv.ViewID), []byte(inv.ID)); err != nil {
+	if k := inv.Origin.UniqueKey(); k != "" {
+		if err := tx.Bucket(bucketByOrigin).Put([]byte(k), []byte(inv.ID)); err != nil {
 			return err
 		}
 	}
@@ -188,8 +197,8 @@ func (db *DB) CreateInvitation(_ context.Context, inv *flows.Invitation) (*flows
 	// so it starts from scratch each time.
 	err := db.db.Batch(func(tx *bolt.Tx) error {
 		existing, verdict = nil, nil
-		if inv.ViewID != "" {
-			if id := tx.Bucket(bucketByView).Get([]byte(inv.ViewID)); id != nil {
+		if k := inv.Origin.UniqueKey(); k != "" {
+			if id := tx.Bucket(bucketByOrigin).Get([]byte(k)); id != nil {
 				old, err := getInvitation(tx, string(id))
 				if err != nil {
 					return err
@@ -251,7 +260,7 @@ func (db *DB) UpdateInvitation(_ context.Context, id string, fn func(*flows.Invi
 }
 
 // Invitations implements flows.Store.
-func (db *DB) Invitations(_ context.Context, keep func(*flows.Invitation) bool) ([]*flows.Invitation, error) {
+func (db *DB) Invitations(_ context.Context, f flows.InvitationFilter) ([]*flows.Invitation, error) {
 	var out []*flows.Invitation
 	err := db.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketInvitations).ForEach(func(k, v []byte) error {
@@ -259,7 +268,7 @@ func (db *DB) Invitations(_ context.Context, keep func(*flows.Invitation) bool) 
 			if err := decode(v, &inv); err != nil {
 				return fmt.Errorf("decode invitation %s: %w", k, err)
 			}
-			if keep == nil || keep(&inv) {
+			if f.Match(&inv) {
 				out = append(out, &inv)
 			}
 			return nil
@@ -271,6 +280,9 @@ func (db *DB) Invitations(_ context.Context, keep func(*flows.Invitation) bool) 
 		}
 		return out[i].ID < out[j].ID
 	})
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[len(out)-f.Limit:]
+	}
 	return out, err
 }
 

@@ -22,7 +22,7 @@ func mustOpen(t *testing.T, path string) *store.DB {
 
 func newInvitation(id, view, email string, state flows.State) *flows.Invitation {
 	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	return &flows.Invitation{ID: id, ViewID: view, State: state, CreatedAt: now, UpdatedAt: now,
+	return &flows.Invitation{ID: id, Origin: flows.Origin{Kind: flows.OriginDialog, Key: view}, State: state, CreatedAt: now, UpdatedAt: now,
 		Request: flows.Request{Email: email},
 		History: []flows.Event{{At: now, InvitationID: id, Actor: "U1", Action: "requested"}}}
 }
@@ -88,7 +88,7 @@ func TestStore(t *testing.T) {
 	// Everything survives a reopen; the audit log keeps its order.
 	db = mustOpen(t, path)
 	defer db.Close()
-	invs, err := db.Invitations(ctx, func(inv *flows.Invitation) bool { return !inv.State.Terminal() })
+	invs, err := db.Invitations(ctx, flows.InvitationFilter{Unfinished: true})
 	if err != nil || len(invs) != 1 || invs[0].ID != "d" {
 		t.Errorf("unfinished after reopen = %v, %v", invs, err)
 	}
@@ -126,5 +126,66 @@ func TestConcurrentUpdates(t *testing.T) {
 	}
 	if inv, _ := db.Invitation(t.Context(), "a"); inv.InviteAttempt != 20 {
 		t.Errorf("attempts = %d, want 20", inv.InviteAttempt)
+	}
+}
+
+// Ensure a file written by schema version 1 (invitebot before origins:
+// testdata/v1.db, made by the Service of that version with a dialog
+// invitation, a dialog waiting for a pick, two bulk rows and a conversion)
+// is read with each invitation's origin, and that its origin keys still
+// deduplicate.
+func TestOpenVersion1(t *testing.T) {
+	raw, err := os.ReadFile("testdata/v1.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "v1.db")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := mustOpen(t, path)
+	defer db.Close()
+	ctx := t.Context()
+	invs, err := db.Invitations(ctx, flows.InvitationFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]flows.Origin{
+		"bob@fabrikam.com":        {Kind: flows.OriginDialog, Key: "V0DIALOG1"},
+		"erin@fabrikam.com":       {Kind: flows.OriginDialog, Key: "V0DIALOG2"},
+		"carol@fabrikam.com":      {Kind: flows.OriginBulk, Key: "fe99a65c1ca13bad10fa7cc1:UALICE:1", Name: "guests.csv line 2"},
+		"frank@northwind.example": {Kind: flows.OriginBulk, Key: "36c78c9089e46c1be4f79f21:UALICE:1", Name: "guests.csv line 3"},
+		"dan@partner.example":     {Kind: flows.OriginConvert},
+	}
+	if len(invs) != len(want) {
+		t.Fatalf("%d invitations, want %d", len(invs), len(want))
+	}
+	for _, inv := range invs {
+		if got := inv.Origin; got != want[inv.Request.Email] {
+			t.Errorf("%s: origin %+v, want %+v", inv.Request.Email, got, want[inv.Request.Email])
+		}
+		if inv.State == "" || len(inv.History) == 0 {
+			t.Errorf("%s: state %q, %d events", inv.Request.Email, inv.State, len(inv.History))
+		}
+	}
+	// The origin keys carried over: a re-delivered submission is a duplicate.
+	dup := newInvitation("new", "V0DIALOG1", "someone@else.example", flows.StateRequested)
+	if got, err := db.CreateInvitation(ctx, dup); !errors.Is(err, flows.ErrDuplicate) || got.Request.Email != "bob@fabrikam.com" {
+		t.Errorf("dialog V0DIALOG1 again: %v, %v; want ErrDuplicate with bob's", got, err)
+	}
+	row := newInvitation("new", "", "x@y.example", flows.StateRequested)
+	row.Origin = want["carol@fabrikam.com"]
+	if got, err := db.CreateInvitation(ctx, row); !errors.Is(err, flows.ErrDuplicate) || got.Request.Email != "carol@fabrikam.com" {
+		t.Errorf("bulk row again: %v, %v; want ErrDuplicate with carol's", got, err)
+	}
+	if got, err := db.Invitations(ctx, flows.InvitationFilter{OriginKind: flows.OriginBulk}); err != nil || len(got) != 2 {
+		t.Errorf("bulk invitations = %d, %v; want 2", len(got), err)
+	}
+	// The dialog waiting for a pick still holds its address.
+	if _, err := db.CreateInvitation(ctx, newInvitation("new", "V9", "Erin@Fabrikam.com", flows.StateRequested)); !errors.Is(err, flows.ErrInFlight) {
+		t.Errorf("erin again: %v, want ErrInFlight", err)
+	}
+	if err := db.Check(); err != nil {
+		t.Error(err)
 	}
 }

@@ -1,0 +1,242 @@
+package flows_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/invitebot/invitebot/flows"
+	"github.com/invitebot/invitebot/flows/flowstest"
+)
+
+const inviterOID = "oid-dana"
+
+// newDelegEnv is newEnv with INVITEBOT_INVITE_AS=mode and a fake
+// Delegation on the same directory.
+func newDelegEnv(t *testing.T, mode flows.InviteAs) (*env, *flowstest.Delegation) {
+	t.Helper()
+	e := &env{store: flowstest.NewStore(), dir: flowstest.NewDirectory(), note: &flowstest.Notifier{}, inviteAs: mode}
+	d := &flowstest.Delegation{Directory: e.dir}
+	e.deleg = d
+	e.svc = e.start(t)
+	return e, d
+}
+
+func (e *env) count(op string) int { return e.dir.Count(op) }
+
+func (e *env) reload(t *testing.T, id string) *flows.Invitation {
+	t.Helper()
+	got, err := e.store.Invitation(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func historyHas(inv *flows.Invitation, action, detailPart string) bool {
+	return slices.ContainsFunc(inv.History, func(ev flows.Event) bool {
+		return ev.Action == action && strings.Contains(ev.Detail, detailPart)
+	})
+}
+
+// Ensure an invitation by a person who has not connected waits, asks them
+// once to connect, sends nothing, and goes on as them once they connect.
+func TestInviteAsInviterWaitsForSignIn(t *testing.T) {
+	e, d := newDelegEnv(t, flows.InviteAsInviter)
+	inv := e.submit(t, "V1", request())
+	if inv.State != flows.StateAwaitingSignIn {
+		t.Fatalf("state = %s, want awaiting_sign_in", inv.State)
+	}
+	if n := e.note.Count(flows.NoticeSignIn, inv.ID); n != 1 {
+		t.Errorf("sign-in notices = %d, want 1", n)
+	}
+	if e.count("Invite")+e.count("InviteAs") != 0 {
+		t.Fatalf("invited before the inviter connected: %v", e.dir.Calls())
+	}
+	if got := inv.History[len(inv.History)-2].Action; got != "checking directory" {
+		t.Errorf("awaiting_sign_in follows %q, want checking", got)
+	}
+
+	d.Connect(inviter.UserID, flows.Connection{ObjectID: inviterOID, Name: "Dana"})
+	n, err := e.svc.Connected(t.Context(), inviter.UserID)
+	if err != nil || n != 1 {
+		t.Fatalf("Connected = %d, %v; want 1", n, err)
+	}
+	e.svc.Wait()
+	inv = e.reload(t, inv.ID)
+	if inv.State != flows.StateNotified {
+		t.Fatalf("state = %s (%+v), want notified", inv.State, inv.Failure)
+	}
+	if e.count("InviteAs") != 1 || e.count("Invite") != 0 {
+		t.Errorf("POST /invitations: %d as the inviter, %d as the app; want 1, 0", e.count("InviteAs"), e.count("Invite"))
+	}
+	if e.count("FindUsers") == 0 || e.count("AddGroupMember") != 2 {
+		t.Errorf("lookups and group adds are the app's: %v", e.dir.Calls())
+	}
+	if !historyHas(inv, "invited", "as inviter "+inviterOID) {
+		t.Errorf("history does not say it was sent as the inviter: %+v", inv.History)
+	}
+	if n, _ := e.svc.Connected(t.Context(), inviter.UserID); n != 0 {
+		t.Errorf("second Connected moved %d invitations", n)
+	}
+}
+
+// Ensure inviter_or_app sends as the app until the person connects, and as
+// them afterwards; app mode never asks anyone to connect.
+func TestInviteAsInviterOrApp(t *testing.T) {
+	e, d := newDelegEnv(t, flows.InviteAsInviterOrApp)
+	inv := e.submit(t, "V1", request())
+	if inv.State != flows.StateNotified || !historyHas(inv, "invited", "as app") || e.count("Invite") != 1 {
+		t.Fatalf("unconnected: state %s, calls %v", inv.State, e.dir.Calls())
+	}
+	d.Connect(inviter.UserID, flows.Connection{ObjectID: inviterOID})
+	r := request()
+	r.Email = "carol@fabrikam.com"
+	inv = e.submit(t, "V2", r)
+	if inv.State != flows.StateNotified || !historyHas(inv, "invited", "as inviter "+inviterOID) || e.count("InviteAs") != 1 {
+		t.Fatalf("connected: state %s, calls %v", inv.State, e.dir.Calls())
+	}
+
+	app, d2 := newDelegEnv(t, flows.InviteAsApp)
+	d2.Connect(inviter.UserID, flows.Connection{ObjectID: inviterOID})
+	inv = app.submit(t, "V1", request())
+	if !historyHas(inv, "invited", "as app") || app.count("InviteAs") != 0 || len(app.note.Notices()) == 0 ||
+		app.note.Count(flows.NoticeSignIn, inv.ID) != 0 {
+		t.Errorf("app mode: calls %v", app.dir.Calls())
+	}
+}
+
+// Ensure Entra refusing the person fails the invitation with their
+// refusal and Graph's message, and creates no guest.
+func TestInviteAsInviterRefused(t *testing.T) {
+	e, d := newDelegEnv(t, flows.InviteAsInviter)
+	d.Connect(inviter.UserID, flows.Connection{ObjectID: inviterOID})
+	d.InviteFunc = func(context.Context, string, flows.Invite) (flows.Invited, error) {
+		return flows.Invited{}, &flows.DirectoryError{Op: "invite", Status: http.StatusForbidden,
+			Code: "Authorization_RequestDenied", Message: "Insufficient privileges to complete the operation."}
+	}
+	inv := e.submit(t, "V1", request())
+	if inv.State != flows.StateFailed || inv.Failure.Code != flows.FailInviterRefused ||
+		inv.Failure.Message != "Insufficient privileges to complete the operation." {
+		t.Fatalf("state %s, failure %+v; want failed inviter_refused with Graph's message", inv.State, inv.Failure)
+	}
+	if len(e.dir.Users()) != 0 || e.count("AddGroupMember") != 0 {
+		t.Errorf("a refused invitation went on: %v", e.dir.Calls())
+	}
+	if e.note.Count(flows.NoticeFailed, inv.ID) != 1 {
+		t.Error("the inviter was not told")
+	}
+}
+
+// Ensure a refresh token Microsoft refuses at POST time parks the
+// invitation (nothing sent), and reconnecting sends it exactly once.
+func TestInviteAsInviterReconnect(t *testing.T) {
+	e, d := newDelegEnv(t, flows.InviteAsInviter)
+	d.Connect(inviter.UserID, flows.Connection{ObjectID: inviterOID})
+	revoked := true
+	d.InviteFunc = func(ctx context.Context, _ string, in flows.Invite) (flows.Invited, error) {
+		if revoked {
+			return flows.Invited{}, &flows.SignInError{Reason: flows.SignInExpired, Code: "AADSTS50173"}
+		}
+		return e.dir.DefaultInvite(ctx, in)
+	}
+	inv := e.submit(t, "V1", request())
+	if inv.State != flows.StateAwaitingSignIn || !historyHas(inv, "awaiting sign-in", "reconnect") ||
+		!historyHas(inv, "awaiting sign-in", "AADSTS50173") {
+		t.Fatalf("state %s, history %+v; want awaiting_sign_in asking to reconnect", inv.State, inv.History)
+	}
+	if len(e.dir.Users()) != 0 {
+		t.Fatal("a guest exists although no token was had")
+	}
+	revoked = false
+	if _, err := e.svc.Connected(t.Context(), inviter.UserID); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	inv = e.reload(t, inv.ID)
+	if inv.State != flows.StateNotified || len(e.dir.Users()) != 1 {
+		t.Fatalf("after reconnecting: state %s, users %d", inv.State, len(e.dir.Users()))
+	}
+}
+
+// Ensure a restart picks up an invitation whose inviter connected just
+// before the crash, and one that waited 24 hours fails as not connected.
+func TestInviteAsInviterRestartAndTimeout(t *testing.T) {
+	e, d := newDelegEnv(t, flows.InviteAsInviter)
+	first := e.submit(t, "V1", request())
+	r := request()
+	r.Email = "carol@fabrikam.com"
+	other := flows.Inviter{TeamID: "T1", UserID: "UOTHER"}
+	second, err := e.svc.Submit(t.Context(), "V2", other, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	// The inviter connects; the process dies before Connected runs.
+	d.Connect(inviter.UserID, flows.Connection{ObjectID: inviterOID})
+	e.svc.Close()
+	e.svc = e.start(t)
+	e.svc.Wait()
+	if got := e.reload(t, first.ID); got.State != flows.StateNotified || e.count("InviteAs") != 1 {
+		t.Fatalf("after restart: %s, %d delegated POSTs; want notified, 1", got.State, e.count("InviteAs"))
+	}
+	if got := e.reload(t, second.ID); got.State != flows.StateAwaitingSignIn {
+		t.Fatalf("the other inviter's invitation: %s, want still awaiting_sign_in", got.State)
+	}
+	e.advance(flows.SignInTimeout - time.Minute)
+	if _, err := e.svc.Track(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.reload(t, second.ID); got.State != flows.StateAwaitingSignIn {
+		t.Fatalf("failed before 24 hours: %s", got.State)
+	}
+	e.advance(2 * time.Minute)
+	if _, err := e.svc.Track(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	got := e.reload(t, second.ID)
+	if got.State != flows.StateFailed || got.Failure.Code != flows.FailNotConnected {
+		t.Fatalf("after 24 hours: %s %+v; want failed not_connected", got.State, got.Failure)
+	}
+}
+
+// Ensure a resend goes out as the person who asks for it.
+func TestResendAsInviter(t *testing.T) {
+	e, d := newDelegEnv(t, flows.InviteAsInviter)
+	d.Connect(inviter.UserID, flows.Connection{ObjectID: inviterOID})
+	inv := e.submit(t, "V1", request())
+	if _, err := e.svc.Act(t.Context(), inv.ID, inviter, flows.ActionResend); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	inv = e.reload(t, inv.ID)
+	if e.count("InviteAs") != 2 || e.count("Invite") != 0 || !historyHas(inv, "resend", "as inviter "+inviterOID) {
+		t.Fatalf("calls %v, history %+v", e.dir.Calls(), inv.History)
+	}
+	d.Disconnect(inviter.UserID)
+	if _, err := e.svc.Act(t.Context(), inv.ID, inviter, flows.ActionResend); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Wait()
+	var failed *flows.Failure
+	for _, n := range e.note.Notices() {
+		if n.Kind == flows.NoticeActionFailed {
+			failed = n.Failure
+		}
+	}
+	if failed == nil || failed.Code != flows.FailNotConnected || e.count("InviteAs") != 2 {
+		t.Fatalf("resend while disconnected: failure %+v, calls %v", failed, e.dir.Calls())
+	}
+	if !errors.Is(&flows.SignInError{}, flows.ErrSignInNeeded) {
+		t.Error("SignInError is not ErrSignInNeeded")
+	}
+}
+
+func TestSignInStoreFake(t *testing.T) {
+	flowstest.TestSignInStore(t, func(*testing.T) flows.SignInStore { return &flowstest.SignInStore{} })
+}

@@ -1,0 +1,360 @@
+package signin
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/cache"
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
+	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
+
+	"github.com/invitebot/invitebot/flows"
+)
+
+// Paths of the sign-in endpoints, under the public URL.
+const (
+	StartPath    = "/auth/start"
+	CallbackPath = "/auth/callback"
+)
+
+// LinkTTL is how long a connect link and a sign-in in progress stay valid.
+const LinkTTL = 10 * time.Minute
+
+// Config configures a Service.
+type Config struct {
+	TenantID, ClientID  string
+	ClientSecret        string // or CertificatePath
+	CertificatePath     string // PEM or PFX with the private key
+	CertificatePassword string
+	// AuthorityHost is the token authority; "" is the public cloud. Any
+	// other host also disables instance discovery.
+	AuthorityHost string
+	// Scope is the delegated Graph permission asked for, e.g.
+	// https://graph.microsoft.com/User.Invite.All.
+	Scope string
+	// PublicURL is the base URL inviters' browsers reach invitebot at.
+	PublicURL string
+	Store     flows.SignInStore
+	Sealer    *Sealer
+	// Account returns the object ID of the Entra account the Slack user's
+	// email maps to (the sponsor mapping): the only account they may
+	// connect.
+	Account func(ctx context.Context, slackUserID string) (string, error)
+	// Connected is called after a person connected (tell flows and them).
+	Connected func(ctx context.Context, slackUserID string, c flows.Connection)
+	// HTTPClient carries the token service calls; nil: MSAL's default.
+	HTTPClient *http.Client
+	Logger     *slog.Logger     // nil: discard
+	Now        func() time.Time // nil: time.Now
+}
+
+// Service connects people's Microsoft accounts and hands out their
+// delegated tokens. It implements flows.Delegation's Connection; cmd pairs
+// Token with the Graph client's InviteAs.
+type Service struct {
+	cfg       Config
+	cred      confidential.Credential
+	authority string
+	discovery bool
+	log       *slog.Logger
+	now       func() time.Time
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex // per person: one refresh at a time
+}
+
+// New returns a Service. It does not call the token service.
+func New(cfg Config) (*Service, error) {
+	s := &Service{cfg: cfg, log: cfg.Logger, now: cfg.Now, locks: map[string]*sync.Mutex{}}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if cfg.Store == nil || cfg.Sealer == nil || cfg.Account == nil {
+		return nil, errors.New("signin: Store, Sealer and Account are required")
+	}
+	var err error
+	switch {
+	case cfg.ClientSecret != "":
+		s.cred, err = confidential.NewCredFromSecret(cfg.ClientSecret)
+	case cfg.CertificatePath != "":
+		var data []byte
+		if data, err = os.ReadFile(cfg.CertificatePath); err != nil {
+			return nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH: %w", err)
+		}
+		certs, key, perr := azidentity.ParseCertificates(data, []byte(cfg.CertificatePassword))
+		if perr != nil {
+			return nil, fmt.Errorf("AZURE_CLIENT_CERTIFICATE_PATH: %w", perr)
+		}
+		s.cred, err = confidential.NewCredFromCert(certs, key)
+	default:
+		return nil, errors.New("signing in inviters needs AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH (a workload identity cannot redeem sign-in codes)")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("signin credential: %w", err)
+	}
+	host := strings.TrimSuffix(cfg.AuthorityHost, "/")
+	if host == "" {
+		host = "https://login.microsoftonline.com"
+	}
+	s.discovery = strings.Contains(host, "login.microsoftonline.com")
+	s.authority = host + "/" + cfg.TenantID
+	return s, nil
+}
+
+// RedirectURI is the redirect URI the app registration must list.
+func (s *Service) RedirectURI() string {
+	return strings.TrimSuffix(s.cfg.PublicURL, "/") + CallbackPath
+}
+
+// scopes are what the person is asked to grant.
+func (s *Service) scopes() []string {
+	return []string{"openid", "profile", "offline_access", s.cfg.Scope}
+}
+
+// client returns an MSAL client whose token cache is c: one person's
+// cache, or an empty one. A client is never shared between people.
+func (s *Service) client(c *personCache) (confidential.Client, error) {
+	opts := []confidential.Option{confidential.WithCache(c), confidential.WithInstanceDiscovery(s.discovery)}
+	if s.cfg.HTTPClient != nil {
+		opts = append(opts, confidential.WithHTTPClient(s.cfg.HTTPClient))
+	}
+	return confidential.New(s.authority, s.cfg.ClientID, s.cred, opts...)
+}
+
+// personCache is MSAL's cache for one person's calls: it holds only that
+// person's blob (or nothing), so no other person's tokens can be loaded.
+type personCache struct {
+	data    []byte
+	changed bool
+}
+
+// Replace implements cache.ExportReplace. A miss loads an empty cache:
+// never what an earlier call left in memory.
+func (p *personCache) Replace(_ context.Context, u cache.Unmarshaler, _ cache.ReplaceHints) error {
+	if p.data == nil {
+		return u.Unmarshal([]byte("{}"))
+	}
+	return u.Unmarshal(p.data)
+}
+
+// Export implements cache.ExportReplace.
+func (p *personCache) Export(_ context.Context, m cache.Marshaler, _ cache.ExportHints) error {
+	b, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	p.data, p.changed = b, true
+	return nil
+}
+
+// connection is a person's stored record, sealed for them.
+type connection struct {
+	flows.Connection
+	HomeAccountID string `json:"homeAccountId"`
+	Cache         []byte `json:"cache"` // MSAL's cache: their refresh token
+}
+
+func connKey(slackUserID string) string { return "conn/" + slackUserID }
+
+func (s *Service) lock(slackUserID string) func() {
+	s.mu.Lock()
+	l := s.locks[slackUserID]
+	if l == nil {
+		l = &sync.Mutex{}
+		s.locks[slackUserID] = l
+	}
+	s.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// load reads and opens the person's record; a missing or unreadable one
+// is SignInNotConnected. stale reports it was sealed under the previous
+// key.
+func (s *Service) load(ctx context.Context, slackUserID string) (c connection, stale bool, err error) {
+	raw, err := s.cfg.Store.SignInRecord(ctx, connKey(slackUserID))
+	if errors.Is(err, flows.ErrNotFound) {
+		return c, false, &flows.SignInError{Reason: flows.SignInNotConnected}
+	}
+	if err != nil {
+		return c, false, fmt.Errorf("read sign-in: %w", err)
+	}
+	plain, stale, err := s.cfg.Sealer.Open(connKey(slackUserID), raw)
+	if err != nil {
+		s.log.WarnContext(ctx, "stored sign-in cannot be opened with INVITEBOT_TOKEN_KEY or INVITEBOT_TOKEN_KEY_PREVIOUS; the person must reconnect", "slack_user", slackUserID)
+		return c, false, &flows.SignInError{Reason: flows.SignInNotConnected}
+	}
+	if err := json.Unmarshal(plain, &c); err != nil {
+		return c, false, &flows.SignInError{Reason: flows.SignInNotConnected}
+	}
+	return c, stale, nil
+}
+
+func (s *Service) save(ctx context.Context, slackUserID string, c connection) error {
+	plain, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Store.PutSignInRecord(ctx, connKey(slackUserID), s.cfg.Sealer.Seal(connKey(slackUserID), plain)); err != nil {
+		return fmt.Errorf("store sign-in: %w", err)
+	}
+	return nil
+}
+
+// Connection implements flows.Delegation.
+func (s *Service) Connection(ctx context.Context, slackUserID string) (flows.Connection, error) {
+	c, _, err := s.load(ctx, slackUserID)
+	return c.Connection, err
+}
+
+// Disconnect deletes the person's stored tokens. It reports whether they
+// were connected.
+func (s *Service) Disconnect(ctx context.Context, slackUserID string) (bool, error) {
+	defer s.lock(slackUserID)()
+	_, _, err := s.load(ctx, slackUserID)
+	if derr := s.cfg.Store.DeleteSignInRecord(ctx, connKey(slackUserID)); derr != nil {
+		return false, fmt.Errorf("disconnect: %w", derr)
+	}
+	return err == nil, nil
+}
+
+// Token returns a delegated access token for the person, from their cache
+// or by redeeming their refresh token (the new refresh token is sealed
+// and stored). A *flows.SignInError means they must (re)connect; a refused
+// refresh token is deleted, so they show as not connected.
+func (s *Service) Token(ctx context.Context, slackUserID string) (string, error) {
+	defer s.lock(slackUserID)()
+	c, stale, err := s.load(ctx, slackUserID)
+	if err != nil {
+		return "", err
+	}
+	pc := &personCache{data: c.Cache}
+	cl, err := s.client(pc)
+	if err != nil {
+		return "", fmt.Errorf("sign-in client: %w", err)
+	}
+	acct, err := cl.Account(ctx, c.HomeAccountID)
+	if err != nil || acct.HomeAccountID == "" {
+		_ = s.cfg.Store.DeleteSignInRecord(ctx, connKey(slackUserID))
+		return "", &flows.SignInError{Reason: flows.SignInNotConnected}
+	}
+	res, err := cl.AcquireTokenSilent(ctx, []string{s.cfg.Scope}, confidential.WithSilentAccount(acct))
+	if err != nil {
+		se := tokenError(err)
+		if se.reconnect {
+			s.log.InfoContext(ctx, "Microsoft refused the person's refresh token; they must reconnect", "slack_user", slackUserID, "code", se.code)
+			_ = s.cfg.Store.DeleteSignInRecord(ctx, connKey(slackUserID))
+			return "", &flows.SignInError{Reason: se.reason, Code: se.code}
+		}
+		return "", &flows.DirectoryError{Op: "sign-in token", Err: errors.New(se.String())}
+	}
+	if pc.changed || stale {
+		c.Cache = pc.data
+		if err := s.save(ctx, slackUserID, c); err != nil {
+			return "", err
+		}
+	}
+	return res.AccessToken, nil
+}
+
+// aadError is the token service's error answer, without anything secret.
+type aadError struct {
+	status    int
+	err       string // "invalid_grant"
+	code      string // "AADSTS700082"
+	reason    flows.SignInReason
+	reconnect bool
+}
+
+func (e aadError) String() string {
+	if e.status == 0 {
+		return "token service unreachable"
+	}
+	return strings.TrimSpace(fmt.Sprintf("token service answered %d %s %s", e.status, e.err, e.code))
+}
+
+// The AADSTS codes after which only a new sign-in helps.
+var (
+	reconnectCodes = map[int]bool{70008: true, 700082: true, 50173: true, 70043: true, 50076: true, 50079: true, 53003: true,
+		50078: true, 50158: true, 700084: true, 9002313: true}
+	consentCodes = map[int]bool{65001: true, 90094: true, 90008: true}
+	aadstsRE     = regexp.MustCompile(`AADSTS([0-9]+)`)
+)
+
+// tokenError reads MSAL's error: only the status, error and AADSTS code.
+func tokenError(err error) aadError {
+	var ce msalerrors.CallErr
+	if !errors.As(err, &ce) || ce.Resp == nil {
+		return aadError{}
+	}
+	out := aadError{status: ce.Resp.StatusCode}
+	var body struct {
+		Error      string `json:"error"`
+		Desc       string `json:"error_description"`
+		ErrorCodes []int  `json:"error_codes"`
+	}
+	if ce.Resp.Body != nil {
+		b, _ := io.ReadAll(io.LimitReader(ce.Resp.Body, 64<<10))
+		_ = json.Unmarshal(b, &body)
+	}
+	out.err = body.Error
+	codes := body.ErrorCodes
+	if m := aadstsRE.FindStringSubmatch(body.Desc); m != nil {
+		if n, err := strconv.Atoi(m[1]); err == nil {
+			codes = append(codes, n)
+		}
+	}
+	for _, n := range codes {
+		switch {
+		case consentCodes[n]:
+			out.code, out.reason, out.reconnect = "AADSTS"+strconv.Itoa(n), flows.SignInConsent, true
+		case reconnectCodes[n]:
+			out.code, out.reason, out.reconnect = "AADSTS"+strconv.Itoa(n), flows.SignInExpired, true
+		}
+	}
+	if !out.reconnect && (body.Error == "invalid_grant" || body.Error == "interaction_required") {
+		out.reason, out.reconnect = flows.SignInExpired, true
+		if len(codes) > 0 {
+			out.code = "AADSTS" + strconv.Itoa(codes[0])
+		}
+	}
+	return out
+}
+
+// random returns n random bytes, base64url-encoded.
+func random(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// hashKey names a record after a secret without storing the secret.
+func hashKey(prefix, secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return prefix + hex.EncodeToString(sum[:])
+}
+
+// challenge is PKCE's S256 code_challenge for verifier.
+func challenge(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
