@@ -71,7 +71,7 @@ type Bot struct {
 	// progressEvery and homeEvery are the constants of the same names
 	// (tests shorten them).
 	progressEvery, homeEvery time.Duration
-	signIn SignIn
+	signIn                   SignIn
 }
 
 var _ flows.Notifier = (*Bot)(nil)
