@@ -8,33 +8,45 @@ import (
 	"github.com/slack-go/slack"
 )
 
-// progressEvery is how often an invitation's dialog may show an
-// intermediate state. The first is shown only once the invitation has run
-// this long: steps that finish sooner show nothing between the "Checking…"
-// of the submission's answer and the final state.
+// progressEvery is how long a step must last before the dialog shows it,
+// and the least time between two intermediate states of a dialog: steps
+// that finish sooner show nothing between the "Checking…" of the
+// submission's answer and the final state.
 const progressEvery = time.Second
 
 // progress coalesces the dialogs' intermediate states: the one place that
 // decides which progress reaches views.update. Per invitation it keeps the
-// latest intermediate view and shows it when due (at most one a second);
-// a final view (the outcome, or the pick dialog) cancels what is pending,
-// waits for an update in flight, and is always sent.
+// latest intermediate view and shows it once it has been the latest for
+// progressEvery (its step is slow), at most one a progressEvery; a final
+// view (the outcome, the pick dialog, a wait for the inviter) cancels what
+// is pending, waits for an update in flight, and is always sent.
 type progress struct {
 	mu      sync.Mutex
 	dialogs map[string]*dialog // invitation ID → its dialog's progress
 }
 
 type dialog struct {
-	send    sync.Mutex // orders this dialog's views.update calls
-	ext     string     // the dialog's external_id
-	first   time.Time  // the first progress seen
-	last    time.Time  // the last intermediate state shown
-	pending *slack.ModalViewRequest
-	timer   *time.Timer
-	closed  bool // a final view was sent: intermediate ones are stale
+	send     sync.Mutex // orders this dialog's views.update calls
+	ext      string     // the dialog's external_id
+	since    time.Time  // when the pending state began
+	last     time.Time  // when the last intermediate state was shown
+	pending  *slack.ModalViewRequest
+	timer    *time.Timer
+	flushing bool // the timer fired: an update is being sent
+	closed   bool // a final view was sent: intermediate ones are stale
 }
 
-// showProgress schedules v as the dialog's next intermediate state.
+// due returns when d's pending state may be shown; p.mu must be held.
+func (d *dialog) due(every time.Duration) time.Time {
+	t := d.since.Add(every)
+	if n := d.last.Add(every); !d.last.IsZero() && n.After(t) {
+		t = n
+	}
+	return t
+}
+
+// showProgress makes v the dialog's pending intermediate state: each
+// progress notice is a new step, so the wait starts again.
 func (b *Bot) showProgress(id, ext string, v slack.ModalViewRequest) {
 	p := &b.dialogs
 	now := time.Now()
@@ -45,29 +57,34 @@ func (b *Bot) showProgress(id, ext string, v slack.ModalViewRequest) {
 	}
 	d := p.dialogs[id]
 	if d == nil {
-		d = &dialog{ext: ext, first: now}
+		d = &dialog{ext: ext}
 		p.dialogs[id] = d
 	}
-	d.pending = &v
-	if d.timer == nil {
-		due := d.first.Add(b.progressEvery)
-		if !d.last.IsZero() {
-			due = d.last.Add(b.progressEvery)
-		}
-		d.timer = time.AfterFunc(max(due.Sub(now), 0), func() { b.flushProgress(d) })
+	d.pending, d.since = &v, now
+	if d.flushing {
+		return // the update in flight schedules the next
 	}
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.timer = time.AfterFunc(d.due(b.progressEvery).Sub(now), func() { b.flushProgress(d) })
 }
 
-// flushProgress shows d's pending intermediate state, best effort. Its
-// timer stays set until the update is done, so the next one is scheduled
-// from its end: two updates are always progressEvery apart.
+// flushProgress shows d's pending intermediate state, best effort. While
+// it sends, later progress only replaces the pending state; the next timer
+// is set when the update is done, so two updates are always progressEvery
+// apart.
 func (b *Bot) flushProgress(d *dialog) {
 	p := &b.dialogs
 	p.mu.Lock()
+	if d.closed || d.pending == nil || time.Now().Before(d.due(b.progressEvery)) {
+		p.mu.Unlock()
+		return // superseded: a newer timer (or a final view) took over
+	}
 	v := d.pending
-	d.pending = nil
+	d.pending, d.timer, d.flushing = nil, nil, true
 	p.mu.Unlock()
-	if v != nil && b.jobsCtx.Err() == nil {
+	if b.jobsCtx.Err() == nil {
 		d.send.Lock()
 		p.mu.Lock()
 		closed := d.closed
@@ -83,12 +100,9 @@ func (b *Bot) flushProgress(d *dialog) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	d.timer = nil
-	if v != nil {
-		d.last = time.Now()
-	}
+	d.flushing, d.last = false, time.Now()
 	if d.pending != nil && !d.closed {
-		d.timer = time.AfterFunc(max(time.Until(d.last.Add(b.progressEvery)), 0), func() { b.flushProgress(d) })
+		d.timer = time.AfterFunc(time.Until(d.due(b.progressEvery)), func() { b.flushProgress(d) })
 	}
 }
 

@@ -93,44 +93,49 @@ func TestProgressQuickStepsShowNothing(t *testing.T) {
 	}
 }
 
-// While an invitation runs slowly, its dialog shows the latest state at
-// most once per progressEvery, the first no sooner than that after the
-// invitation began; the final state is the last update.
-func TestProgressAtMostOncePerInterval(t *testing.T) {
+// A step that lasts shows in the dialog once it has lasted progressEvery;
+// a step that finishes sooner does not show; two intermediate states are
+// at least progressEvery apart; the final state is the last update.
+func TestProgressShowsSlowStepsOnly(t *testing.T) {
 	e := newNotifyEnv(t)
 	const every = 200 * time.Millisecond
 	e.bot.progressEvery = every
 	inv := running("inv_2", flows.StateChecking)
 	e.dialog(t, inv)
-	began := time.Now()
-	states := []flows.State{flows.StateChecking, flows.StateInviting, flows.StateInvited, flows.StateAttributesSet}
-	for i := 0; time.Since(began) < 5*every/2; i++ { // a notice every 10 ms for 2.5 intervals
-		inv.State = states[i%len(states)]
-		if _, err := e.bot.Notify(t.Context(), flows.Notice{Kind: flows.NoticeProgress, Invitation: inv.Clone()}); err != nil {
+	notify := func(kind flows.NoticeKind, st flows.State) time.Time {
+		t.Helper()
+		inv.State = st
+		at := time.Now()
+		if _, err := e.bot.Notify(t.Context(), flows.Notice{Kind: kind, Invitation: inv.Clone()}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		return at
 	}
-	inv.State = flows.StateFailed
-	inv.Failure = &flows.Failure{Code: flows.FailInternal}
-	if _, err := e.bot.Notify(t.Context(), flows.Notice{Kind: flows.NoticeFailed, Invitation: inv.Clone()}); err != nil {
-		t.Fatal(err)
-	}
-	e.bot.Close()
-	updates := e.slack.Calls("views.update")
-	if len(updates) < 2 || len(updates) > 4 {
-		t.Fatalf("%d views.update, want 1 to 3 intermediate states and the final one", len(updates))
-	}
-	if first := updates[0].At.Sub(began); first < every {
-		t.Errorf("first intermediate state %v after the start, want at least %v", first, every)
-	}
-	for i := 1; i < len(updates)-1; i++ {
-		if gap := updates[i].At.Sub(updates[i-1].At); gap < every {
-			t.Errorf("intermediate states %d and %d %v apart, want at least %v", i-1, i, gap, every)
+	updates := func(n int) []slackfake.Call {
+		t.Helper()
+		if err := e.slack.WaitFor(t.Context(), func() bool { return len(e.slack.Calls("views.update")) >= n }); err != nil {
+			t.Fatal(err)
 		}
+		return e.slack.Calls("views.update")
 	}
-	if last := fmt.Sprint(updates[len(updates)-1].JSON); !strings.Contains(last, "Could not invite") {
-		t.Errorf("last update is not the final state: %s", last)
+	began := notify(flows.NoticeProgress, flows.StateChecking) // a slow step
+	u := updates(1)
+	if d := u[0].At.Sub(began); d < every || !strings.Contains(fmt.Sprint(u[0].JSON), "Checking the directory") {
+		t.Errorf("first update %v after the step began, want at least %v, showing it: %v", d, every, u[0].JSON)
+	}
+	notify(flows.NoticeProgress, flows.StateInviting) // quick
+	notify(flows.NoticeProgress, flows.StateInvited)  // slow
+	u = updates(2)
+	if gap := u[1].At.Sub(u[0].At); gap < every || !strings.Contains(fmt.Sprint(u[1].JSON), "Writing the guest") {
+		t.Errorf("second update %v after the first, want at least %v, showing the slow step: %v", gap, every, u[1].JSON)
+	}
+	notify(flows.NoticeProgress, flows.StateAttributesSet) // quick: the invitation fails at once
+	inv.Failure = &flows.Failure{Code: flows.FailInternal}
+	notify(flows.NoticeFailed, flows.StateFailed)
+	e.bot.Close()
+	u = e.slack.Calls("views.update")
+	if len(u) != 3 || !strings.Contains(fmt.Sprint(u[2].JSON), "Could not invite") {
+		t.Errorf("%d views.update; want the two slow steps and the final state, last: %v", len(u), u[len(u)-1].JSON)
 	}
 }
 
