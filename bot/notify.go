@@ -22,10 +22,10 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 	p := b.svc.Policy()
 	switch n.Kind {
 	case flows.NoticeProgress:
-		b.showProgress(inv.ID, externalID(inv), StatusModal(inv, p, ""))
+		b.showProgress(inv.ID, externalID(inv), StatusModal(inv, p, ""), false)
 		return flows.MessageRef{}, nil
 	case flows.NoticeRetrying:
-		b.showProgress(inv.ID, externalID(inv), StatusModal(inv, p, n.RetryIn.Round(10*time.Millisecond).String()))
+		b.showProgress(inv.ID, externalID(inv), StatusModal(inv, p, n.RetryIn.Round(10*time.Millisecond).String()), n.RetryIn >= b.progressEvery)
 		return flows.MessageRef{}, nil
 	case flows.NoticeMatches:
 		return flows.MessageRef{}, b.showFinal(ctx, inv.ID, externalID(inv), PickModal(inv), true)

@@ -34,11 +34,17 @@ type dialog struct {
 	timer    *time.Timer
 	flushing bool // the timer fired: an update is being sent
 	closed   bool // a final view was sent: intermediate ones are stale
+	// known is set when the pending step is known to be slow (a retry
+	// after a wait of at least progressEvery): it shows without waiting.
+	known bool
 }
 
 // due returns when d's pending state may be shown; p.mu must be held.
 func (d *dialog) due(every time.Duration) time.Time {
 	t := d.since.Add(every)
+	if d.known {
+		t = d.since
+	}
 	if n := d.last.Add(every); !d.last.IsZero() && n.After(t) {
 		t = n
 	}
@@ -46,12 +52,13 @@ func (d *dialog) due(every time.Duration) time.Time {
 }
 
 // showProgress makes v the dialog's pending intermediate state: each
-// progress notice is a new step, so the wait starts again.
-func (b *Bot) showProgress(id, ext string, v slack.ModalViewRequest) {
+// progress notice is a new step, so the wait starts again. A step known to
+// be slow (slow: a retry after a long wait) is shown now if the last update
+// is far enough back, before the caller starts waiting.
+func (b *Bot) showProgress(id, ext string, v slack.ModalViewRequest, slow bool) {
 	p := &b.dialogs
 	now := time.Now()
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.dialogs == nil {
 		p.dialogs = map[string]*dialog{}
 	}
@@ -60,14 +67,22 @@ func (b *Bot) showProgress(id, ext string, v slack.ModalViewRequest) {
 		d = &dialog{ext: ext}
 		p.dialogs[id] = d
 	}
-	d.pending, d.since = &v, now
+	d.pending, d.since, d.known = &v, now, slow
 	if d.flushing {
+		p.mu.Unlock()
 		return // the update in flight schedules the next
 	}
 	if d.timer != nil {
 		d.timer.Stop()
+		d.timer = nil
 	}
-	d.timer = time.AfterFunc(d.due(b.progressEvery).Sub(now), func() { b.flushProgress(d) })
+	if due := d.due(b.progressEvery); due.After(now) {
+		d.timer = time.AfterFunc(due.Sub(now), func() { b.flushProgress(d) })
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	b.flushProgress(d)
 }
 
 // flushProgress shows d's pending intermediate state, best effort. While

@@ -139,6 +139,27 @@ func TestProgressShowsSlowStepsOnly(t *testing.T) {
 	}
 }
 
+// A retry after a wait of at least progressEvery is known to be slow: the
+// dialog says so before the wait begins (when the last update is far
+// enough back); a short retry is a quick step like any other.
+func TestProgressShowsALongRetryAtOnce(t *testing.T) {
+	e := newNotifyEnv(t)
+	inv := running("inv_3", flows.StateInviting)
+	e.dialog(t, inv)
+	retry := func(in time.Duration) {
+		t.Helper()
+		if _, err := e.bot.Notify(t.Context(), flows.Notice{Kind: flows.NoticeRetrying, Invitation: inv.Clone(), RetryIn: in}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	retry(100 * time.Millisecond)
+	retry(30 * time.Second)
+	u := e.slack.Calls("views.update")
+	if len(u) != 1 || !strings.Contains(fmt.Sprint(u[0].JSON), "retrying in 30s") {
+		t.Fatalf("views.update when Notify returned: %d %v, want one saying retrying in 30s", len(u), u)
+	}
+}
+
 // A person's profile is read once (users.info) for their name and email;
 // a user_change event drops it.
 func TestProfileCachedUntilUserChange(t *testing.T) {

@@ -321,7 +321,7 @@ func TestE2EGraphForbidden(t *testing.T) {
 
 func TestE2EThrottlingAndReplicationDelay(t *testing.T) {
 	h := start(t)
-	h.tenant.Fail(graphfake.RoutePostInvitations, 2, graphfake.Throttled("0.25"))
+	h.tenant.Fail(graphfake.RoutePostInvitations, 2, graphfake.Throttled("2")) // a wait long enough for the dialog to show (the harness's sleeps are fake)
 	h.tenant.SetReplicationDelay(2)
 	view := h.open(t, "")
 	h.submit(t, view, inviteValues("bob@fabrikam.com", "Bob", "slack_link", emuPortal))
@@ -330,8 +330,8 @@ func TestE2EThrottlingAndReplicationDelay(t *testing.T) {
 		t.Fatalf("record = %s after %d attempts", inv.State, inv.InviteAttempt)
 	}
 	got := h.sleeps.all()
-	if len(got) < 3 || got[0] != 250*time.Millisecond || got[1] != 250*time.Millisecond {
-		t.Errorf("waits = %v, want Retry-After 250ms twice, then replication backoff", got)
+	if len(got) < 3 || got[0] != 2*time.Second || got[1] != 2*time.Second {
+		t.Errorf("waits = %v, want Retry-After 2s twice, then replication backoff", got)
 	}
 	if n := len(h.tenant.Users()); n != 1 {
 		t.Errorf("%d users, want 1", n)
@@ -339,10 +339,10 @@ func TestE2EThrottlingAndReplicationDelay(t *testing.T) {
 	retrying := false
 	for _, c := range h.slack.Calls("views.update") {
 		raw, _ := json.Marshal(c.JSON)
-		retrying = retrying || strings.Contains(string(raw), "retrying in 250ms")
+		retrying = retrying || strings.Contains(string(raw), "retrying in 2s")
 	}
 	if !retrying {
-		t.Error("the dialog never said it was retrying in Graph's Retry-After (250ms)")
+		t.Error("the dialog never said it was retrying in Graph's Retry-After (2s)")
 	}
 }
 
