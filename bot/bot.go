@@ -44,6 +44,10 @@ type Config struct {
 	// SignIn connects inviters' Microsoft accounts; nil: invitations are
 	// sent as the app and there is nothing to connect.
 	SignIn SignIn
+	// WorkflowClient returns a client that calls Slack with a workflow
+	// step's workflow token (functions.completeSuccess/completeError), with
+	// Client's API URL and HTTP client; nil: slack.com's API.
+	WorkflowClient func(token string) *slack.Client
 }
 
 // Bot handles Slack requests and notifies inviters.
@@ -71,7 +75,10 @@ type Bot struct {
 	// progressEvery and homeEvery are the constants of the same names
 	// (tests shorten them).
 	progressEvery, homeEvery time.Duration
-	signIn                   SignIn
+
+	signIn SignIn
+
+	workflowClient func(token string) *slack.Client
 }
 
 var _ flows.Notifier = (*Bot)(nil)
@@ -79,7 +86,10 @@ var _ flows.Notifier = (*Bot)(nil)
 // New returns a Bot.
 func New(cfg Config) *Bot {
 	b := &Bot{api: cfg.Client, svc: cfg.Service, secret: cfg.SigningSecret, log: cfg.Logger,
-		bulkConcurrency: cfg.BulkConcurrency, signIn: cfg.SignIn}
+		bulkConcurrency: cfg.BulkConcurrency, signIn: cfg.SignIn, workflowClient: cfg.WorkflowClient}
+	if b.workflowClient == nil {
+		b.workflowClient = func(token string) *slack.Client { return slack.New(token) }
+	}
 	b.bulkLimits = flows.BulkLimits{MaxBytes: cmp.Or(cfg.BulkLimits.MaxBytes, flows.DefaultBulkMaxBytes),
 		MaxRows: cmp.Or(cfg.BulkLimits.MaxRows, flows.DefaultBulkMaxRows)}
 	b.jobsCtx, b.jobsStop = context.WithCancel(context.Background())
@@ -177,7 +187,10 @@ func (b *Bot) serveEvent(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, ev.Challenge)
 		return
 	}
-	b.event(r.Context(), body)
+	if err := b.event(r.Context(), body); err != nil {
+		http.Error(w, "not recorded; send it again", http.StatusInternalServerError)
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 }
 

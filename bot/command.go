@@ -22,6 +22,7 @@ const HelpText = "*/invite-guest* opens a dialog to invite an external collabora
 	"• `/invite-guest convert user@ourcompany.com user@partner.com` — (admins) convert an internal account to B2B, keeping its object ID, groups and apps\n" +
 	"• `/invite-guest audit [days]` — (admins) the audit log of the last days (default 30) as a CSV file in your DM\n" +
 	"• Many guests at once: send invitebot a CSV file in your DM with it (columns `email`, `display name`, `redirect url`, `send microsoft email`, `message`, `groups`); it replies with progress and a results file\n" +
+	"• In Workflow Builder: add the step *Invite an external guest* (from invitebot) to a workflow and set *Requested by* to the person who used the workflow; the same rules apply to them, and the step outputs the guest's object ID, email and outcome\n" +
 	"Your invitations, with Resend and Revoke, are on invitebot's *Home* tab.\n" +
 	"invitebot checks the directory for an existing account first, then invites, adds the guest to the groups you chose and DMs you the result."
 

@@ -107,6 +107,7 @@ func homeRow(inv *flows.Invitation, viewer string, all, admin bool, now time.Tim
 	if all && inv.Inviter.UserID != viewer {
 		text += " · invited by <@" + inv.Inviter.UserID + ">"
 	}
+	text += " · from " + Escape(inv.Origin.String()) // a bulk file's name is the sender's
 	var opts []*slack.OptionBlockObject
 	add := func(actionID, label string) {
 		opts = append(opts, slack.NewOptionBlockObject(actionID+":"+inv.ID, plain(label), nil))
@@ -224,8 +225,10 @@ func (b *Bot) refreshHomes(ctx context.Context, users ...string) {
 }
 
 // event handles an Events API callback (HTTP or Socket Mode). The answer is
-// immediate; work runs in the background.
-func (b *Bot) event(ctx context.Context, raw json.RawMessage) {
+// immediate; work runs in the background. An error means the event was
+// not taken (a workflow step could not be recorded): it must not be
+// acknowledged, so that Slack sends it again.
+func (b *Bot) event(ctx context.Context, raw json.RawMessage) error {
 	var cb struct {
 		Type       string `json:"type"`
 		TeamID     string `json:"team_id"`
@@ -242,11 +245,18 @@ func (b *Bot) event(ctx context.Context, raw json.RawMessage) {
 		} `json:"event"`
 	}
 	if err := json.Unmarshal(raw, &cb); err != nil || cb.Type != "event_callback" {
-		return
+		return nil
 	}
 	if b.foreign(cb.TeamID, cb.Enterprise, cb.APIAppID) {
 		b.log.WarnContext(ctx, "refused an event for another workspace or app", "team", cb.TeamID, "app", cb.APIAppID)
-		return
+		return nil
+	}
+	if cb.Event.Type == "function_executed" {
+		var fe struct {
+			Event json.RawMessage `json:"event"`
+		}
+		_ = json.Unmarshal(raw, &fe)
+		return b.functionExecuted(ctx, cb.TeamID, fe.Event)
 	}
 	var user string
 	if json.Unmarshal(cb.Event.User, &user) != nil {
@@ -258,11 +268,11 @@ func (b *Bot) event(ctx context.Context, raw json.RawMessage) {
 	}
 	if cb.Event.Type == "user_change" && user != "" {
 		b.profiles.forget(user) // their name or email may have changed
-		return
+		return nil
 	}
 	if cb.Event.Type == "file_shared" {
 		b.fileShared(ctx, cb.Event.UserID, cb.Event.ChannelID, cb.Event.FileID)
-		return
+		return nil
 	}
 	if cb.Event.Type == "app_home_opened" && cb.Event.Tab == "home" && user != "" {
 		go func() {
@@ -273,6 +283,7 @@ func (b *Bot) event(ctx context.Context, raw json.RawMessage) {
 			}
 		}()
 	}
+	return nil
 }
 
 // ConfirmDeleteModal asks an admin to confirm deleting a guest.

@@ -95,7 +95,37 @@ var Scopes = []string{
 // Events are the Events API events the bot handles; manifest/manifest.yaml
 // subscribes to exactly these (checked by a test).
 var Events = []string{
-	"app_home_opened", // render the Home tab
-	"file_shared",     // a CSV shared in a DM with the bot: bulk invitations
-	"user_change",     // a person's profile changed: drop their cached name and email
+	"app_home_opened",   // render the Home tab
+	"file_shared",       // a CSV shared in a DM with the bot: bulk invitations
+	"function_executed", // a workflow reached the Workflow Builder step
+	"user_change",       // a person's profile changed: drop their cached name and email
 }
+
+// The Workflow Builder step (DESIGN.md "Slack Workflow Builder step"): its
+// callback ID, input and output names, as manifest/manifest.yaml declares
+// them (checked by a test).
+const (
+	// FunctionInvite is the step's callback ID.
+	FunctionInvite = "invite_external_guest"
+
+	// StepRequester is the slack#/types/user_context input: the person the
+	// policy is applied to. The other inputs are strings.
+	StepRequester     = "requester"
+	StepEmail         = "email"
+	StepDisplayName   = "display_name"
+	StepMessage       = "message"
+	StepGroups        = "groups" // names or object IDs separated by ";"
+	StepDelivery      = "delivery"
+	StepJustification = "justification"
+
+	// Outputs (strings); StepEmail is also an output.
+	StepObjectID = "object_id"
+	StepOutcome  = "outcome" // "invited" or "existing"
+)
+
+// StepInputs and StepOutputs are the step's parameters; the first two
+// inputs are required, every output is set.
+var (
+	StepInputs  = []string{StepRequester, StepEmail, StepDisplayName, StepMessage, StepGroups, StepDelivery, StepJustification}
+	StepOutputs = []string{StepObjectID, StepEmail, StepOutcome}
+)

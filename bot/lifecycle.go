@@ -49,6 +49,14 @@ func (b *Bot) lifecycleNotice(ctx context.Context, n flows.Notice) error {
 			slack.NewButtonBlockElement(ActionLetExpire, inv.ID, plain("Let it expire"))), note("Invitation `" + inv.ID + "`")}
 	case flows.NoticeActionDone:
 		text, blocks = b.actionDoneMessage(ctx, inv, n)
+	case flows.NoticeWritesAbandoned:
+		text = writesAbandonedText(inv, n.Failure, who)
+	case flows.NoticeWritesDone:
+		// Nothing new to say: the outcome DM no longer shows them pending.
+		if inv.DM.TS != "" {
+			b.updateResultDM(ctx, inv)
+		}
+		return nil
 	case flows.NoticeActionFailed:
 		text = fmt.Sprintf(":x: Could not %s for %s: %s", actionVerb(n.Action), who, FailureText(n.Failure))
 		if n.By != flows.ActorBot { // invitebot's own actions (expiry) are reported to the sponsor
@@ -377,4 +385,27 @@ func cleanAddress(s string) string {
 		s = s[i+1:]
 	}
 	return strings.TrimPrefix(s, "mailto:")
+}
+
+// writesAbandonedText tells the inviter that the guest's attributes or
+// sponsor were never written, and what Entra requires (from the refused
+// operation, f.Op).
+func writesAbandonedText(inv *flows.Invitation, f *flows.Failure, who string) string {
+	what := "attributes and sponsor"
+	if d := inv.Deferred; d != nil && d.What() != "" {
+		what = d.What()
+	}
+	text := fmt.Sprintf(":warning: invitebot could not write the %s of %s in Microsoft Entra", what, who)
+	if f == nil || f.Code != flows.FailForbidden {
+		msg := ""
+		if f != nil {
+			msg = f.Message
+		}
+		return text + ": Microsoft Graph refused: " + Escape(msg) + "."
+	}
+	d := inv.Deferred
+	if d != nil {
+		text += ": Entra still refused it (403) " + flows.Age(d.Until.Sub(d.Since)) + " after the invitation"
+	}
+	return text + ". invitebot needs " + Escape(flows.WriteNeeds(f.Op)) + ". Ask your Entra admin; the invitation itself is done."
 }

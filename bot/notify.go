@@ -57,6 +57,8 @@ func (b *Bot) Notify(ctx context.Context, n flows.Notice) (flows.MessageRef, err
 		return flows.MessageRef{}, b.approvalDecided(ctx, inv)
 	case flows.NoticeSignIn:
 		return b.askSignIn(ctx, inv)
+	case flows.NoticeStepCompleted:
+		return flows.MessageRef{}, b.completeStep(ctx, inv)
 	}
 	return flows.MessageRef{}, b.lifecycleNotice(ctx, n)
 }
@@ -148,7 +150,11 @@ func (b *Bot) resultMessage(ctx context.Context, inv *flows.Invitation, lookup b
 	var details []*slack.TextBlockObject
 	details = append(details, mrkdwn("*Email*\n"+Escape(r.Email)), mrkdwn("*User type*\n"+Escape(string(r.UserType))))
 	if !r.Attributes.IsZero() {
-		details = append(details, mrkdwn("*Attributes*\nset"))
+		state := "set"
+		if d := inv.Deferred; d != nil && d.Attributes {
+			state = "pending"
+		}
+		details = append(details, mrkdwn("*Attributes*\n"+state))
 	}
 	details = append(details, mrkdwn("*Lands on*\n"+Escape(r.RedirectURL)))
 	blocks = append(blocks, slack.NewSectionBlock(nil, details, nil))
@@ -168,6 +174,13 @@ func (b *Bot) resultMessage(ctx context.Context, inv *flows.Invitation, lookup b
 		blocks = append(blocks, note("Microsoft emailed the invitation from invites@microsoft.com; ask the guest to check their spam folder if it does not arrive."))
 	case inv.RedeemURL != "":
 		blocks, linked = append(blocks, b.linkBlocks(ctx, inv, lookup)...), true
+	}
+	if d := inv.Deferred; d.Active() {
+		blocks = append(blocks, note(fmt.Sprintf(":hourglass_flowing_sand: Writing the guest's %s is pending: Microsoft Entra refused it (403), "+
+			"as it does until a new guest joins the administrative unit invitebot's role covers. invitebot keeps trying until %s.",
+			d.What(), d.Until.UTC().Format("2 Jan 2006 15:04 MST"))))
+	} else if d != nil && d.GaveUp != "" {
+		blocks = append(blocks, note(":warning: The guest's "+d.What()+" could not be written: "+Escape(d.GaveUp)))
 	}
 	if btns := actionButtons(inv, false); len(btns) > 0 {
 		blocks = append(blocks, slack.NewActionBlock(BlockInvitationActions, btns...))

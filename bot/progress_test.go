@@ -173,7 +173,7 @@ func TestProfileCachedUntilUserChange(t *testing.T) {
 	if n := len(e.slack.Calls("users.info")); n != 1 {
 		t.Errorf("users.info %d times, want 1", n)
 	}
-	e.bot.event(t.Context(), json.RawMessage(`{"type":"event_callback","event":{"type":"user_change","user":{"id":"U0ANN","profile":{"email":"ann@contoso.com"}}}}`))
+	_ = e.bot.event(t.Context(), json.RawMessage(`{"type":"event_callback","event":{"type":"user_change","user":{"id":"U0ANN","profile":{"email":"ann@contoso.com"}}}}`))
 	if _, err := e.bot.Email(t.Context(), "U0ANN"); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestHomeRepublishedAtMostOncePerInterval(t *testing.T) {
 	e.bot.homeEvery = every
 	publishes := func() []slackfake.Call { return e.slack.Calls("views.publish") }
 	e.bot.homeChanged("U0ANN")
-	e.bot.event(t.Context(), json.RawMessage(`{"type":"event_callback","event":{"type":"app_home_opened","user":"U0ANN","tab":"home"}}`))
+	_ = e.bot.event(t.Context(), json.RawMessage(`{"type":"event_callback","event":{"type":"app_home_opened","user":"U0ANN","tab":"home"}}`))
 	if err := e.slack.WaitFor(t.Context(), func() bool { return len(publishes()) == 1 }); err != nil {
 		t.Fatal(err)
 	}

@@ -70,8 +70,8 @@ func (b *Bot) socketEvent(ctx context.Context, client *socketmode.Client, evt so
 		}
 		payload = b.interaction(ctx, cb)
 	case socketmode.EventTypeEventsAPI:
-		if evt.Request != nil {
-			b.event(ctx, evt.Request.Payload)
+		if evt.Request != nil && b.event(ctx, evt.Request.Payload) != nil {
+			return // not acknowledged: Slack sends it again
 		}
 	default:
 		return

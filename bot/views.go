@@ -318,6 +318,8 @@ func failureText(f *flows.Failure, esc func(string) string, bold string) string 
 		return "An approver denied the invitation: " + esc(f.Message)
 	case flows.FailApprovalExpired:
 		return "Nobody decided on the invitation in time, so the request expired. Ask again if you still need the guest."
+	case flows.FailRefused:
+		return esc(f.Message)
 	case flows.FailNeedsPick:
 		return "This address already has accounts that a person must choose between: " + esc(f.Message) + "."
 	case flows.FailConvertRefused:
@@ -336,6 +338,8 @@ func forbiddenText(op, bold string) string {
 	switch {
 	case op == "read organization":
 		perm = "Organization.Read.All"
+	case op == "read domains":
+		perm = "Domain.Read.All"
 	case strings.Contains(op, "group member"):
 		perm = "GroupMember.ReadWrite.All"
 	case op == "update user" || op == "delete user" || op == "disable user" || op == "add sponsor":
@@ -345,7 +349,7 @@ func forbiddenText(op, bold string) string {
 	}
 	msg := "Microsoft Entra refused: the app lacks the " + bold + perm + bold + " permission (or admin consent)"
 	if perm == "User.Invite.All" {
-		msg += ", or guest invitations are restricted to admins in this tenant"
+		msg += ", or guest invitations are turned off altogether in this tenant"
 	}
 	return msg + ". Ask your Entra admin."
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -365,18 +366,11 @@ func bulkRow(rec []string, cols map[string]int, p Policy) (BulkRow, string) {
 	default:
 		return BulkRow{}, fmt.Sprintf("%s must be true or false, not %q", ColSendEmail, send)
 	}
-	for g := range strings.SplitSeq(get(ColGroups), ";") {
-		if g = strings.TrimSpace(g); g == "" {
-			continue
-		}
-		i := slices.IndexFunc(p.Groups, func(pg Group) bool { return pg.ID == g || strings.EqualFold(pg.Name, g) })
-		if i < 0 {
-			return BulkRow{}, fmt.Sprintf("group %q is not one the policy offers", g)
-		}
-		if !slices.Contains(r.Groups, p.Groups[i].ID) {
-			r.Groups = append(r.Groups, p.Groups[i].ID)
-		}
+	groups, msg := p.ResolveGroups(get(ColGroups))
+	if msg != "" {
+		return BulkRow{}, msg
 	}
+	r.Groups = groups
 	return BulkRow{Request: r, Key: rowKey(r)}, ""
 }
 
@@ -661,20 +655,44 @@ func bulkDelivery(inv *Invitation) string {
 
 // bulkFieldErrors renders a submission's field errors for a results file.
 func bulkFieldErrors(fe FieldErrors) string {
-	keys := make([]string, 0, len(fe))
-	for k := range fe {
-		keys = append(keys, string(k))
-	}
-	slices.Sort(keys)
+	return fieldErrorsText(fe, func(f Field) string {
+		if f == FieldDelivery {
+			return ColSendEmail
+		}
+		return strings.ReplaceAll(string(f), "_", " ")
+	})
+}
+
+// fieldErrorsText renders field errors in one line, "field: message; …",
+// in field order, naming each field as name does.
+func fieldErrorsText(fe FieldErrors, name func(Field) string) string {
+	keys := slices.Sorted(maps.Keys(fe))
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		col := strings.ReplaceAll(k, "_", " ")
-		if Field(k) == FieldDelivery {
-			col = ColSendEmail
-		}
-		parts[i] = col + ": " + fe[Field(k)]
+		parts[i] = name(k) + ": " + fe[k]
 	}
 	return strings.Join(parts, "; ")
+}
+
+// ResolveGroups turns a list of the policy's groups, by name (any case) or
+// object ID, separated by ";" (a bulk file's groups cell, a workflow
+// step's groups input), into their object IDs, or says which one the
+// policy does not offer.
+func (p Policy) ResolveGroups(list string) ([]string, string) {
+	var ids []string
+	for g := range strings.SplitSeq(list, ";") {
+		if g = strings.TrimSpace(g); g == "" {
+			continue
+		}
+		i := slices.IndexFunc(p.Groups, func(pg Group) bool { return pg.ID == g || strings.EqualFold(pg.Name, g) })
+		if i < 0 {
+			return nil, fmt.Sprintf("group %q is not one the policy offers", g)
+		}
+		if !slices.Contains(ids, p.Groups[i].ID) {
+			ids = append(ids, p.Groups[i].ID)
+		}
+	}
+	return ids, ""
 }
 
 // await waits until invitation id's run has ended (it finished, waits for

@@ -232,6 +232,9 @@ type Invitation struct {
 	SponsorDue bool `json:"sponsorDue,omitempty"`
 	// Approval is the approval the policy asked for, if any.
 	Approval *Approval `json:"approval,omitempty"`
+	// Deferred are writes to the guest (attributes, sponsor) that Entra
+	// refused with 403 and that are retried in the background.
+	Deferred *Deferred `json:"deferred,omitempty"`
 	// Outbox holds notices recorded with the change that caused them and
 	// not yet delivered: each is delivered at least once, and recorded only
 	// once per change.
@@ -267,6 +270,14 @@ func (inv *Invitation) Clone() *Invitation {
 	if inv.Failure != nil {
 		f := *inv.Failure
 		c.Failure = &f
+	}
+	if inv.Deferred != nil {
+		d := *inv.Deferred
+		c.Deferred = &d
+	}
+	if inv.Sponsor != nil {
+		sp := *inv.Sponsor
+		c.Sponsor = &sp
 	}
 	return &c
 }

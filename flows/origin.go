@@ -1,6 +1,9 @@
 package flows
 
-import "slices"
+import (
+	"log/slog"
+	"slices"
+)
 
 // OriginKind says what started an invitation.
 type OriginKind string
@@ -32,8 +35,12 @@ type Origin struct {
 	// invitation per Kind and Key (see UniqueKey). "" : no key.
 	Key string `json:"key,omitempty"`
 	// Name says where, for people (the audit log, results): a bulk file's
-	// name and line, a workflow's name.
+	// name and line, a workflow step's workflow execution ID.
 	Name string `json:"name,omitempty"`
+	// Token is a workflow step's workflow token, which its completion is
+	// sent with: a credential, kept only in the store, never logged or
+	// shown.
+	Token string `json:"token,omitempty"`
 }
 
 // UniqueKey is the key under which a store keeps o unique: kind and key,
@@ -80,9 +87,39 @@ func (o Origin) TellsFailure() bool { return !o.Batch() }
 // when the invitation ends.
 func (o Origin) RefreshesHome() bool { return !o.Batch() }
 
+// LogValue implements slog.LogValuer: a workflow token is never logged.
+func (o Origin) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("kind", string(o.Kind)), slog.String("key", o.Key), slog.String("name", o.Name))
+}
+
+// Completes reports whether the origin waits for the invitation's outcome
+// (a workflow step, completed once the invitation ends): see
+// NoticeStepCompleted.
+func (o Origin) Completes() bool { return o.Kind == OriginWorkflow }
+
+// String says where the invitation came from, for people (the Home tab):
+// "dialog", "bulk file guests.csv line 7", "conversion",
+// "workflow Wx…, step Fx…".
+func (o Origin) String() string {
+	switch o.Kind {
+	case OriginBulk:
+		return "bulk file " + o.Name
+	case OriginConvert:
+		return "conversion"
+	case OriginWorkflow:
+		return "workflow " + o.Name + ", step " + o.Key
+	}
+	return "dialog"
+}
+
 // detail is what the audit log's "requested" event adds about o.
 func (o Origin) detail() string {
-	if o.Name == "" {
+	switch {
+	case o.Kind == OriginDialog:
+		return " from=dialog"
+	case o.Kind == OriginWorkflow:
+		return " workflow=" + o.Name + " step=" + o.Key
+	case o.Name == "":
 		return ""
 	}
 	return " " + string(o.Kind) + "=" + o.Name
@@ -138,10 +175,13 @@ func (f InvitationFilter) Match(inv *Invitation) bool {
 
 // Tracked reports whether the background cycle (Service.Track) looks at
 // inv: its guest's acceptance is pending, a notice waits in its outbox, a
-// lifecycle action is in progress, it waits for an approver, or its
-// guest's access has an expiry. It depends only on the record, so a store
-// may compute it on each write and index it.
+// lifecycle action is in progress, it waits for an approver, its guest's
+// access has an expiry, or writes Entra refused are retried (Deferred). It
+// depends only on the record, so a store may compute it on each write and
+// index it; changing what it selects means rebuilding those indexes
+// (bbolt: a new schema version). Adding Deferred needed none: no record
+// written before it has one.
 func (inv *Invitation) Tracked() bool {
 	return inv.Pending() || len(inv.Outbox) > 0 || inv.Action != nil || inv.State == StateAwaitingApproval ||
-		(inv.Expiry != nil && live(inv))
+		(inv.Expiry != nil && live(inv)) || inv.Deferred.Active()
 }

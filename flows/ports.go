@@ -158,6 +158,18 @@ const (
 	// NoticeApprovalDecided: Invitation.Approval has the decision; tell the
 	// inviter and update the posted requests.
 	NoticeApprovalDecided NoticeKind = "approval_decided"
+	// NoticeWritesAbandoned: writes to the guest that Entra refused were
+	// retried until Invitation.Deferred gave up; Notice.Failure says which
+	// (Op) and what Entra said.
+	NoticeWritesAbandoned NoticeKind = "writes_abandoned"
+	// NoticeWritesDone: the writes Invitation.Deferred retried went
+	// through (the outcome DM is updated; nothing new is sent).
+	NoticeWritesDone NoticeKind = "writes_done"
+	// NoticeStepCompleted: the invitation ended; complete its workflow
+	// step (Origin.Completes) with the outcome: success with the outputs
+	// when notified, an error with the failure's reason when failed. A
+	// completion Slack already took counts as delivered.
+	NoticeStepCompleted NoticeKind = "step_completed"
 )
 
 // Notice is a domain message to the inviter. The Notifier (bot) renders it.

@@ -65,6 +65,13 @@ type Config struct {
 	// if other apps invite into the same tenant.
 	InviteLimit  int
 	InviteWindow time.Duration
+	// ScopedWriteWindow is how long attribute and sponsor writes that
+	// Entra refuses with 403 are retried in the background (see Deferred);
+	// zero: DefaultScopedWriteWindow; negative: a 403 is final at once.
+	ScopedWriteWindow time.Duration
+	// ScopedWriteBackoff spaces those retries (its Attempts is unused);
+	// zero: DefaultScopedWriteBackoff.
+	ScopedWriteBackoff Backoff
 }
 
 // Service runs invitations. Submissions are validated synchronously; the
@@ -102,6 +109,8 @@ type Service struct {
 	remindAfter              time.Duration
 	missingGrace             time.Duration
 	trackConcurrency         int
+	scopedWindow             time.Duration
+	scopedBackoff            Backoff
 	locks                    map[string]*keyLock
 	policy                   atomic.Pointer[Policy]
 	domains                  atomic.Pointer[[]string]
@@ -125,8 +134,8 @@ func New(cfg Config) *Service {
 		transient: cfg.Transient, replication: cfg.Replication,
 		callTimeout: cfg.CallTimeout, pickTimeout: cfg.PickTimeout, domainRefresh: cfg.DomainRefresh,
 		pollInterval: cfg.PollInterval, remindAfter: cfg.RemindAfter, missingGrace: cfg.MissingGrace,
-		trackConcurrency: cfg.TrackConcurrency,
-		running:          map[string]bool{}, again: map[string]bool{}, locks: map[string]*keyLock{},
+		trackConcurrency: cfg.TrackConcurrency, scopedWindow: cfg.ScopedWriteWindow, scopedBackoff: cfg.ScopedWriteBackoff,
+		running: map[string]bool{}, again: map[string]bool{}, locks: map[string]*keyLock{},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -164,6 +173,12 @@ func New(cfg Config) *Service {
 	}
 	if s.missingGrace == 0 {
 		s.missingGrace = 10 * time.Minute
+	}
+	if s.scopedWindow == 0 {
+		s.scopedWindow = DefaultScopedWriteWindow
+	}
+	if s.scopedBackoff.Base <= 0 {
+		s.scopedBackoff = DefaultScopedWriteBackoff
 	}
 	if s.trackConcurrency <= 0 {
 		s.trackConcurrency = 4
@@ -516,11 +531,17 @@ func (s *Service) event(inv *Invitation, actor, action, detail string) Event {
 	return Event{At: s.now(), InvitationID: inv.ID, ObjectID: inv.ObjectID, Actor: actor, Action: action, Detail: detail}
 }
 
-// setState moves inv to state and records why.
+// setState moves inv to state and records why. When the invitation ends
+// (its first terminal state: notified or failed) and its origin waits for
+// the outcome, the completion is queued in the same write.
 func (s *Service) setState(inv *Invitation, to State, actor, action, detail string) {
+	ends := !inv.State.Terminal() && to.Terminal()
 	inv.State = to
 	inv.UpdatedAt = s.now()
 	inv.History = append(inv.History, s.event(inv, actor, action, detail))
+	if ends && inv.Origin.Completes() {
+		inv.Outbox = append(inv.Outbox, Outgoing{Kind: NoticeStepCompleted, At: inv.UpdatedAt})
+	}
 }
 
 // Age renders a duration the way invitebot tells people how old something

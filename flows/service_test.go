@@ -28,6 +28,7 @@ type env struct {
 	remind time.Duration // Config.RemindAfter for the next start
 	people flows.People  // Config.People; nil: none
 	obs    *observer     // Config.Observer
+	window time.Duration // Config.ScopedWriteWindow
 	// inviteAs and deleg are Config.InviteAs and Config.Delegation.
 	inviteAs flows.InviteAs
 	deleg    flows.Delegation
@@ -80,10 +81,11 @@ func (e *env) start(t *testing.T) *flows.Service {
 			e.mu.Unlock()
 			return ctx.Err()
 		},
-		DomainRefresh: time.Hour,
-		Now:           e.now,
-		PollInterval:  -1, // tests run Track themselves
-		RemindAfter:   e.remind,
+		DomainRefresh:     time.Hour,
+		Now:               e.now,
+		PollInterval:      -1, // tests run Track themselves
+		RemindAfter:       e.remind,
+		ScopedWriteWindow: e.window,
 	})
 	if _, err := svc.Start(t.Context()); err != nil {
 		t.Fatal(err)

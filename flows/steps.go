@@ -86,6 +86,9 @@ func (s *Service) advance(ctx context.Context, inv *Invitation, to State, action
 	}
 	*inv = *got
 	s.log.InfoContext(ctx, "invitation step", "invitation", got, "from", from)
+	if to.Terminal() && len(got.Outbox) > 0 { // queued by setState: its origin's completion
+		s.flushLater(got.ID)
+	}
 	if to != StateNotified && !to.Waiting() {
 		s.tell(ctx, Notice{Kind: NoticeProgress, Invitation: got.Clone()})
 	}
@@ -305,6 +308,13 @@ func (s *Service) setAttributes(ctx context.Context, inv *Invitation) error {
 	err := s.retryDirectory(ctx, true, s.waiting(ctx, inv), func(ctx context.Context) error {
 		return s.dir.UpdateUser(ctx, inv.ObjectID, attrs)
 	})
+	if s.deferrable(err) {
+		// A role scoped to a dynamic unit of guests covers the new guest
+		// only once it has joined the unit: retried in the background.
+		return s.advance(ctx, inv, StateAttributesSet, "attributes pending",
+			"Entra refused (403); retried in the background: "+redact(err, inv.Request.Email),
+			func(cur *Invitation) { s.deferWrite(cur, func(d *Deferred) { d.Attributes = true }) })
+	}
 	if err != nil {
 		return err
 	}
@@ -365,10 +375,11 @@ func (s *Service) provision(ctx context.Context, inv *Invitation) error {
 }
 
 // recordSponsor records the inviter as the guest's sponsor once the
-// inviter has their DM: in Entra (see sponsor), on the guest and on the
-// invitation, whose SponsorDue it clears.
+// inviter has their DM: in Entra (see sponsor; a 403 is retried in the
+// background as a deferred write), on the guest and on the invitation,
+// whose SponsorDue it clears.
 func (s *Service) recordSponsor(ctx context.Context, inv *Invitation) error {
-	sp := s.sponsor(ctx, inv)
+	sp, pending := s.sponsor(ctx, inv)
 	if ctx.Err() != nil {
 		return ctx.Err() // stopping: the next start records it
 	}
@@ -391,6 +402,9 @@ func (s *Service) recordSponsor(ctx context.Context, inv *Invitation) error {
 			return ErrWrongState
 		}
 		cur.Sponsor, cur.SponsorDue = sp, false
+		if pending {
+			s.deferWrite(cur, func(d *Deferred) { d.SponsorID = sp.ObjectID })
+		}
 		cur.History = append(cur.History, s.event(cur, ActorBot, "sponsor recorded", detail))
 		return nil
 	})
@@ -405,30 +419,36 @@ func (s *Service) recordSponsor(ctx context.Context, inv *Invitation) error {
 // store, and set in Entra (the sponsors relationship) when the inviter's
 // Slack email maps to an internal account and the tenant takes it. A
 // failure here is noted, never fatal: the guest is invited either way.
-func (s *Service) sponsor(ctx context.Context, inv *Invitation) *Sponsor {
-	sp := &Sponsor{SlackUser: inv.Inviter.UserID}
+// pending reports a sponsor write Entra refused with 403, to be retried in
+// the background.
+func (s *Service) sponsor(ctx context.Context, inv *Invitation) (sp *Sponsor, pending bool) {
+	sp = &Sponsor{SlackUser: inv.Inviter.UserID}
 	acct, err := s.sponsorAccount(ctx, inv.Inviter.UserID)
 	sp.Email, sp.ObjectID = acct.email, acct.objectID
 	switch {
 	case err != nil:
 		sp.Note = err.Error()
-		return sp
+		return sp, false
 	case sp.ObjectID == "":
 		sp.Note = "no internal Entra account has the inviter's Slack email"
-		return sp
+		return sp, false
 	}
 	err = s.retryDirectory(ctx, true, nil, func(ctx context.Context) error {
 		return s.dir.AddSponsor(ctx, inv.ObjectID, sp.ObjectID)
 	})
+	if s.deferrable(err) {
+		sp.Note = "pending: Entra refused (403); retried in the background"
+		return sp, true
+	}
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			s.sponsors.forget(inv.Inviter.UserID) // the account may be gone
 		}
 		sp.Note = "Entra did not take the sponsor: " + redact(err, sp.Email)
-		return sp
+		return sp, false
 	}
 	sp.InEntra = true
-	return sp
+	return sp, false
 }
 
 // SponsorTTL is how long an inviter's Entra account (found or not found by

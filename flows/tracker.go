@@ -20,7 +20,9 @@ type TrackStats struct {
 	// ExpiryWarned and Expired count sponsors asked about an ending access,
 	// and accesses ended.
 	ExpiryWarned, Expired int
-	Duration              time.Duration
+	// Deferred counts invitations whose refused writes were retried.
+	Deferred int
+	Duration time.Duration
 }
 
 // errUnchanged tells UpdateInvitation that nothing needs writing.
@@ -78,6 +80,10 @@ func (s *Service) Track(ctx context.Context) (TrackStats, error) {
 			s.startAction(inv.ID) // resumes an action a restart interrupted
 		case len(inv.Outbox) > 0:
 			s.flushLater(inv.ID) // Slack's trouble must not hold up tracking
+		}
+		if s.deferredDue(inv) {
+			st.Deferred++
+			s.startDeferred(inv.ID) // writes Entra refused (403) to a new guest
 		}
 		if inv.Pending() {
 			byUser[inv.ObjectID] = append(byUser[inv.ObjectID], inv.ID)

@@ -40,8 +40,29 @@ type Manifest struct {
 			IsEnabled  bool   `yaml:"is_enabled"`
 			RequestURL string `yaml:"request_url"`
 		} `yaml:"interactivity"`
-		SocketModeEnabled bool `yaml:"socket_mode_enabled"`
+		SocketModeEnabled bool   `yaml:"socket_mode_enabled"`
+		OrgDeployEnabled  bool   `yaml:"org_deploy_enabled"`
+		FunctionRuntime   string `yaml:"function_runtime"`
 	} `yaml:"settings"`
+	// Functions are the Workflow Builder steps, by callback ID.
+	Functions map[string]Function `yaml:"functions"`
+}
+
+// Function is a Workflow Builder step (a custom function run by the app).
+type Function struct {
+	Title            string           `yaml:"title"`
+	Description      string           `yaml:"description"`
+	InputParameters  map[string]Param `yaml:"input_parameters"`
+	OutputParameters map[string]Param `yaml:"output_parameters"`
+}
+
+// Param is a function's input or output parameter.
+type Param struct {
+	Type        string `yaml:"type"`
+	Name        string `yaml:"name"`
+	Title       string `yaml:"title"`
+	Description string `yaml:"description"`
+	IsRequired  bool   `yaml:"is_required"`
 }
 
 // Parse parses the embedded manifest.

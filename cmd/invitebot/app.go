@@ -37,7 +37,10 @@ type deps struct {
 	pollInterval   time.Duration // overrides the config's (tests: -1 = no background tracking)
 	missingGrace   time.Duration
 	storeNoSync    bool             // benchmarks that seed thousands of records only
-	now            func() time.Time // flows' clock; nil: time.Now
+	now            func() time.Time // flows' clock (and the emulated tenant's); nil: time.Now
+	// graphRoles are the emulated app's Graph application permissions;
+	// nil: every one the simple set-up grants.
+	graphRoles []string
 }
 
 // app is invitebot wired together.
@@ -107,13 +110,16 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		InvitationTemplate: tmpl, Logger: log.With("component", "bot"),
 		BulkLimits:      flows.BulkLimits{MaxBytes: cfg.BulkMaxBytes, MaxRows: cfg.BulkMaxRows},
 		BulkConcurrency: cfg.BulkConcurrency,
+		WorkflowClient: func(token string) *slack.Client { // the workflow step's completion
+			return slack.New(token, slack.OptionAPIURL(cfg.SlackAPIURL), slack.OptionHTTPClient(slackHTTP))
+		},
 	})
 	svc := flows.New(flows.Config{
 		Directory: dir, Store: db, Notifier: b, People: b, Policy: cfg.FlowsPolicy(), Observer: m,
 		Logger: log.With("component", "flows"), Sleep: d.sleep, Now: d.now,
 		Transient: d.transient, Replication: d.replication,
 		PollInterval: cmp.Or(d.pollInterval, cfg.PollInterval), RemindAfter: cfg.RemindAfter,
-		MissingGrace: d.missingGrace,
+		MissingGrace: d.missingGrace, ScopedWriteWindow: cfg.ScopedWriteWindow,
 	})
 	b.SetService(svc)
 	a := &app{cfg: cfg, log: log, db: db, svc: svc, bot: b, slack: api, mux: http.NewServeMux(), reload: make(chan os.Signal, 1),

@@ -29,7 +29,8 @@ Entra tenant behind Microsoft Graph's API and a TLS token service (the real
 azidentity and msgraph-sdk-go code runs), and a Slack Web API fake. The demo
 plays Slack: it sends signed /invite-guest commands and dialog submissions
 to invitebot's HTTP endpoints (or, with -socket, delivers them over a Socket
-Mode WebSocket) and prints what the inviter would see.
+Mode WebSocket), runs a Workflow Builder step, and prints what the inviter
+would see.
 `)
 		fs.PrintDefaults()
 	}
@@ -185,6 +186,24 @@ Mode WebSocket) and prints what the inviter would see.
 		}
 	}
 	say("   and invitebot posts %s:\n%s", results.Name, indent(string(results.Content)))
+
+	say("\n7. A workflow built in Workflow Builder (a request form, then invitebot's step \"Invite an external guest\")")
+	say("   runs for Ann, asking for gina@fabrikam.com in \"Partner portal users\".")
+	x, _, err := e.player.FunctionExecuted(ctx, bot.FunctionInvite, map[string]any{
+		bot.StepRequester: slackfake.UserContext(inviter), bot.StepEmail: "gina@fabrikam.com", bot.StepDisplayName: "Gina Ortiz",
+		bot.StepGroups: "Partner portal users", bot.StepDelivery: "slack_link"})
+	if err != nil {
+		return err
+	}
+	if err := e.slack.WaitFor(ctx, func() bool { return len(e.slack.Completions(x.ID)) > 0 }); err != nil {
+		return fmt.Errorf("the workflow step was not completed: %w", err)
+	}
+	c := e.slack.Completions(x.ID)[0]
+	say("   invitebot applies the policy to Ann (the step's requester), invites Gina, DMs Ann the redeem link")
+	say("   and completes the step (functions.completeSuccess) with outputs for the workflow's next steps:")
+	for _, k := range bot.StepOutputs {
+		say("    %s: %v", k, c.Outputs[k])
+	}
 
 	say("\nThe tenant now has %d users; \"Partner portal users\" has %d members. Invitations sent: %d.",
 		len(e.tenant.Users()), len(e.tenant.GroupMembers(emuPortal)), len(e.tenant.Invitations()))

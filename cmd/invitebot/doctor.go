@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,15 +15,18 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/invitebot/invitebot/bot"
+	"github.com/invitebot/invitebot/flows"
 	"github.com/invitebot/invitebot/internal/config"
 	"github.com/invitebot/invitebot/internal/graph"
 	"github.com/invitebot/invitebot/internal/store"
 )
 
-// requiredRoles are the Graph application permissions invitebot needs;
-// optionalRoles are needed by some features only.
+// requiredRoles are the Graph application permissions invitebot needs
+// (each line: any one of them); group adds and the optional writes may
+// come from directory roles instead (checkWrites). optionalRoles are
+// needed by some features only.
 var (
-	requiredRoles = []string{"User.Invite.All", "User.Read.All", "GroupMember.ReadWrite.All", "Organization.Read.All"}
+	requiredRoles = [][]string{{"User.Invite.All"}, {"User.Read.All"}, {"Domain.Read.All", "Organization.Read.All"}}
 	optionalRoles = map[string]string{"User.ReadWrite.All": "the optional attributes, sponsors, Delete the guest and expiry with action: disable"}
 )
 
@@ -123,27 +124,30 @@ func runDoctor(ctx context.Context, getenv func(string) string, d deps, stdout i
 		doc.fail("entra credential", "no token: %s", oneLine(err))
 	} else {
 		doc.ok("entra credential", "token acquired for tenant %s", cfg.TenantID)
-		roles, err := tokenRoles(tok)
+		claims, err := readClaims(tok)
 		switch {
 		case err != nil:
 			doc.fail("graph permissions", "cannot read the token's roles: %v", err)
 		default:
-			var missing []string
-			for _, r := range requiredRoles {
-				if !slices.Contains(roles, r) {
-					missing = append(missing, r)
+			var missing, have []string
+			for _, alts := range requiredRoles {
+				if i := slices.IndexFunc(alts, func(r string) bool { return claims.has(r) }); i >= 0 {
+					have = append(have, alts[i])
+				} else {
+					missing = append(missing, strings.Join(alts, " (or ")+strings.Repeat(")", len(alts)-1))
+				}
+			}
+			for _, r := range []string{"GroupMember.ReadWrite.All", "User.ReadWrite.All", "RoleManagement.Read.Directory", "GroupMember.Read.All"} {
+				if claims.has(r) {
+					have = append(have, r)
 				}
 			}
 			if len(missing) > 0 {
 				doc.fail("graph permissions", "missing application permission(s) %s: add them under API permissions and grant admin consent", strings.Join(missing, ", "))
 			} else {
-				doc.ok("graph permissions", "%s", strings.Join(requiredRoles, ", "))
+				doc.ok("graph permissions", "%s", strings.Join(have, ", "))
 			}
-			for r, why := range optionalRoles {
-				if !slices.Contains(roles, r) {
-					doc.warn("graph permissions", "no %s: needed for %s", r, why)
-				}
-			}
+			checkWrites(ctx, doc, claims, dir)
 		}
 		if domains, err := dir.VerifiedDomains(ctx); err != nil {
 			doc.fail("verified domains", "%v", err)
@@ -153,6 +157,9 @@ func runDoctor(ctx context.Context, getenv func(string) string, d deps, stdout i
 		for _, g := range cfg.Policy.Groups {
 			eg, err := dir.Group(ctx, g.ID)
 			switch {
+			case errors.Is(err, flows.ErrForbidden):
+				doc.warn("policy group", "%s (%s): not verified: Graph refused to read it (403); grant GroupMember.Read.All (or the Directory Readers role), "+
+					"or, with a role scoped to an administrative unit, check that the unit holds this group", g.Name, g.ID)
 			case err != nil:
 				doc.fail("policy group", "%s (%s): %v", g.Name, g.ID, err)
 			case eg.MembersRefusal() != "":
@@ -185,26 +192,6 @@ func runDoctor(ctx context.Context, getenv func(string) string, d deps, stdout i
 		return fmt.Errorf("doctor: %d check(s) failed", doc.failed)
 	}
 	return nil
-}
-
-// tokenRoles reads the "roles" claim of a JWT access token (no signature
-// check: the token came from the token service just now, over TLS).
-func tokenRoles(tok string) ([]string, error) {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return nil, errors.New("not a JWT")
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return nil, fmt.Errorf("claims: %w", err)
-	}
-	var claims struct {
-		Roles []string `json:"roles"`
-	}
-	if err := json.Unmarshal(raw, &claims); err != nil {
-		return nil, fmt.Errorf("claims: %w", err)
-	}
-	return claims.Roles, nil
 }
 
 var aadsts = regexp.MustCompile(`AADSTS[0-9]+:[^"\n]*`)

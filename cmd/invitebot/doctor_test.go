@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/invitebot/invitebot/internal/graphfake"
 	"github.com/invitebot/invitebot/internal/store"
@@ -115,5 +116,64 @@ func TestDoctor(t *testing.T) {
 	weak := graphfake.NewSTS(graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret,
 		Roles: []string{"User.Invite.All", "User.Read.All"}})
 	defer weak.Close()
-	fails("missing roles", clone(env, "AZURE_AUTHORITY_HOST", weak.URL), weak, "graph permissions", "missing application permission(s) GroupMember.ReadWrite.All, Organization.Read.All")
+	fails("missing roles", clone(env, "AZURE_AUTHORITY_HOST", weak.URL), weak, "graph permissions", "missing application permission(s) Domain.Read.All (or Organization.Read.All)")
+	out, _ = h.doctor(t, clone(env, "AZURE_AUTHORITY_HOST", weak.URL), weak)
+	if !strings.Contains(out, "warn  directory roles      no GroupMember.ReadWrite.All and no tenant-wide role in the token that adds group members; doctor cannot read invitebot's role assignments") {
+		t.Errorf("without GroupMember.ReadWrite.All nor RoleManagement.Read.Directory, doctor does not say what it could not verify:\n%s", out)
+	}
+}
+
+// Ensure doctor recognises the least-privilege set-up (no tenant-wide
+// write permission; roles scoped to administrative units, read with
+// RoleManagement.Read.Directory; the domains with Domain.Read.All) and
+// fails when no role can add group members.
+func TestDoctorLeastPrivilege(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		roles     []string
+		setup     func(*harness)
+		wantErr   bool
+		want      []string
+		forbidden []string
+	}{
+		{"ScopedRoles", leastPrivilege, func(h *harness) { scopedRoles(h, time.Hour, false) }, false, []string{
+			"ok    graph permissions    User.Invite.All, User.Read.All, Domain.Read.All, RoleManagement.Read.Directory, GroupMember.Read.All",
+			"ok    directory roles      group adds through Groups Administrator scoped to /administrativeUnits/",
+			"doctor cannot see which groups the unit holds",
+			"ok    directory roles      attributes and sponsors through invitebot guest writer scoped to /administrativeUnits/",
+			"ok    verified domains     contoso.com",
+			"ok    policy group",
+		}, []string{"FAIL", "no User.ReadWrite.All"}},
+		{"TenantWideRole", []string{"User.Invite.All", "User.Read.All", "Organization.Read.All", "GroupMember.Read.All", "User.ReadWrite.All"},
+			func(h *harness) {
+				h.tenant.AssignDirectoryRole(graphfake.DefaultServicePrincipal, graphfake.RoleTemplateGroupsAdministrator, "/")
+			}, false, []string{"ok    directory roles      group adds through Groups Administrator (tenant-wide), not GroupMember.ReadWrite.All"},
+			[]string{"FAIL", "warn"}},
+		{"NoGroupRole", leastPrivilege, func(h *harness) {}, true, []string{
+			"FAIL  directory roles      no GroupMember.ReadWrite.All and no directory role that adds group members",
+			"warn  graph permissions    no User.ReadWrite.All and no directory role with microsoft.directory/users/basic/update",
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := startWith(t, overHTTP, deps{pollInterval: -1, graphRoles: tc.roles})
+			if err := h.stopApp(); err != nil {
+				t.Fatal(err)
+			}
+			tc.setup(h)
+			out, err := h.doctor(t, doctorEnv(t, h, emuPortal), h.sts)
+			if (err != nil) != tc.wantErr {
+				t.Errorf("doctor: %v, want error %v\n%s", err, tc.wantErr, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tc.forbidden {
+				if strings.Contains(out, w) {
+					t.Errorf("output has %q:\n%s", w, out)
+				}
+			}
+		})
+	}
 }

@@ -60,12 +60,17 @@ const (
 // as `serve` and runs it on a loopback port.
 func startEmulated(dbPath string, log *slog.Logger, d deps, tr transport) (*emulated, error) {
 	e := &emulated{}
-	e.sts = graphfake.NewSTS(graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret})
-	e.tenant = graphfake.NewTenant(graphfake.TenantConfig{ID: emuTenant, VerifiedDomains: []string{"contoso.com"}, ValidToken: e.sts.ValidToken})
+	e.sts = graphfake.NewSTS(graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret, Roles: d.graphRoles})
+	e.tenant = graphfake.NewTenant(graphfake.TenantConfig{ID: emuTenant, VerifiedDomains: []string{"contoso.com"}, ValidToken: e.sts.ValidToken, Now: d.now})
+	e.sts.SetWids(e.tenant.TenantWideRoles)
 	e.tenant.AddGroupWithID(emuPortal, "Partner portal users")
 	e.graph = graphfake.NewServer(e.tenant)
 	e.slack = slackfake.New()
 	e.slack.SetScopes(bot.Scopes...)
+	if err := defineSteps(e.slack); err != nil {
+		e.Close()
+		return nil, err
+	}
 	env := map[string]string{
 		"SLACK_BOT_TOKEN": "xoxb-emulated", "SLACK_SIGNING_SECRET": emuSigning, "SLACK_API_URL": e.slack.APIURL(),
 		"AZURE_TENANT_ID": emuTenant, "AZURE_CLIENT_ID": emuClient, "AZURE_CLIENT_SECRET": emuSecret,

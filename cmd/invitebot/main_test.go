@@ -67,7 +67,7 @@ func TestDemo(t *testing.T) {
 	}
 	for _, want := range []string{"is invited as a guest", "Accept the invitation", "already had an account",
 		"internal user", "must start with https://", "accepted your invitation", "*Accepted*", "Your invitations",
-		"Accepted 2", "Invitations sent: 3", "3 of 3 rows done", "Done: 2 invited, 1 rejected.",
+		"Accepted 2", "Invitations sent: 4", "functions.completeSuccess", "outcome: invited", "3 of 3 rows done", "Done: 2 invited, 1 rejected.",
 		"row,email,object_id,outcome,reason", "dan@northwind.example,"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())

@@ -1,6 +1,25 @@
 // Package flowstest provides in-memory fakes of flows' ports, for tests:
-// a Store, a recording Notifier and a scripted Directory. They are
-// hand-written and assert nothing themselves: tests check outcomes.
+// a Store (also a Leaser), a recording Notifier and a scripted Directory.
+// They are hand-written and assert nothing themselves: tests check
+// outcomes.
+//
+// TestStore is the store conformance suite. Every flows.Store backend runs
+// it from its own tests, with a function that opens an empty store:
+//
+//	func TestConformance(t *testing.T) {
+//		flowstest.TestStore(t, func(t *testing.T) flows.Store {
+//			s := openEmpty(t) // closed in t.Cleanup
+//			return s
+//		})
+//	}
+//
+// It covers every Store method, the uniqueness of origin keys and of the
+// address in flight (also under concurrent creates), atomic updates under
+// concurrency, filters, the outbox and the audit log's order, and, for a
+// store that is also a flows.Leaser, leases and fenced writes. The
+// in-memory Store runs it here, bbolt in internal/store. A backend that
+// several processes share also runs TestStorePair, the same suite through
+// two handles on one database.
 package flowstest
 
 import (
@@ -19,15 +38,23 @@ import (
 	"github.com/invitebot/invitebot/flows"
 )
 
-// Store is an in-memory flows.Store. Values are copied in and out.
+// Store is an in-memory flows.Store and flows.Leaser. Values are copied in
+// and out.
 type Store struct {
+	// Now, if set, is the leases' clock; nil: time.Now.
+	Now func() time.Time
+
 	mu     sync.Mutex
 	invs   map[string]*flows.Invitation
 	guests map[string]flows.Guest
 	audit  []flows.Event
+	leases map[string]flows.Lease
 }
 
-var _ flows.Store = (*Store)(nil)
+var (
+	_ flows.Store  = (*Store)(nil)
+	_ flows.Leaser = (*Store)(nil)
+)
 
 // NewStore returns an empty Store.
 func NewStore() *Store {
@@ -35,9 +62,12 @@ func NewStore() *Store {
 }
 
 // CreateInvitation implements flows.Store.
-func (s *Store) CreateInvitation(_ context.Context, inv *flows.Invitation) (*flows.Invitation, error) {
+func (s *Store) CreateInvitation(ctx context.Context, inv *flows.Invitation) (*flows.Invitation, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.fenced(ctx); err != nil {
+		return nil, err
+	}
 	for _, old := range s.sorted() {
 		if inv.Origin.Repeats(old.Origin) {
 			return old.Clone(), flows.ErrDuplicate
@@ -63,9 +93,12 @@ func (s *Store) Invitation(_ context.Context, id string) (*flows.Invitation, err
 }
 
 // UpdateInvitation implements flows.Store.
-func (s *Store) UpdateInvitation(_ context.Context, id string, fn func(*flows.Invitation) error) (*flows.Invitation, error) {
+func (s *Store) UpdateInvitation(ctx context.Context, id string, fn func(*flows.Invitation) error) (*flows.Invitation, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.fenced(ctx); err != nil {
+		return nil, err
+	}
 	old, ok := s.invs[id]
 	if !ok {
 		return nil, flows.ErrNotFound
@@ -130,9 +163,12 @@ func (s *Store) sorted() []*flows.Invitation {
 }
 
 // SaveGuest implements flows.Store.
-func (s *Store) SaveGuest(_ context.Context, g flows.Guest) error {
+func (s *Store) SaveGuest(ctx context.Context, g flows.Guest) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.fenced(ctx); err != nil {
+		return err
+	}
 	g.Groups = slices.Clone(g.Groups)
 	s.guests[g.ObjectID] = g
 	return nil
@@ -161,6 +197,52 @@ func (s *Store) AuditLog(_ context.Context, since time.Time) ([]flows.Event, err
 		}
 	}
 	return out, nil
+}
+
+// AcquireLease implements flows.Leaser.
+func (s *Store) AcquireLease(_ context.Context, name, holder string, ttl time.Duration) (flows.Lease, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.Now != nil {
+		now = s.Now()
+	}
+	cur := s.leases[name]
+	if cur.Holder != holder && cur.Holder != "" && now.Before(cur.Expires) {
+		return flows.Lease{}, &flows.LeaseHeldError{Current: cur}
+	}
+	l := flows.Lease{Name: name, Holder: holder, Epoch: cur.Epoch, Expires: now.Add(ttl)}
+	if cur.Holder != holder {
+		l.Epoch++
+	}
+	if s.leases == nil {
+		s.leases = map[string]flows.Lease{}
+	}
+	s.leases[name] = l
+	return l, nil
+}
+
+// ReleaseLease implements flows.Leaser.
+func (s *Store) ReleaseLease(_ context.Context, l flows.Lease) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur := s.leases[l.Name]; cur.Holder == l.Holder && cur.Epoch == l.Epoch {
+		s.leases[l.Name] = flows.Lease{Name: l.Name, Epoch: cur.Epoch}
+	}
+	return nil
+}
+
+// fenced returns ErrFenced if ctx is fenced with a lease that changed
+// hands. The caller holds s.mu.
+func (s *Store) fenced(ctx context.Context) error {
+	l, ok := flows.Fence(ctx)
+	if !ok {
+		return nil
+	}
+	if cur := s.leases[l.Name]; cur.Holder != l.Holder || cur.Epoch != l.Epoch {
+		return fmt.Errorf("flowstest: lease %q is at epoch %d, not %s's %d: %w", l.Name, cur.Epoch, l.Holder, l.Epoch, flows.ErrFenced)
+	}
+	return nil
 }
 
 // Notifier records notices. NotifyFunc, if set, decides the result.
@@ -258,6 +340,8 @@ type Directory struct {
 	RemoveGroupMemberFunc func(ctx context.Context, groupID, userID string) error
 	// ExternalStatesFunc, if set, answers ExternalStates.
 	ExternalStatesFunc func(ctx context.Context, ids []string) ([]flows.ExternalState, error)
+	// AddSponsorFunc, if set, answers AddSponsor (after recording the call).
+	AddSponsorFunc func(ctx context.Context, userID, sponsorID string) error
 
 	mu       sync.Mutex
 	users    []flows.DirectoryUser
@@ -474,8 +558,13 @@ func (d *Directory) DisableUser(_ context.Context, uid string) error {
 }
 
 // AddSponsor implements flows.Directory.
-func (d *Directory) AddSponsor(_ context.Context, uid, sponsor string) error {
+func (d *Directory) AddSponsor(ctx context.Context, uid, sponsor string) error {
 	d.record("AddSponsor", uid, sponsor)
+	if f := d.AddSponsorFunc; f != nil {
+		if err := f(ctx, uid, sponsor); err != nil {
+			return err
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.sponsors == nil {

@@ -72,8 +72,12 @@ type Config struct {
 	RedirectURL  string        // INVITEBOT_REDIRECT_URL
 	PollInterval time.Duration // INVITEBOT_POLL_INTERVAL
 	RemindAfter  time.Duration // INVITEBOT_REMIND_AFTER; 0: no reminders
-	LogLevel     slog.Level    // LOG_LEVEL: debug, info, warn, error
-	LogFormat    string        // LOG_FORMAT: json, text ("" = json, text on a terminal)
+	// ScopedWriteWindow is INVITEBOT_SCOPED_WRITE_WINDOW: how long attribute
+	// and sponsor writes Entra refuses (403) are retried; negative ("0"):
+	// not retried.
+	ScopedWriteWindow time.Duration
+	LogLevel          slog.Level // LOG_LEVEL: debug, info, warn, error
+	LogFormat         string     // LOG_FORMAT: json, text ("" = json, text on a terminal)
 
 	// Bulk CSV invitations.
 	BulkMaxBytes    int64 // INVITEBOT_BULK_MAX_BYTES
@@ -143,6 +147,7 @@ var Env = [][2]string{
 	{"INVITEBOT_REDIRECT_URL", "default inviteRedirectUrl (default " + DefaultRedirectURL + ")"},
 	{"INVITEBOT_POLL_INTERVAL", "acceptance check interval (default 5m)"},
 	{"INVITEBOT_REMIND_AFTER", "remind the inviter once when an invitation is pending this long; 0 disables (default 72h)"},
+	{"INVITEBOT_SCOPED_WRITE_WINDOW", "how long attribute and sponsor writes Entra refuses (403) to a new guest are retried in the background; 0 disables (default 24h)"},
 	{"INVITEBOT_BULK_MAX_BYTES", "largest bulk CSV file accepted, in bytes (default 1048576)"},
 	{"INVITEBOT_BULK_MAX_ROWS", "most rows in a bulk CSV file (default 2000)"},
 	{"INVITEBOT_BULK_CONCURRENCY", "bulk rows in flight at once (default 16); POST /invitations stays under Graph's 150 per 5 s"},
@@ -246,20 +251,8 @@ func Load(getenv func(string) string) (*Config, error) {
 			c.PollInterval = d
 		}
 	}
-	c.RemindAfter = DefaultRemindAfter
-	if v := get("INVITEBOT_REMIND_AFTER", ""); v != "" {
-		d, err := time.ParseDuration(v)
-		switch {
-		case v == "0":
-			c.RemindAfter = 0
-		case err != nil:
-			bad("INVITEBOT_REMIND_AFTER", "not a duration like 72h (or 0 for no reminders): %q", v)
-		case d < time.Minute:
-			bad("INVITEBOT_REMIND_AFTER", "at least 1m, or 0 for no reminders")
-		default:
-			c.RemindAfter = d
-		}
-	}
+	c.RemindAfter = optionalDuration(get, bad, "INVITEBOT_REMIND_AFTER", DefaultRemindAfter, 0, "72h", "for no reminders")
+	c.ScopedWriteWindow = optionalDuration(get, bad, "INVITEBOT_SCOPED_WRITE_WINDOW", flows.DefaultScopedWriteWindow, -1, "24h", "to not retry")
 	c.BulkMaxBytes = int64(positiveInt(get, bad, "INVITEBOT_BULK_MAX_BYTES", flows.DefaultBulkMaxBytes, 64<<20))
 	c.BulkMaxRows = positiveInt(get, bad, "INVITEBOT_BULK_MAX_ROWS", flows.DefaultBulkMaxRows, 100000)
 	c.BulkConcurrency = positiveInt(get, bad, "INVITEBOT_BULK_CONCURRENCY", flows.DefaultBulkConcurrency, 150)
@@ -309,6 +302,28 @@ func lower(ids []string) []string {
 }
 
 // positiveInt reads a whole number from 1 to most, or def when unset.
+// optionalDuration reads a duration of at least a minute from name:
+// unset is def, "0" is off (what the caller uses for off), anything else
+// malformed or shorter is reported with bad.
+func optionalDuration(get func(string, string) string, bad func(string, string, ...any), name string, def, off time.Duration, example, zero string) time.Duration {
+	v := get(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case v == "0":
+		return off
+	case err != nil:
+		bad(name, "not a duration like %s (or 0 %s): %q", example, zero, v)
+	case d < time.Minute:
+		bad(name, "at least 1m, or 0 %s", zero)
+	default:
+		return d
+	}
+	return def
+}
+
 func positiveInt(get func(string, string) string, bad func(string, string, ...any), name string, def, most int) int {
 	v := get(name, "")
 	if v == "" {

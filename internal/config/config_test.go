@@ -34,8 +34,15 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.Addr != ":3000" || c.DBPath != "invitebot.db" || c.GraphBaseURL != config.DefaultGraphBaseURL ||
 		c.SlackAPIURL != config.DefaultSlackAPIURL || c.PollInterval != 5*time.Minute || c.SocketMode() ||
-		c.RedirectURL != config.DefaultRedirectURL {
+		c.RedirectURL != config.DefaultRedirectURL || c.ScopedWriteWindow != 24*time.Hour {
 		t.Errorf("defaults = %+v", c)
+	}
+	for v, want := range map[string]time.Duration{"6h": 6 * time.Hour, "0": -1} {
+		e := validEnv()
+		e["INVITEBOT_SCOPED_WRITE_WINDOW"] = v
+		if c, err := config.Load(env(e)); err != nil || c.ScopedWriteWindow != want {
+			t.Errorf("INVITEBOT_SCOPED_WRITE_WINDOW=%s: %v, %v", v, c.ScopedWriteWindow, err)
+		}
 	}
 }
 
@@ -56,6 +63,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"HTTPRedirect", func(e map[string]string) { e["INVITEBOT_REDIRECT_URL"] = "http://x.com" }, "INVITEBOT_REDIRECT_URL"},
 		{"BadPoll", func(e map[string]string) { e["INVITEBOT_POLL_INTERVAL"] = "often" }, "INVITEBOT_POLL_INTERVAL"},
 		{"PollTooShort", func(e map[string]string) { e["INVITEBOT_POLL_INTERVAL"] = "1s" }, "INVITEBOT_POLL_INTERVAL: at least"},
+		{"BadScopedWindow", func(e map[string]string) { e["INVITEBOT_SCOPED_WRITE_WINDOW"] = "a day" }, "INVITEBOT_SCOPED_WRITE_WINDOW: not a duration"},
+		{"ScopedWindowTooShort", func(e map[string]string) { e["INVITEBOT_SCOPED_WRITE_WINDOW"] = "5s" }, "INVITEBOT_SCOPED_WRITE_WINDOW: at least 1m"},
 		{"MissingPolicyFile", func(e map[string]string) { e["INVITEBOT_CONFIG"] = "/nonexistent/policy.yaml" }, "INVITEBOT_CONFIG"},
 	}
 	for _, tt := range tests {

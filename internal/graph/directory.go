@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 
@@ -14,11 +15,18 @@ import (
 	"github.com/invitebot/invitebot/internal/graph/odata"
 )
 
-// VerifiedDomains implements flows.Directory.
+// VerifiedDomains implements flows.Directory: GET /organization's
+// verifiedDomains, or (see domainsFallback) GET /domains.
 func (c *Client) VerifiedDomains(ctx context.Context) ([]string, error) {
+	if c.useDomains.Load() {
+		return c.listDomains(ctx)
+	}
 	resp, err := c.graph.Organization().Get(ctx, nil)
 	if err != nil {
-		return nil, translate("read organization", err)
+		if err = translate("read organization", err); errors.Is(err, flows.ErrForbidden) {
+			return c.domainsFallback(ctx)
+		}
+		return nil, err
 	}
 	var out []string
 	for _, org := range resp.GetValue() {

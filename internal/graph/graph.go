@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -83,6 +84,9 @@ type Client struct {
 	asUser *msgraph.GraphServiceClient
 	cred   azcore.TokenCredential
 	base   *url.URL
+	// useDomains is set once GET /organization was refused (403) and
+	// GET /domains answered: the app holds Domain.Read.All only.
+	useDomains atomic.Bool
 }
 
 var _ flows.Directory = (*Client)(nil)

@@ -28,17 +28,7 @@ type fixture struct {
 // STS and the SDK against the in-memory tenant.
 func newFixture(t *testing.T, clientSecret string) *fixture {
 	t.Helper()
-	sts := graphfake.NewSTS(graphfake.STSConfig{TenantID: tenantID, ClientID: clientID, ClientSecret: secret})
-	t.Cleanup(sts.Close)
-	tenant := graphfake.NewTenant(graphfake.TenantConfig{ID: tenantID, VerifiedDomains: []string{"contoso.com", "contoso.onmicrosoft.com"}, ValidToken: sts.ValidToken})
-	srv := graphfake.NewServer(tenant)
-	t.Cleanup(srv.Close)
-	c, err := graph.New(graph.Config{TenantID: tenantID, ClientID: clientID, ClientSecret: clientSecret,
-		AuthorityHost: sts.URL, AuthHTTPClient: sts.Client(), BaseURL: srv.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{tenant: tenant, sts: sts, client: c}
+	return newFixtureWith(t, clientSecret, nil)
 }
 
 func TestDirectoryAgainstEmulator(t *testing.T) {

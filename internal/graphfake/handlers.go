@@ -173,6 +173,16 @@ func (t *Tenant) patchUser(w http.ResponseWriter, r *http.Request, id string) {
 		notFound(w, r, id)
 		return
 	}
+	var actions []string
+	for k := range body {
+		if a := patchActions[k]; a != "" {
+			actions = append(actions, a)
+		}
+	}
+	if !t.authorized(r, RoutePatchUser, u.ID, actions) {
+		denied(w, r)
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for k, v := range body {
@@ -294,6 +304,7 @@ func (t *Tenant) invite(w http.ResponseWriter, r *http.Request) {
 		if t.replication > 0 {
 			t.hidden[u.ID] = t.replication
 		}
+		t.created[u.ID] = t.now()
 	}
 	t.invitations = append(t.invitations, Invitation{Body: body, UserID: u.ID, InvitedBy: c.oid})
 	id, tenant := u.ID, t.cfg.ID

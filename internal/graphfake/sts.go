@@ -14,6 +14,13 @@ type STSConfig struct {
 	TenantID, ClientID, ClientSecret string
 	// Roles go into the token's "roles" claim; nil: every one invitebot uses.
 	Roles []string
+	// ObjectID is the app's service principal object ID, the token's oid
+	// and sub; "" is DefaultServicePrincipal.
+	ObjectID string
+	// Wids, if set, returns the tenant-wide built-in roles assigned to the
+	// service principal, for the token's wids claim (Tenant.TenantWideRoles;
+	// see also SetWids).
+	Wids func(oid string) []string
 	// RedirectURIs are the app registration's Web redirect URIs; nil
 	// accepts any.
 	RedirectURIs []string
@@ -22,6 +29,9 @@ type STSConfig struct {
 	// one is refreshed at every use.
 	UserTokenLifetime time.Duration
 }
+
+// DefaultServicePrincipal is the emulated app's service principal object ID.
+const DefaultServicePrincipal = "33333333-4444-5555-6666-777777777777"
 
 // STS is a TLS token service with the endpoints azidentity (MSAL) calls
 // for client credentials when instance discovery is disabled:
@@ -52,10 +62,20 @@ func NewSTS(cfg STSConfig) *STS {
 	if cfg.Roles == nil {
 		cfg.Roles = []string{"User.Invite.All", "User.Read.All", "GroupMember.ReadWrite.All", "Organization.Read.All", "User.ReadWrite.All"}
 	}
+	if cfg.ObjectID == "" {
+		cfg.ObjectID = DefaultServicePrincipal
+	}
 	s := &STS{cfg: cfg, tokens: map[string]bool{}, codes: map[string]*authorization{}, refresh: map[string]*refreshGrant{}}
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
 	return s
+}
+
+// SetWids sets STSConfig.Wids (a tenant made after the STS).
+func (s *STS) SetWids(f func(oid string) []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.Wids = f
 }
 
 // Client returns an HTTP client that trusts the STS's certificate.
@@ -134,9 +154,18 @@ func (s *STS) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	tok := jwt(map[string]any{"aud": "https://graph.microsoft.com", "iss": s.URL + "/" + s.cfg.TenantID + "/v2.0",
+	c := map[string]any{"aud": "https://graph.microsoft.com", "iss": s.URL + "/" + s.cfg.TenantID + "/v2.0",
 		"tid": s.cfg.TenantID, "appid": s.cfg.ClientID, "roles": s.cfg.Roles, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-		"jti": newGUID()})
+		"jti": newGUID(), "oid": s.cfg.ObjectID, "sub": s.cfg.ObjectID, "idtyp": "app"}
+	s.mu.Lock()
+	wids := s.cfg.Wids
+	s.mu.Unlock()
+	if wids != nil {
+		if w := wids(s.cfg.ObjectID); len(w) > 0 {
+			c["wids"] = w
+		}
+	}
+	tok := jwt(c)
 	s.mu.Lock()
 	s.tokens[tok] = true
 	s.mu.Unlock()

@@ -72,6 +72,11 @@ type TenantConfig struct {
 	// ValidToken checks bearer tokens; nil accepts any non-empty one. A
 	// request without Authorization is always 401.
 	ValidToken func(string) bool
+	// UnverifiedDomains are listed by GET /domains with isVerified false.
+	UnverifiedDomains []string
+	// Now is the tenant's clock (dynamic administrative unit membership);
+	// nil: time.Now.
+	Now func() time.Time
 }
 
 // Tenant is the in-memory tenant. It is safe for concurrent use.
@@ -98,6 +103,11 @@ type Tenant struct {
 	hidden      map[string]int      // user id → remaining invisible reads
 	sponsors    map[string][]string // user id → sponsor ids
 
+	roleDefs    []RoleDefinition      // custom roles (built-ins: builtInRoles)
+	units       map[string]*adminUnit // administrative units by id
+	assignments []RoleAssignment
+	created     map[string]time.Time // user id → created by an invitation, by t.now
+
 	inviteLimit     int // SetInvitationLimit
 	inviteWindow    time.Duration
 	inviteTimes     []time.Time
@@ -121,7 +131,15 @@ func NewTenant(cfg TenantConfig) *Tenant {
 	}
 	return &Tenant{cfg: cfg, groups: map[string]string{}, members: map[string]map[string]int{},
 		pos: map[string]int{}, byID: map[string]*User{}, byUPN: map[string]*User{}, byMail: map[string]*User{},
-		faults: map[Route]*fault{}, latency: map[Route]time.Duration{}, hidden: map[string]int{}}
+		faults: map[Route]*fault{}, latency: map[Route]time.Duration{}, hidden: map[string]int{},
+		units: map[string]*adminUnit{}, created: map[string]time.Time{}}
+}
+
+func (t *Tenant) now() time.Time {
+	if t.cfg.Now != nil {
+		return t.cfg.Now()
+	}
+	return time.Now()
 }
 
 // ID returns the tenant ID.
@@ -407,6 +425,7 @@ func (t *Tenant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	auth := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	ok := auth != "" && auth != r.Header.Get("Authorization") && (t.cfg.ValidToken == nil || t.cfg.ValidToken(auth))
 	c := callerOf(r)
+	r = withCaller(r, parseClaims(auth))
 	var once sync.Once
 	rec.log = func() {
 		once.Do(func() {
@@ -467,9 +486,21 @@ func (t *Tenant) serve(w http.ResponseWriter, r *http.Request, route Route, args
 }
 
 func (t *Tenant) dispatch(w http.ResponseWriter, r *http.Request, route Route, args []string) {
+	target := "" // the object the call acts on: a user, or a group for members
+	if len(args) > 0 {
+		target = args[0]
+	}
+	if route != RoutePatchUser && !t.authorized(r, route, target, nil) {
+		denied(w, r)
+		return
+	}
 	switch route {
 	case RouteGetOrganization:
 		t.organization(w)
+	case RouteListDomains:
+		t.domains(w)
+	case RouteListRoleAssigned:
+		t.listRoleAssignments(w, r)
 	case RouteListUsers:
 		t.listUsers(w, r)
 	case RouteGetUser:
@@ -509,6 +540,9 @@ const (
 	RouteBatch           Route = "POST /$batch"
 	RouteAddSponsor      Route = "POST /users/{id}/sponsors/$ref"
 	RouteGetGroup        Route = "GET /groups/{id}"
+	RouteListDomains     Route = "GET /domains"
+	// RouteListRoleAssigned is GET /roleManagement/directory/roleAssignments.
+	RouteListRoleAssigned Route = "GET /roleManagement/directory/roleAssignments"
 )
 
 func match(method, path string) (Route, []string) {
@@ -516,6 +550,10 @@ func match(method, path string) (Route, []string) {
 	switch {
 	case method == "GET" && path == "/organization":
 		return RouteGetOrganization, nil
+	case method == "GET" && path == "/domains":
+		return RouteListDomains, nil
+	case method == "GET" && path == "/roleManagement/directory/roleAssignments":
+		return RouteListRoleAssigned, nil
 	case method == "GET" && len(seg) == 2 && seg[0] == "groups" && seg[1] != "":
 		return RouteGetGroup, seg[1:]
 	case method == "GET" && path == "/users":

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -28,21 +29,25 @@ func (o originV1) origin(inv *flows.Invitation) flows.Origin {
 	return flows.Origin{Kind: flows.OriginDialog}
 }
 
-// migrateOrigins rewrites a version 1 file's invitations with their
-// Origin and replaces the view index with the origin index.
-func migrateOrigins(tx *bolt.Tx) error {
+// migrate brings a file of schema version n up to schemaVersion, in the
+// transaction that opens it: version 1's invitations get their Origin, and
+// the indexes are rebuilt from the invitations.
+func migrate(tx *bolt.Tx, n uint64) error {
+	if n >= schemaVersion {
+		return nil
+	}
 	b := tx.Bucket(bucketInvitations)
 	var invs []*flows.Invitation
 	err := b.ForEach(func(k, v []byte) error {
 		var inv flows.Invitation
-		var old originV1
 		if err := decode(v, &inv); err != nil {
 			return fmt.Errorf("decode invitation %s: %w", k, err)
 		}
-		if err := decode(v, &old); err != nil {
-			return fmt.Errorf("decode invitation %s: %w", k, err)
-		}
-		if inv.Origin.Kind == "" {
+		if n < 2 {
+			var old originV1
+			if err := decode(v, &old); err != nil {
+				return fmt.Errorf("decode invitation %s: %w", k, err)
+			}
 			inv.Origin = old.origin(&inv)
 		}
 		invs = append(invs, &inv)
@@ -51,23 +56,42 @@ func migrateOrigins(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	byOrigin := tx.Bucket(bucketByOrigin)
-	for _, inv := range invs { // not in ForEach: bbolt forbids writes while iterating
-		raw, err := encode(inv)
-		if err != nil {
-			return err
-		}
-		if err := b.Put([]byte(inv.ID), raw); err != nil {
-			return err
-		}
-		if k := inv.Origin.UniqueKey(); k != "" {
-			if err := byOrigin.Put([]byte(k), []byte(inv.ID)); err != nil {
+	for _, name := range [][]byte{bucketByView, bucketByEmail, bucketByOrigin, bucketInFlight, bucketByAddress, bucketByInviter, bucketTracked, bucketUnfinished} {
+		if tx.Bucket(name) != nil {
+			if err := tx.DeleteBucket(name); err != nil {
 				return err
 			}
 		}
 	}
-	if tx.Bucket(bucketByView) != nil {
-		return tx.DeleteBucket(bucketByView)
+	for _, name := range buckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	// Oldest first: if an older file let two invitations for one address
+	// be in flight (its address index named the last written one), the
+	// newer one holds the address; both stay unfinished.
+	slices.SortFunc(invs, func(a, c *flows.Invitation) int { return a.CreatedAt.Compare(c.CreatedAt) })
+	flight := tx.Bucket(bucketInFlight)
+	for _, inv := range invs {
+		if n < 2 {
+			raw, err := encode(inv)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(inv.ID), raw); err != nil {
+				return err
+			}
+		}
+		if !inv.State.Terminal() {
+			// Clear an older holder of the address first.
+			if err := flight.Delete([]byte(flows.NormalizeEmail(inv.Request.Email))); err != nil {
+				return err
+			}
+		}
+		if err := index(tx, inv); err != nil {
+			return err
+		}
 	}
 	return nil
 }

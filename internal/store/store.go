@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -21,19 +20,33 @@ import (
 
 // schemaVersion is the version of the values this code writes. Version 2
 // keeps an invitation's origin in Invitation.Origin (version 1 had a Slack
-// view ID and a bulk row instead); Open migrates a version 1 file.
-const schemaVersion = 2
+// view ID and a bulk row instead); version 3 keeps the indexes below
+// (version 2's address index named each address's last written
+// invitation, not the one in flight). Open migrates an older file.
+const schemaVersion = 3
 
 var (
 	bucketInvitations = []byte("invitations") // id → invitation
 	bucketByOrigin    = []byte("by_origin")   // Origin.UniqueKey → invitation id
-	bucketByView      = []byte("by_view")     // version 1: Slack view id → invitation id
-	bucketByEmail     = []byte("by_email")    // normalised email → latest invitation id
+	bucketInFlight    = []byte("in_flight")   // normalised email → its unfinished invitation's id
+	bucketByAddress   = []byte("by_address")  // normalised email \x00 id → nothing
+	bucketByInviter   = []byte("by_inviter")  // inviter's Slack user ID \x00 id → nothing
+	bucketTracked     = []byte("tracked")     // id → nothing, while Invitation.Tracked
+	bucketUnfinished  = []byte("unfinished")  // id → nothing, while its state is not Terminal
+	bucketLeases      = []byte("leases")      // lease name → lease
 	bucketGuests      = []byte("guests")      // Entra object id → guest
 	bucketAudit       = []byte("audit")       // big-endian sequence → event
 	bucketMeta        = []byte("meta")
 	keySchema         = []byte("schema")
+
+	// Versions 1 and 2 only.
+	bucketByView  = []byte("by_view")  // Slack view id → invitation id
+	bucketByEmail = []byte("by_email") // normalised email → last written invitation id
 )
+
+// buckets are the buckets of the current version.
+var buckets = [][]byte{bucketInvitations, bucketByOrigin, bucketInFlight, bucketByAddress, bucketByInviter, bucketTracked, bucketUnfinished,
+	bucketLeases, bucketGuests, bucketAudit, bucketMeta}
 
 // ErrLocked is returned by Open when another process holds the file.
 var ErrLocked = errors.New("database is locked by another process (is another invitebot running?)")
@@ -50,6 +63,7 @@ type Options struct {
 type DB struct {
 	db   *bolt.DB
 	path string
+	now  func() time.Time
 }
 
 var _ flows.Store = (*DB)(nil)
@@ -67,7 +81,7 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = bdb.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketInvitations, bucketByOrigin, bucketByEmail, bucketGuests, bucketAudit, bucketMeta} {
+		for _, b := range buckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -78,10 +92,8 @@ func Open(path string, opts Options) (*DB, error) {
 			if n > schemaVersion {
 				return fmt.Errorf("schema version %d is newer than this invitebot understands (%d): upgrade invitebot", n, schemaVersion)
 			}
-			if n < 2 {
-				if err := migrateOrigins(tx); err != nil {
-					return fmt.Errorf("migrate to schema version 2: %w", err)
-				}
+			if err := migrate(tx, n); err != nil {
+				return fmt.Errorf("migrate from schema version %d: %w", n, err)
 			}
 		}
 		return meta.Put(keySchema, itob(schemaVersion))
@@ -90,7 +102,7 @@ func Open(path string, opts Options) (*DB, error) {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &DB{db: bdb, path: path}, nil
+	return &DB{db: bdb, path: path, now: time.Now}, nil
 }
 
 // Close closes the file, waiting for open transactions.
@@ -141,158 +153,16 @@ func itob(n uint64) []byte {
 	return b
 }
 
-func getInvitation(tx *bolt.Tx, id string) (*flows.Invitation, error) {
-	raw := tx.Bucket(bucketInvitations).Get([]byte(id))
-	if raw == nil {
-		return nil, flows.ErrNotFound
-	}
-	var inv flows.Invitation
-	if err := decode(raw, &inv); err != nil {
-		return nil, fmt.Errorf("decode invitation %s: %w", id, err)
-	}
-	return &inv, nil
-}
-
-// putInvitation writes inv and its indexes, and appends the events after
-// the first `known` ones to the audit log.
-func putInvitation(tx *bolt.Tx, inv *flows.Invitation, known int) error {
-	raw, err := encode(inv)
-	if err != nil {
-		return err
-	}
-	if err := tx.Bucket(bucketInvitations).Put([]byte(inv.ID), raw); err != nil {
-		return err
-	}
-	if k := inv.Origin.UniqueKey(); k != "" {
-		if err := tx.Bucket(bucketByOrigin).Put([]byte(k), []byte(inv.ID)); err != nil {
-			return err
-		}
-	}
-	if err := tx.Bucket(bucketByEmail).Put([]byte(flows.NormalizeEmail(inv.Request.Email)), []byte(inv.ID)); err != nil {
-		return err
-	}
-	audit := tx.Bucket(bucketAudit)
-	for _, ev := range inv.History[min(known, len(inv.History)):] {
-		seq, err := audit.NextSequence()
-		if err != nil {
-			return err
-		}
-		raw, err := encode(ev)
-		if err != nil {
-			return err
-		}
-		if err := audit.Put(itob(seq), raw); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// CreateInvitation implements flows.Store.
-func (db *DB) CreateInvitation(_ context.Context, inv *flows.Invitation) (*flows.Invitation, error) {
-	var existing *flows.Invitation
-	var verdict error
-	// Batch: concurrent submissions share one fsync'd transaction (the
-	// Slack ack waits for this write). bbolt may run fn again on its own,
-	// so it starts from scratch each time.
-	err := db.db.Batch(func(tx *bolt.Tx) error {
-		existing, verdict = nil, nil
-		if k := inv.Origin.UniqueKey(); k != "" {
-			if id := tx.Bucket(bucketByOrigin).Get([]byte(k)); id != nil {
-				old, err := getInvitation(tx, string(id))
-				if err != nil {
-					return err
-				}
-				existing, verdict = old, flows.ErrDuplicate
-				return nil
-			}
-		}
-		if id := tx.Bucket(bucketByEmail).Get([]byte(flows.NormalizeEmail(inv.Request.Email))); id != nil {
-			old, err := getInvitation(tx, string(id))
-			if err != nil {
-				return err
-			}
-			if !old.State.Terminal() {
-				existing, verdict = old, flows.ErrInFlight
-				return nil
-			}
-		}
-		return putInvitation(tx, inv, 0)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: create invitation %s: %w", inv.ID, err)
-	}
-	if verdict != nil {
-		return existing, verdict
-	}
-	return inv.Clone(), nil
-}
-
-// Invitation implements flows.Store.
-func (db *DB) Invitation(_ context.Context, id string) (*flows.Invitation, error) {
-	var inv *flows.Invitation
-	err := db.db.View(func(tx *bolt.Tx) error {
-		var err error
-		inv, err = getInvitation(tx, id)
-		return err
-	})
-	return inv, err
-}
-
-// UpdateInvitation implements flows.Store.
-func (db *DB) UpdateInvitation(_ context.Context, id string, fn func(*flows.Invitation) error) (*flows.Invitation, error) {
-	var inv *flows.Invitation
-	err := db.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		if inv, err = getInvitation(tx, id); err != nil {
-			return err
-		}
-		known := len(inv.History)
-		if err := fn(inv); err != nil {
-			return err
-		}
-		return putInvitation(tx, inv, known)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return inv, nil
-}
-
-// Invitations implements flows.Store.
-func (db *DB) Invitations(_ context.Context, f flows.InvitationFilter) ([]*flows.Invitation, error) {
-	var out []*flows.Invitation
-	err := db.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketInvitations).ForEach(func(k, v []byte) error {
-			var inv flows.Invitation
-			if err := decode(v, &inv); err != nil {
-				return fmt.Errorf("decode invitation %s: %w", k, err)
-			}
-			if f.Match(&inv) {
-				out = append(out, &inv)
-			}
-			return nil
-		})
-	})
-	sort.SliceStable(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
-	})
-	if f.Limit > 0 && len(out) > f.Limit {
-		out = out[len(out)-f.Limit:]
-	}
-	return out, err
-}
-
 // SaveGuest implements flows.Store.
-func (db *DB) SaveGuest(_ context.Context, g flows.Guest) error {
+func (db *DB) SaveGuest(ctx context.Context, g flows.Guest) error {
 	raw, err := encode(g)
 	if err != nil {
 		return err
 	}
 	return db.db.Update(func(tx *bolt.Tx) error {
+		if err := checkFence(ctx, tx); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketGuests).Put([]byte(g.ObjectID), raw)
 	})
 }

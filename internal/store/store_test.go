@@ -181,6 +181,16 @@ func TestOpenVersion1(t *testing.T) {
 	if got, err := db.Invitations(ctx, flows.InvitationFilter{OriginKind: flows.OriginBulk}); err != nil || len(got) != 2 {
 		t.Errorf("bulk invitations = %d, %v; want 2", len(got), err)
 	}
+	// The indexes were built from the records.
+	if got, err := db.Invitations(ctx, flows.InvitationFilter{Unfinished: true}); err != nil || len(got) != 1 || got[0].Request.Email != "erin@fabrikam.com" {
+		t.Errorf("unfinished = %v, %v; want erin's", got, err)
+	}
+	if got, err := db.Invitations(ctx, flows.InvitationFilter{Inviter: "UALICE"}); err != nil || len(got) != 4 {
+		t.Errorf("UALICE's = %d, %v; want 4", len(got), err)
+	}
+	if got, err := db.Invitations(ctx, flows.InvitationFilter{Emails: []string{"Frank@Northwind.example"}}); err != nil || len(got) != 1 || got[0].Origin.Kind != flows.OriginBulk {
+		t.Errorf("frank's = %v, %v; want the bulk row", got, err)
+	}
 	// The dialog waiting for a pick still holds its address.
 	if _, err := db.CreateInvitation(ctx, newInvitation("new", "V9", "Erin@Fabrikam.com", flows.StateRequested)); !errors.Is(err, flows.ErrInFlight) {
 		t.Errorf("erin again: %v, want ErrInFlight", err)
