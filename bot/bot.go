@@ -72,6 +72,7 @@ type Bot struct {
 	invitees ttlCache[*slack.User] // lower-cased email → Slack user or nil (users.lookupByEmail)
 	dialogs  progress              // coalesced progress of the invitation dialogs
 	homes    homes                 // when each Home tab was published
+	dmLocks  [64]sync.Mutex        // see dmLock
 	// progressEvery and homeEvery are the constants of the same names
 	// (tests shorten them).
 	progressEvery, homeEvery time.Duration

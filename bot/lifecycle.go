@@ -133,6 +133,9 @@ func (b *Bot) actionDoneMessage(ctx context.Context, inv *flows.Invitation, n fl
 // updateResultDM rewrites the original outcome DM to the invitation's
 // current state: once accepted, revoked or removed its link and buttons go.
 func (b *Bot) updateResultDM(ctx context.Context, inv *flows.Invitation) {
+	mu := b.dmLock(inv.ID)
+	mu.Lock()
+	defer mu.Unlock()
 	blocks, fallback, _ := b.resultMessage(ctx, inv, true)
 	_, _, _, err := b.api.UpdateMessageContext(ctx, inv.DM.Channel, inv.DM.TS,
 		slack.MsgOptionText(fallback, false), slack.MsgOptionBlocks(blocks...))

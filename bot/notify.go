@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -128,11 +130,31 @@ func (b *Bot) offerInvitee(ctx context.Context, inv *flows.Invitation, ref flows
 		if u == nil || u.ID == inv.Inviter.UserID {
 			return
 		}
-		blocks, fallback, _ := b.resultMessage(ctx, inv, true)
+		// The DM may have been rewritten meanwhile (accepted, revoked):
+		// render it from the record, after any such rewrite, never before.
+		mu := b.dmLock(inv.ID)
+		mu.Lock()
+		defer mu.Unlock()
+		cur := inv
+		if got, err := b.svc.Invitation(ctx, inv.ID); err == nil && got.State != flows.StateProvisioned {
+			cur = got
+		}
+		blocks, fallback, linked := b.resultMessage(ctx, cur, true)
+		if !linked {
+			return // the link is gone from the DM: nothing to send them
+		}
 		if _, _, _, err := b.api.UpdateMessageContext(ctx, ref.Channel, ref.TS, slack.MsgOptionText(fallback, false), slack.MsgOptionBlocks(blocks...)); err != nil {
 			b.log.WarnContext(ctx, "add the Slack Connect button to the DM", "invitation", inv, "err", err)
 		}
 	})
+}
+
+// dmLock orders the rewrites of an invitation's outcome DM (striped by
+// invitation ID).
+func (b *Bot) dmLock(id string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return &b.dmLocks[h.Sum32()%uint32(len(b.dmLocks))]
 }
 
 // resultMessage renders the DM and reports whether it carries the redeem
