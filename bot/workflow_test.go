@@ -2,6 +2,7 @@ package bot
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/invitebot/invitebot/flows"
@@ -36,5 +37,22 @@ func TestParseStep(t *testing.T) {
 		if _, err := ParseStep("T1", raw); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+func TestHelpMentionsTheStep(t *testing.T) {
+	if !strings.Contains(HelpText, "Workflow Builder") || !strings.Contains(HelpText, "Invite an external guest") {
+		t.Errorf("the help does not mention the Workflow Builder step:\n%s", HelpText)
+	}
+}
+
+func TestStepResult(t *testing.T) {
+	inv := &flows.Invitation{ObjectID: "o1", Request: flows.Request{Email: "bob@fabrikam.com"}, RedeemURL: "https://login.microsoftonline.com/redeem?x"}
+	if got := StepResult(inv); len(got) != len(StepOutputs) || got[StepOutcome] != "invited" || got[StepObjectID] != "o1" || got[StepEmail] != "bob@fabrikam.com" {
+		t.Errorf("StepResult = %v", got)
+	}
+	inv.Picked = true
+	if got := StepResult(inv); got[StepOutcome] != "existing" {
+		t.Errorf("picked: %v", got)
 	}
 }
