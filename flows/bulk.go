@@ -632,6 +632,8 @@ func (s *Service) bulkRow(ctx context.Context, who Inviter, file string, row Bul
 		}
 	case StateAwaitingApproval:
 		res.Outcome, res.Reason = BulkAwaitingApproval, "waiting for an approver"
+	case StateAwaitingSignIn:
+		res.Outcome, res.Reason = BulkInterrupted, "waiting for you to connect your Microsoft account (/invite-guest connect); it is sent as you once you do"
 	case StateFailed, StateRevoked, StateRemoved:
 		res.Outcome, res.Failure = BulkFailed, inv.Failure
 		if inv.Failure == nil {

@@ -22,7 +22,6 @@ import (
 	"github.com/invitebot/invitebot/internal/config"
 	"github.com/invitebot/invitebot/internal/graph"
 	"github.com/invitebot/invitebot/internal/metrics"
-	"github.com/invitebot/invitebot/internal/store"
 )
 
 // deps are what tests and the demo replace; the zero value is production.
@@ -41,13 +40,19 @@ type deps struct {
 	// graphRoles are the emulated app's Graph application permissions;
 	// nil: every one the simple set-up grants.
 	graphRoles []string
+	// env adds to or replaces the emulated set-up's environment (tests and
+	// the demo: e.g. INVITEBOT_INVITE_AS=inviter).
+	env map[string]string
+	// userTokenLifetime is the emulated STS's delegated token lifetime
+	// (short: refreshed at each use); zero: 1h.
+	userTokenLifetime time.Duration
 }
 
 // app is invitebot wired together.
 type app struct {
 	cfg   *config.Config
 	log   *slog.Logger
-	db    *store.DB
+	db    backend
 	svc   *flows.Service
 	bot   *bot.Bot
 	slack *slack.Client
@@ -88,7 +93,13 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("graph: %w", err)
 	}
-	db, err := store.Open(cfg.DBPath, store.Options{NoSync: d.storeNoSync})
+	so := storeOptions{noSync: d.storeNoSync}
+	if cfg.DBAzureAuth {
+		so.token = dir.TokenFor
+	}
+	openCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	db, err := openStore(openCtx, cfg.DBPath, so)
+	cancel()
 	if err != nil {
 		return nil, err
 	}
@@ -105,21 +116,38 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		opts = append(opts, slack.OptionAppLevelToken(cfg.SlackAppToken.Reveal()))
 	}
 	api := slack.New(cfg.SlackBotToken.Reveal(), opts...)
-	b := bot.New(bot.Config{
+	var (
+		b   *bot.Bot
+		svc *flows.Service
+	)
+	si, err := newSignIn(cfg, log, d, db, &svc, &b)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	var (
+		signIn bot.SignIn
+		deleg  flows.Delegation
+	)
+	if si != nil {
+		signIn, deleg = si, delegation{signIn: si, dir: dir}
+	}
+	b = bot.New(bot.Config{
 		Client: api, SigningSecret: cfg.SlackSigningSecret.Reveal(),
 		InvitationTemplate: tmpl, Logger: log.With("component", "bot"),
 		BulkLimits:      flows.BulkLimits{MaxBytes: cfg.BulkMaxBytes, MaxRows: cfg.BulkMaxRows},
-		BulkConcurrency: cfg.BulkConcurrency,
+		BulkConcurrency: cfg.BulkConcurrency, SignIn: signIn,
 		WorkflowClient: func(token string) *slack.Client { // the workflow step's completion
 			return slack.New(token, slack.OptionAPIURL(cfg.SlackAPIURL), slack.OptionHTTPClient(slackHTTP))
 		},
 	})
-	svc := flows.New(flows.Config{
+	svc = flows.New(flows.Config{
 		Directory: dir, Store: db, Notifier: b, People: b, Policy: cfg.FlowsPolicy(), Observer: m,
 		Logger: log.With("component", "flows"), Sleep: d.sleep, Now: d.now,
 		Transient: d.transient, Replication: d.replication,
 		PollInterval: cmp.Or(d.pollInterval, cfg.PollInterval), RemindAfter: cfg.RemindAfter,
 		MissingGrace: d.missingGrace, ScopedWriteWindow: cfg.ScopedWriteWindow,
+		InviteAs: flows.InviteAs(cfg.InviteAs), Delegation: deleg,
 	})
 	b.SetService(svc)
 	a := &app{cfg: cfg, log: log, db: db, svc: svc, bot: b, slack: api, mux: http.NewServeMux(), reload: make(chan os.Signal, 1),
@@ -129,6 +157,10 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	a.mux.Handle("GET /metrics", m.Handler())
+	if si != nil { // in both modes: the inviters' browsers come here, not Slack
+		a.mux.Handle("GET /auth/", si.Handler())
+		log.Info("inviters sign in to send invitations as themselves", "invite_as", cfg.InviteAs, "redirect_uri", si.RedirectURI())
+	}
 	if !cfg.SocketMode() {
 		a.mux.Handle("/slack/", b.Handler())
 	}
@@ -158,7 +190,7 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	if a.cfg.SocketMode() {
 		mode = "socket"
 	}
-	a.log.Info("invitebot serving", "addr", ln.Addr().String(), "mode", mode, "db", a.cfg.DBPath)
+	a.log.Info("invitebot serving", "addr", ln.Addr().String(), "mode", mode, "db", config.RedactDB(a.cfg.DBPath))
 	srv := &http.Server{Handler: a.mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()

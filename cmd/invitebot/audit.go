@@ -25,6 +25,8 @@ invitation_id, object_id, actor (a Slack user ID or "invitebot"), action,
 detail. It reads the store at INVITEBOT_DB (default ` + config.DefaultDB + `) and needs no
 other configuration. bbolt allows one process per file: stop a running
 invitebot first, or ask it from Slack with /invite-guest audit [days].
+On PostgreSQL (INVITEBOT_DB a postgres:// URL) it reads while invitebot
+runs; with INVITEBOT_DB_AZURE_AUTH use /invite-guest audit instead.
 
 Flags:
 `
@@ -64,11 +66,15 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if path == "" {
 		path = config.DefaultDB
 	}
+	pg := config.IsPostgresURL(path)
 	// Open would create a missing file: an empty export would hide a wrong path.
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(path); !pg && errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("no invitebot store at %s (set INVITEBOT_DB to the file invitebot serve uses)", path)
 	}
-	db, err := store.Open(path, store.Options{})
+	if pg && getenv("INVITEBOT_DB_AZURE_AUTH") == "1" {
+		return errors.New("audit export: INVITEBOT_DB_AZURE_AUTH is not supported here (it needs the Entra credential); use /invite-guest audit")
+	}
+	db, err := openStore(ctx, path, storeOptions{})
 	if errors.Is(err, store.ErrLocked) {
 		return errStoreInUse
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/invitebot/invitebot/bot"
 	"github.com/invitebot/invitebot/flows"
 	"github.com/invitebot/invitebot/internal/graphfake"
+	"github.com/invitebot/invitebot/internal/pgstore/pgtest"
 	"github.com/invitebot/invitebot/internal/slackfake"
 	"github.com/invitebot/invitebot/internal/store"
 )
@@ -52,7 +53,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 // trap is a kill point: the n-th request with key after arming. Before:

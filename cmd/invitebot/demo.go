@@ -1,13 +1,20 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -30,7 +37,9 @@ azidentity and msgraph-sdk-go code runs), and a Slack Web API fake. The demo
 plays Slack: it sends signed /invite-guest commands and dialog submissions
 to invitebot's HTTP endpoints (or, with -socket, delivers them over a Socket
 Mode WebSocket), runs a Workflow Builder step, and prints what the inviter
-would see.
+would see. Its last step runs with INVITEBOT_INVITE_AS=inviter: the inviter
+connects their Microsoft account (the demo plays the browser) and the
+invitation is sent as them.
 `)
 		fs.PrintDefaults()
 	}
@@ -56,7 +65,11 @@ would see.
 	if err != nil {
 		return err
 	}
-	defer e.Close()
+	defer func() {
+		if e != nil {
+			e.Close()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	e.tenant.AddUser(graphfake.User{DisplayName: "Alice Partner", Mail: "alice@partner.example", UserType: "Guest",
@@ -209,5 +222,83 @@ would see.
 
 	say("\nThe tenant now has %d users; \"Partner portal users\" has %d members. Invitations sent: %d.",
 		len(e.tenant.Users()), len(e.tenant.GroupMembers(emuPortal)), len(e.tenant.Invitations()))
+	// One Graph client at work per process (building one writes a kiota
+	// global that the other's decoding reads).
+	if err := e.Close(); err != nil {
+		return err
+	}
+	e = nil
+	return demoInviteAsInviter(ctx, filepath.Join(dir, "inviter.db"), slog.New(slog.NewTextHandler(logw, nil)), tr, say, indent)
+}
+
+// demoInviteAsInviter shows INVITEBOT_INVITE_AS=inviter on fresh
+// emulators: the connect step (the demo plays the browser) and an
+// invitation sent as the person.
+func demoInviteAsInviter(ctx context.Context, db string, log *slog.Logger, tr transport, say func(string, ...any), indent func(string) string) error {
+	e, err := startEmulated(db, log, deps{pollInterval: -1, env: map[string]string{"INVITEBOT_INVITE_AS": "inviter"}}, tr)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	const inviter = "U0ANN"
+	e.slack.AddUser(inviter, "ann@contoso.com", "Ann Lee")
+	annEntra := e.tenant.AddUser(graphfake.User{DisplayName: "Ann Lee", Mail: "ann@contoso.com", UserPrincipalName: "ann@contoso.com", UserType: "Member"})
+	say("\n8. The admin sets INVITEBOT_INVITE_AS=inviter: invitations are now sent as the person who asks.")
+	say("   Ann invites grace@tailspin.example; she has not connected her Microsoft account yet.")
+	_, view, err := e.player.Command(ctx, inviter, bot.Command, "grace@tailspin.example Grace Hall")
+	if err != nil || view == "" {
+		return fmt.Errorf("the dialog did not open: %v", err)
+	}
+	if _, err := e.player.Submit(ctx, inviter, view, inviteValues("grace@tailspin.example", "Grace Hall", "slack_link")); err != nil {
+		return err
+	}
+	if err := e.slack.WaitFor(ctx, func() bool { return len(e.dmsTo(inviter)) >= 1 }); err != nil {
+		return fmt.Errorf("no connect DM: %w", err)
+	}
+	dm := e.dmsTo(inviter)[0]
+	say("   invitebot DMs her (the invitation waits in awaiting_sign_in):\n%s", indent(render(dm.Blocks)))
+	var link string
+	var blocks []struct {
+		Elements []struct {
+			URL string `json:"url"`
+		} `json:"elements"`
+	}
+	_ = json.Unmarshal(dm.Blocks, &blocks)
+	for _, b := range blocks {
+		for _, el := range b.Elements {
+			link = cmp.Or(link, el.URL)
+		}
+	}
+	if link == "" {
+		return errors.New("the DM has no connect link")
+	}
+	say("   She clicks the button and signs in with Microsoft (the demo plays her browser):")
+	e.sts.SignIn(graphfake.SignedInUser{ObjectID: annEntra.ID, Username: "ann@contoso.com", Name: "Ann Lee"})
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Transport: e.sts.Client().Transport}
+	resp, err := browser.Get(link)
+	if err != nil {
+		return err
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	text := regexp.MustCompile(`<p>(.*)</p>`).FindSubmatch(page)
+	if resp.StatusCode != http.StatusOK || text == nil {
+		return fmt.Errorf("sign-in page %d: %s", resp.StatusCode, page)
+	}
+	say("   GET /auth/start → Microsoft's authorize page → GET /auth/callback shows:\n%s", indent(html.UnescapeString(string(text[1]))))
+	if err := e.slack.WaitFor(ctx, func() bool { return len(e.dmsTo(inviter)) >= 3 }); err != nil {
+		return fmt.Errorf("no DMs after connecting: %w", err)
+	}
+	e.app.svc.Wait()
+	say("   invitebot DMs her:\n%s", indent(e.dmsTo(inviter)[1].Text))
+	say("   and the waiting invitation went on by itself:\n%s", indent(render(e.dmsTo(inviter)[2].Blocks)))
+	for _, inv := range e.tenant.Invitations() {
+		sender := "the app"
+		if inv.InvitedBy == annEntra.ID {
+			sender = "Ann (object ID " + inv.InvitedBy + ")"
+		}
+		say("   Entra records the invitation of %v as sent by %s.", inv.Body["invitedUserEmailAddress"], sender)
+	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/invitebot/invitebot/flows"
 	"github.com/invitebot/invitebot/internal/config"
 	"github.com/invitebot/invitebot/internal/graph"
+	"github.com/invitebot/invitebot/internal/pgstore"
 	"github.com/invitebot/invitebot/internal/store"
 )
 
@@ -86,6 +87,7 @@ func runDoctor(ctx context.Context, getenv func(string) string, d deps, stdout i
 	doc.ok("environment", "complete (%s; policy file: %s)", mode, orDefault(cfg.PolicyPath, "none"))
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	doctorSignIn(ctx, doc, cfg, d.authHTTP)
 
 	// Slack.
 	opts := []slack.Option{slack.OptionAPIURL(cfg.SlackAPIURL)}
@@ -173,6 +175,20 @@ func runDoctor(ctx context.Context, getenv func(string) string, d deps, stdout i
 	}
 
 	// The store.
+	if cfg.Postgres() {
+		doctorPostgres(ctx, doc, cfg, dir)
+	} else {
+		doctorBolt(doc, cfg)
+	}
+	if doc.failed > 0 {
+		return fmt.Errorf("doctor: %d check(s) failed", doc.failed)
+	}
+	return nil
+}
+
+// doctorBolt checks the bbolt file: it opens (no other process holds it)
+// and its pages are sound.
+func doctorBolt(doc *doctor, cfg *config.Config) {
 	db, err := store.Open(cfg.DBPath, store.Options{LockTimeout: time.Second})
 	switch {
 	case errors.Is(err, store.ErrLocked):
@@ -188,10 +204,46 @@ func runDoctor(ctx context.Context, getenv func(string) string, d deps, stdout i
 			doc.ok("store", "%s opens and checks clean", cfg.DBPath)
 		}
 	}
-	if doc.failed > 0 {
-		return fmt.Errorf("doctor: %d check(s) failed", doc.failed)
+}
+
+// doctorPostgres checks the PostgreSQL database: it connects (with an
+// Entra token when INVITEBOT_DB_AZURE_AUTH is set), its schema is at this
+// invitebot's version (Open migrates it), and who runs the background work.
+func doctorPostgres(ctx context.Context, doc *doctor, cfg *config.Config, dir *graph.Client) {
+	name := config.RedactDB(cfg.DBPath)
+	var so storeOptions
+	if cfg.DBAzureAuth {
+		if dir == nil {
+			doc.fail("store", "%s: INVITEBOT_DB_AZURE_AUTH needs the Entra credential, which failed above", name)
+			return
+		}
+		so.token = dir.TokenFor
 	}
-	return nil
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	b, err := openStore(ctx, cfg.DBPath, so)
+	if err != nil {
+		doc.fail("store", "%v", err)
+		return
+	}
+	defer b.Close()
+	db := b.(*pgstore.DB)
+	st, err := db.Stats(ctx)
+	if err != nil {
+		doc.fail("store", "%s: %v", name, err)
+		return
+	}
+	doc.ok("store", "%s: PostgreSQL, schema version %d, %d invitations, %d guests, %d audit events",
+		name, db.Version(), st.Invitations, st.Guests, st.AuditEntries)
+	l, held, err := db.Lease(ctx, flows.LeaseBackground)
+	switch {
+	case err != nil:
+		doc.fail("lease", "%v", err)
+	case !held:
+		doc.ok("lease", "background work: no replica holds the lease (none running, or taking over)")
+	default:
+		doc.ok("lease", "background work: %s holds the lease (epoch %d) until %s", l.Holder, l.Epoch, l.Expires.UTC().Format(time.RFC3339))
+	}
 }
 
 var aadsts = regexp.MustCompile(`AADSTS[0-9]+:[^"\n]*`)

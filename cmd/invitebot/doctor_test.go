@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/invitebot/invitebot/internal/graphfake"
+	"github.com/invitebot/invitebot/internal/pgstore"
+	"github.com/invitebot/invitebot/internal/pgstore/pgtest"
 	"github.com/invitebot/invitebot/internal/store"
 )
 
@@ -79,6 +82,15 @@ func TestDoctor(t *testing.T) {
 		c[k] = v
 		return c
 	}
+	// On PostgreSQL: it connects, reports the schema and the lease, and
+	// never prints the URL's password.
+	pgURL := strings.Replace(pgtest.URL(t), "postgres@", "postgres:s3cret@", 1)
+	out, err = h.doctor(t, clone(env, "INVITEBOT_DB", pgURL), h.sts)
+	if err != nil || !strings.Contains(out, fmt.Sprintf("PostgreSQL, schema version %d", pgstore.SchemaVersion())) ||
+		!strings.Contains(out, "ok    lease") || strings.Contains(out, "s3cret") {
+		t.Errorf("doctor on PostgreSQL: %v\n%s", err, out)
+	}
+
 	held, err := store.Open(env["INVITEBOT_DB"], store.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -86,10 +86,16 @@ func startOver(t *testing.T, tr transport) *harness {
 // startWith runs invitebot with d (its sleep is the harness's).
 func startWith(t *testing.T, tr transport, d deps) *harness {
 	t.Helper()
+	return startOn(t, tr, d, filepath.Join(t.TempDir(), "invitebot.db"))
+}
+
+// startOn runs invitebot with d on the store db (INVITEBOT_DB).
+func startOn(t *testing.T, tr transport, d deps, db string) *harness {
+	t.Helper()
 	h := &harness{sleeps: &sleeps{}, logs: &logBuffer{}}
 	log := slog.New(bot.LogHandler(slog.NewJSONHandler(io.MultiWriter(h.logs), &slog.HandlerOptions{Level: slog.LevelDebug})))
 	d.sleep = h.sleeps.sleep
-	e, err := startEmulated(filepath.Join(t.TempDir(), "invitebot.db"), log, d, tr)
+	e, err := startEmulated(db, log, d, tr)
 	if err != nil {
 		t.Fatal(err)
 	}

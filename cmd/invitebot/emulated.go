@@ -46,7 +46,11 @@ type emulated struct {
 	cfg  *config.Config
 	log  *slog.Logger
 	deps deps
+	addr string // where invitebot listens, kept across restarts
 }
+
+// emuTokenKey is the emulated set-up's INVITEBOT_TOKEN_KEY.
+const emuTokenKey = "ZW11bGF0ZWQtdG9rZW4ta2V5LTMyLWJ5dGVzLWxvbmc="
 
 // transport is how Slack reaches invitebot.
 type transport int
@@ -59,8 +63,21 @@ const (
 // startEmulated configures invitebot through the same environment variables
 // as `serve` and runs it on a loopback port.
 func startEmulated(dbPath string, log *slog.Logger, d deps, tr transport) (*emulated, error) {
-	e := &emulated{}
-	e.sts = graphfake.NewSTS(graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret, Roles: d.graphRoles})
+	e := &emulated{addr: "127.0.0.1:0"}
+	stsCfg := graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret, Roles: d.graphRoles,
+		UserTokenLifetime: d.userTokenLifetime}
+	if as := d.env["INVITEBOT_INVITE_AS"]; as != "" && as != config.InviteAsApp {
+		// The inviters' browsers come back to invitebot: fix its address
+		// (the redirect URI) before it starts, for every restart.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		e.addr = ln.Addr().String()
+		_ = ln.Close()
+		stsCfg.RedirectURIs = []string{"http://" + e.addr + "/auth/callback"}
+	}
+	e.sts = graphfake.NewSTS(stsCfg)
 	e.tenant = graphfake.NewTenant(graphfake.TenantConfig{ID: emuTenant, VerifiedDomains: []string{"contoso.com"}, ValidToken: e.sts.ValidToken, Now: d.now})
 	e.sts.SetWids(e.tenant.TenantWideRoles)
 	e.tenant.AddGroupWithID(emuPortal, "Partner portal users")
@@ -78,6 +95,12 @@ func startEmulated(dbPath string, log *slog.Logger, d deps, tr transport) (*emul
 	}
 	if tr == overSocket {
 		env["SLACK_APP_TOKEN"] = emuAppToken
+	}
+	if e.addr != "127.0.0.1:0" {
+		env["INVITEBOT_PUBLIC_URL"], env["INVITEBOT_TOKEN_KEY"] = "http://"+e.addr, emuTokenKey
+	}
+	for k, v := range d.env {
+		env[k] = v
 	}
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
@@ -105,7 +128,7 @@ func (e *emulated) startApp() error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", e.addr)
 	if err != nil {
 		a.Close()
 		return err

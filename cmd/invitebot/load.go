@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -148,12 +149,14 @@ func loadCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	track := fs.Int("track", 0, "instead: measure acceptance tracking with this many pending invitations")
 	inviters := fs.String("inviters", "", "instead: run the whole flow for these numbers of concurrent inviters, e.g. 10,100,1000")
 	bulk := fs.Int("bulk", 0, "instead: share a bulk CSV file of this many rows in Slack and time it")
+	db := fs.String("db", "", "with -inviters (one count): run on this empty store, e.g. a postgres:// URL, instead of a temporary bbolt file")
 	calls := fs.Int("calls", 0, "instead: this many inviters at once each invite one new guest; count the Slack and Graph calls per guest")
 	slackLimits := fs.Bool("slack-limits", true, "with -calls: the Slack emulator enforces Slack's published rate limits")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: invitebot load [-n 100] [-rounds 5] [-graph-latency 5s] [-socket]
        invitebot load -track 10000 [-rounds 5]
        invitebot load -inviters 10,100,1000 [-graph-latency 100ms]
+       invitebot load -inviters 100 -db postgres://…/empty_database
        invitebot load -bulk 2000 [-graph-latency 100ms]
        invitebot load -calls 50 [-graph-latency 50ms] [-slack-limits=false]
 
@@ -199,6 +202,9 @@ time from the submissions to the last DM.
 		}
 		return callsLoadCmd(ctx, *calls, lat, *slackLimits, stdout)
 	}
+	if *db != "" && *inviters == "" {
+		return errors.New("-db is for -inviters")
+	}
 	if *bulk > 0 {
 		lat := *graphLatency
 		if !graphLatencySet(fs) {
@@ -222,7 +228,10 @@ time from the submissions to the last DM.
 		if !graphLatencySet(fs) {
 			lat = 100 * time.Millisecond
 		}
-		return flowLoadCmd(ctx, counts, lat, stdout)
+		if *db != "" && len(counts) != 1 {
+			return errors.New("-db: give -inviters one count (each run needs an empty store)")
+		}
+		return flowLoadCmd(ctx, counts, lat, *db, stdout)
 	}
 	dir, err := os.MkdirTemp("", "invitebot-load-")
 	if err != nil {

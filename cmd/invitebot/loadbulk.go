@@ -16,7 +16,7 @@ import (
 // tenant) enforced by the emulated tenant, each Graph call taking
 // graphLatency.
 func bulkLoadCmd(ctx context.Context, rows int, graphLatency time.Duration, stdout io.Writer) error {
-	e, stop, err := startLoad()
+	e, stop, err := startLoad("")
 	if err != nil {
 		return err
 	}

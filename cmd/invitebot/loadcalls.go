@@ -135,15 +135,15 @@ func (e *emulated) loadCalls(ctx context.Context, n int) (callLoad, error) {
 	return r, nil
 }
 
-// startLoad starts invitebot over HTTP on the emulators, its store in a
-// temporary directory and no acceptance tracking, for a load run; stop
-// ends it and removes the directory.
-func startLoad() (e *emulated, stop func(), err error) {
+// startLoad starts invitebot over HTTP on the emulators with no acceptance
+// tracking, for a load run, on the store db ("": a bbolt file in a
+// temporary directory); stop ends it and removes the directory.
+func startLoad(db string) (e *emulated, stop func(), err error) {
 	dir, err := os.MkdirTemp("", "invitebot-load-")
 	if err != nil {
 		return nil, nil, err
 	}
-	e, err = startEmulated(filepath.Join(dir, "invitebot.db"), slog.New(slog.NewTextHandler(io.Discard, nil)), deps{pollInterval: -1}, overHTTP)
+	e, err = startEmulated(cmp.Or(db, filepath.Join(dir, "invitebot.db")), slog.New(slog.NewTextHandler(io.Discard, nil)), deps{pollInterval: -1}, overHTTP)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, nil, err
@@ -153,7 +153,7 @@ func startLoad() (e *emulated, stop func(), err error) {
 
 // callsLoadCmd is `invitebot load -calls 50`.
 func callsLoadCmd(ctx context.Context, n int, graphLatency time.Duration, limits bool, stdout io.Writer) error {
-	e, stop, err := startLoad()
+	e, stop, err := startLoad("")
 	if err != nil {
 		return err
 	}

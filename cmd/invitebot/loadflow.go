@@ -101,11 +101,12 @@ func (e *emulated) loadFlows(ctx context.Context, n int) (flowLoad, error) {
 }
 
 // flowLoadCmd is `invitebot load -inviters 10,100,1000`.
-func flowLoadCmd(ctx context.Context, counts []int, graphLatency time.Duration, stdout io.Writer) error {
+// db, if not "", is the store to run on (one count only).
+func flowLoadCmd(ctx context.Context, counts []int, graphLatency time.Duration, db string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "whole flow (command, dialog, submission, Graph %s per call, limit 150 invitations / 5 s):\n", graphLatency)
 	fmt.Fprintf(stdout, "%-9s %-34s %-34s %9s %7s %9s %9s\n", "inviters", "command→views.open p50/p99/max", "submission ack p50/p99/max", "completed", "inv/s", "429s", "peak RSS")
 	for _, n := range counts {
-		e, stop, err := startLoad()
+		e, stop, err := startLoad(db)
 		if err != nil {
 			return err
 		}

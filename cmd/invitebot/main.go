@@ -7,6 +7,7 @@
 //	invitebot policy   check a policy file, or print an example
 //	invitebot audit    export the audit log as CSV
 //	invitebot bulk     invite the rows of a CSV file
+//	invitebot store    copy a store between bbolt and PostgreSQL
 //	invitebot help     usage and the environment variables
 package main
 
@@ -45,6 +46,7 @@ Usage:
   invitebot doctor   check the configuration against Slack and Entra, a line each
   invitebot audit    export the audit log as CSV (audit export [-since 720h] [-o FILE])
   invitebot bulk     invite the rows of a CSV file (bulk -as U0123ABCD guests.csv)
+  invitebot store    copy a store between bbolt and PostgreSQL (store copy FROM TO)
   invitebot help     this text
 
 Run "invitebot COMMAND -h" for a command's help.
@@ -71,6 +73,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return auditCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "bulk":
 		return bulkCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "store":
+		return storeCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

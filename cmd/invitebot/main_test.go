@@ -68,7 +68,9 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{"is invited as a guest", "Accept the invitation", "already had an account",
 		"internal user", "must start with https://", "accepted your invitation", "*Accepted*", "Your invitations",
 		"Accepted 2", "Invitations sent: 4", "functions.completeSuccess", "outcome: invited", "3 of 3 rows done", "Done: 2 invited, 1 rejected.",
-		"row,email,object_id,outcome,reason", "dan@northwind.example,"} {
+		"row,email,object_id,outcome,reason", "dan@northwind.example,",
+		"Connect your Microsoft account", "Connected as Ann Lee (ann@contoso.com). You can close this tab.",
+		"grace@tailspin.example as sent by Ann (object ID"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}

@@ -17,7 +17,8 @@ import (
 // against the stores open returns: a new, empty one for each subtest t,
 // closed by open's own t.Cleanup. If the store also implements
 // flows.Leaser, the lease and its fencing are tested too; those tests wait
-// for a 300ms lease to lapse on the store's own clock.
+// for a 300ms lease to lapse on the store's own clock. If it implements
+// flows.SignInStore, that contract is tested too.
 func TestStore(t *testing.T, open func(t *testing.T) flows.Store) {
 	t.Run("CreateAndRead", func(t *testing.T) { testCreateAndRead(t, open(t)) })
 	t.Run("OriginKeyUnique", func(t *testing.T) { testOriginKeyUnique(t, open(t)) })
@@ -31,6 +32,12 @@ func TestStore(t *testing.T, open func(t *testing.T) flows.Store) {
 	t.Run("Outbox", func(t *testing.T) { testOutbox(t, open(t)) })
 	t.Run("AuditLog", func(t *testing.T) { testAuditLog(t, open(t)) })
 	t.Run("Guests", func(t *testing.T) { testGuests(t, open(t)) })
+	t.Run("SignInRecords", func(t *testing.T) {
+		if _, ok := open(t).(flows.SignInStore); !ok {
+			t.Skip("the store does not implement flows.SignInStore")
+		}
+		TestSignInStore(t, func(t *testing.T) flows.SignInStore { return open(t).(flows.SignInStore) })
+	})
 	t.Run("Lease", func(t *testing.T) {
 		l, ok := open(t).(flows.Leaser)
 		if !ok {

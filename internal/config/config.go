@@ -67,7 +67,8 @@ type Config struct {
 	GraphBaseURL        string // GRAPH_BASE_URL
 
 	Addr         string        // INVITEBOT_ADDR
-	DBPath       string        // INVITEBOT_DB
+	DBPath       string        // INVITEBOT_DB: a bbolt file, or a PostgreSQL URL (see Postgres)
+	DBAzureAuth  bool          // INVITEBOT_DB_AZURE_AUTH: PostgreSQL password = Entra access token
 	PolicyPath   string        // INVITEBOT_CONFIG
 	RedirectURL  string        // INVITEBOT_REDIRECT_URL
 	PollInterval time.Duration // INVITEBOT_POLL_INTERVAL
@@ -91,6 +92,32 @@ type Config struct {
 	TokenKeyPrevious Secret // INVITEBOT_TOKEN_KEY_PREVIOUS: the key before a rotation
 
 	Policy *Policy // from PolicyPath; an empty policy when unset
+}
+
+// Postgres reports whether INVITEBOT_DB names a PostgreSQL database
+// rather than a bbolt file.
+func (c *Config) Postgres() bool { return IsPostgresURL(c.DBPath) }
+
+// IsPostgresURL reports whether db (INVITEBOT_DB, or an argument naming a
+// store) is a postgres:// or postgresql:// URL rather than a file path.
+func IsPostgresURL(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+}
+
+// RedactDB returns db for logs and messages: a URL's password masked.
+func RedactDB(db string) string {
+	if !IsPostgresURL(db) {
+		return db
+	}
+	u, err := url.Parse(db)
+	if err != nil {
+		return "(a PostgreSQL URL that does not parse)"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }
 
 // SocketMode reports whether the bot connects over Socket Mode.
@@ -142,7 +169,8 @@ var Env = [][2]string{
 	{"AZURE_AUTHORITY_HOST", "token authority (default public cloud)"},
 	{"GRAPH_BASE_URL", "Graph base URL incl. version (default " + DefaultGraphBaseURL + ")"},
 	{"INVITEBOT_ADDR", "HTTP listen address (default " + DefaultAddr + ")"},
-	{"INVITEBOT_DB", "bbolt file (default " + DefaultDB + ")"},
+	{"INVITEBOT_DB", "bbolt file (one replica), or a postgres:// URL (any number of replicas; PG* variables fill gaps) (default " + DefaultDB + ")"},
+	{"INVITEBOT_DB_AZURE_AUTH", "1: the PostgreSQL password is a Microsoft Entra token from the Graph credential (Azure Database for PostgreSQL)"},
 	{"INVITEBOT_CONFIG", "policy file (YAML): admins, inviters, groups, domains, approvals, expiry, reminders, templates; see `invitebot policy example`"},
 	{"INVITEBOT_REDIRECT_URL", "default inviteRedirectUrl (default " + DefaultRedirectURL + ")"},
 	{"INVITEBOT_POLL_INTERVAL", "acceptance check interval (default 5m)"},
@@ -238,6 +266,21 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.GraphBaseURL = strings.TrimSuffix(c.GraphBaseURL, "/")
 	if msg := flows.CheckRedirectURL(c.RedirectURL); msg != "" {
 		bad("INVITEBOT_REDIRECT_URL", "%s", msg)
+	}
+	if c.Postgres() {
+		if _, err := url.Parse(c.DBPath); err != nil {
+			bad("INVITEBOT_DB", "not a valid PostgreSQL URL (postgres://user@host/database?sslmode=verify-full)")
+		}
+	}
+	switch v := get("INVITEBOT_DB_AZURE_AUTH", ""); v {
+	case "", "0", "false":
+	case "1", "true":
+		c.DBAzureAuth = true
+		if !c.Postgres() {
+			bad("INVITEBOT_DB_AZURE_AUTH", "needs INVITEBOT_DB to be a postgres:// URL")
+		}
+	default:
+		bad("INVITEBOT_DB_AZURE_AUTH", "1 or 0: %q", v)
 	}
 	c.PollInterval = DefaultPollInterval
 	if v := get("INVITEBOT_POLL_INTERVAL", ""); v != "" {

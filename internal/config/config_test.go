@@ -66,6 +66,9 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"BadScopedWindow", func(e map[string]string) { e["INVITEBOT_SCOPED_WRITE_WINDOW"] = "a day" }, "INVITEBOT_SCOPED_WRITE_WINDOW: not a duration"},
 		{"ScopedWindowTooShort", func(e map[string]string) { e["INVITEBOT_SCOPED_WRITE_WINDOW"] = "5s" }, "INVITEBOT_SCOPED_WRITE_WINDOW: at least 1m"},
 		{"MissingPolicyFile", func(e map[string]string) { e["INVITEBOT_CONFIG"] = "/nonexistent/policy.yaml" }, "INVITEBOT_CONFIG"},
+		{"BadPostgresURL", func(e map[string]string) { e["INVITEBOT_DB"] = "postgres://u:s3cret@%zz/x" }, "INVITEBOT_DB: not a valid PostgreSQL URL"},
+		{"AzureAuthOnFile", func(e map[string]string) { e["INVITEBOT_DB_AZURE_AUTH"] = "1" }, "INVITEBOT_DB_AZURE_AUTH: needs INVITEBOT_DB"},
+		{"BadAzureAuth", func(e map[string]string) { e["INVITEBOT_DB_AZURE_AUTH"] = "yes" }, "INVITEBOT_DB_AZURE_AUTH: 1 or 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,6 +79,27 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 				t.Fatalf("Load error = %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestPostgresDB(t *testing.T) {
+	e := validEnv()
+	e["INVITEBOT_DB"] = "postgresql://invitebot:s3cret@db.example.com/invitebot?sslmode=verify-full"
+	e["INVITEBOT_DB_AZURE_AUTH"] = "1"
+	c, err := config.Load(env(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Postgres() || !c.DBAzureAuth {
+		t.Errorf("Postgres() = %v, DBAzureAuth = %v; want true, true", c.Postgres(), c.DBAzureAuth)
+	}
+	for _, db := range []string{c.DBPath, "postgres://db.example.com/x?password=s3cret"} {
+		if got := config.RedactDB(db); strings.Contains(got, "s3cret") || !strings.Contains(got, "db.example.com") {
+			t.Errorf("RedactDB(%q) = %q", db, got)
+		}
+	}
+	if got := config.RedactDB("/var/lib/invitebot.db"); got != "/var/lib/invitebot.db" {
+		t.Errorf("RedactDB of a path = %q", got)
 	}
 }
 

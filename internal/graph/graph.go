@@ -179,7 +179,14 @@ func credential(cfg Config) (azcore.TokenCredential, error) {
 
 // Token returns an app token for Graph (for diagnostics; never log it).
 func (c *Client) Token(ctx context.Context) (string, error) {
-	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{ScopeFor(c.base)}})
+	return c.TokenFor(ctx, ScopeFor(c.base))
+}
+
+// TokenFor returns an access token for scope from the credential Graph
+// uses, such as Azure Database for PostgreSQL's (never log it). azidentity
+// caches it until shortly before it expires.
+func (c *Client) TokenFor(ctx context.Context, scope string) (string, error) {
+	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}})
 	return tok.Token, err
 }
 

@@ -118,3 +118,10 @@ func (s *Sealer) Open(owner string, sealed []byte) (plain []byte, stale bool, er
 	}
 	return plain, stale, nil
 }
+
+// KeyID names a key the way sealed values do (hex of the first bytes of
+// its SHA-256), so an admin can tell which key is in use without it.
+func KeyID(raw []byte) string {
+	sum := sha256.Sum256(raw)
+	return fmt.Sprintf("%x", sum[:keyIDSize])
+}

@@ -60,8 +60,13 @@ func putInvitation(tx *bolt.Tx, old, inv *flows.Invitation) error {
 	if err := index(tx, inv); err != nil {
 		return err
 	}
+	return appendAudit(tx, inv.History[min(known, len(inv.History)):])
+}
+
+// appendAudit appends events to the audit log, in order.
+func appendAudit(tx *bolt.Tx, events []flows.Event) error {
 	audit := tx.Bucket(bucketAudit)
-	for _, ev := range inv.History[min(known, len(inv.History)):] {
+	for _, ev := range events {
 		seq, err := audit.NextSequence()
 		if err != nil {
 			return err

@@ -1,0 +1,129 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/invitebot/invitebot/flows"
+)
+
+// Export reads everything the store holds, in one read transaction.
+func (db *DB) Export(_ context.Context) (*flows.Snapshot, error) {
+	snap := &flows.Snapshot{SignIn: map[string][]byte{}}
+	err := db.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketSignIn); b != nil {
+			if err := b.ForEach(func(k, v []byte) error {
+				snap.SignIn[string(k)] = bytes.Clone(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		err := tx.Bucket(bucketInvitations).ForEach(func(k, v []byte) error {
+			var inv flows.Invitation
+			if err := decode(v, &inv); err != nil {
+				return fmt.Errorf("decode invitation %s: %w", k, err)
+			}
+			snap.Invitations = append(snap.Invitations, &inv)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.Bucket(bucketGuests).ForEach(func(k, v []byte) error {
+			var g flows.Guest
+			if err := decode(v, &g); err != nil {
+				return fmt.Errorf("decode guest %s: %w", k, err)
+			}
+			snap.Guests = append(snap.Guests, g)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		// Oldest first, as Invitations lists them.
+		sort.SliceStable(snap.Invitations, func(i, j int) bool {
+			a, b := snap.Invitations[i], snap.Invitations[j]
+			if !a.CreatedAt.Equal(b.CreatedAt) {
+				return a.CreatedAt.Before(b.CreatedAt)
+			}
+			return a.ID < b.ID
+		})
+		return tx.Bucket(bucketAudit).ForEach(func(_, v []byte) error {
+			var ev flows.Event
+			if err := decode(v, &ev); err != nil {
+				return fmt.Errorf("decode audit event: %w", err)
+			}
+			snap.Audit = append(snap.Audit, ev)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
+
+// ErrNotEmpty is returned by Import into a store that holds records.
+var ErrNotEmpty = errors.New("the store is not empty")
+
+// Import writes snap into the empty store in one transaction: the
+// invitations with their indexes (their history is not appended to the
+// audit log again), the guests, the audit log in snap's order, and the
+// sign-in records.
+func (db *DB) Import(_ context.Context, snap *flows.Snapshot) error {
+	return db.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketInvitations, bucketGuests, bucketAudit, bucketSignIn} {
+			if b := tx.Bucket(b); b != nil {
+				if k, _ := b.Cursor().First(); k != nil {
+					return ErrNotEmpty
+				}
+			}
+		}
+		if len(snap.SignIn) > 0 {
+			b, err := signInBucket(tx)
+			if err != nil {
+				return err
+			}
+			for k, v := range snap.SignIn {
+				if err := b.Put([]byte(k), v); err != nil {
+					return err
+				}
+			}
+		}
+		for _, inv := range snap.Invitations {
+			// As stored: its history is already in snap.Audit.
+			raw, err := encode(inv)
+			if err != nil {
+				return err
+			}
+			if tx.Bucket(bucketInvitations).Get([]byte(inv.ID)) != nil {
+				return fmt.Errorf("invitation %s: repeated", inv.ID)
+			}
+			if k := inv.Origin.UniqueKey(); k != "" && tx.Bucket(bucketByOrigin).Get([]byte(k)) != nil {
+				return fmt.Errorf("invitation %s: origin %s repeats an earlier invitation's", inv.ID, k)
+			}
+			if err := tx.Bucket(bucketInvitations).Put([]byte(inv.ID), raw); err != nil {
+				return err
+			}
+			if err := index(tx, inv); err != nil {
+				return fmt.Errorf("invitation %s: %w", inv.ID, err)
+			}
+		}
+		for _, g := range snap.Guests {
+			raw, err := encode(g)
+			if err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketGuests).Put([]byte(g.ObjectID), raw); err != nil {
+				return err
+			}
+		}
+		return appendAudit(tx, snap.Audit)
+	})
+}
