@@ -99,6 +99,7 @@ var Events = []string{
 	"app_home_opened",   // render the Home tab
 	"file_shared",       // a CSV shared in a DM with the bot: bulk invitations
 	"function_executed", // a workflow reached the Workflow Builder step
+	"user_change",       // a person's profile changed: drop their cached name and email
 }
 
 // The Workflow Builder step (DESIGN.md "Slack Workflow Builder step"): its

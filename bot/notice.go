@@ -35,6 +35,15 @@ func withNotice(ctx context.Context, n flows.Notice) context.Context {
 func (b *Bot) post(ctx context.Context, channel string, opts ...slack.MsgOption) (flows.MessageRef, error) {
 	n, ok := ctx.Value(noticeKey{}).(flows.Notice)
 	if ok {
+		if n.Recover && (strings.HasPrefix(channel, "U") || strings.HasPrefix(channel, "W")) {
+			// A DM addressed by user ID: its history needs the channel ID
+			// (conversations.open, only when recovering).
+			if c, _, _, err := b.api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{channel}, ReturnIM: true}); err == nil {
+				channel = c.ID
+			} else {
+				b.log.WarnContext(ctx, "conversations.open: cannot look for an earlier post of the notice; posting it", "err", err)
+			}
+		}
 		if n.Recover && strings.HasPrefix(channel, "D") {
 			if ref, found := b.findNotice(ctx, channel, n.ID); found {
 				b.log.InfoContext(ctx, "notice already posted; not posting it again", "kind", n.Kind, "channel", channel, "ts", ref.TS)

@@ -226,8 +226,11 @@ type Invitation struct {
 	Action *Action `json:"action,omitempty"`
 	// Expiry is when the guest's access ends, if it does.
 	Expiry *Expiry `json:"expiry,omitempty"`
-	// Sponsor is the inviter as the guest's sponsor, once provisioned.
+	// Sponsor is the inviter as the guest's sponsor, once recorded.
 	Sponsor *Sponsor `json:"sponsor,omitempty"`
+	// SponsorDue is set when the guest is provisioned and cleared when the
+	// sponsor is recorded, after the inviter's DM (off its critical path).
+	SponsorDue bool `json:"sponsorDue,omitempty"`
 	// Approval is the approval the policy asked for, if any.
 	Approval *Approval `json:"approval,omitempty"`
 	// Deferred are writes to the guest (attributes, sponsor) that Entra

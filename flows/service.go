@@ -94,11 +94,13 @@ type Service struct {
 	// inviteAs and delegation decide who sends POST /invitations (sender).
 	inviteAs   InviteAs
 	delegation Delegation
-	log        *slog.Logger
-	obs        Observer
-	now        func() time.Time
-	sleep      func(context.Context, time.Duration) error
-	newID      func() string
+	// sponsors caches inviters' Entra accounts (SponsorTTL).
+	sponsors accounts
+	log      *slog.Logger
+	obs      Observer
+	now      func() time.Time
+	sleep    func(context.Context, time.Duration) error
+	newID    func() string
 
 	transient, replication   Backoff
 	callTimeout, pickTimeout time.Duration
@@ -464,6 +466,13 @@ func (s *Service) Invitation(ctx context.Context, id string) (*Invitation, error
 func (s *Service) Resume(ctx context.Context) (int, error) {
 	s.resumeSignIns(ctx)
 	invs, err := s.store.Invitations(ctx, InvitationFilter{Unfinished: true})
+	if err != nil {
+		return 0, fmt.Errorf("resume: %w", err)
+	}
+	// Told, with the sponsor still to record (a stop came between the DM
+	// and the sponsor): the sponsor step resumes.
+	due, err := s.store.Invitations(ctx, InvitationFilter{SponsorDue: true})
+	invs = append(invs, slices.DeleteFunc(due, func(inv *Invitation) bool { return !inv.State.Terminal() })...)
 	if err != nil {
 		return 0, fmt.Errorf("resume: %w", err)
 	}

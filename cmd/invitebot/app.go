@@ -113,7 +113,9 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		c := *d.slackHTTP
 		slackHTTP = &c
 	}
-	slackHTTP.Transport = m.Slack(slackHTTP.Transport, cfg.SlackAPIURL)
+	// Every Slack call goes through the pacer (rate limits, Retry-After),
+	// then the metrics (each HTTP request counted, resends included).
+	slackHTTP.Transport = bot.NewPacer(m.Slack(slackHTTP.Transport, cfg.SlackAPIURL), cfg.SlackAPIURL, m)
 	opts := []slack.Option{slack.OptionAPIURL(cfg.SlackAPIURL), slack.OptionHTTPClient(slackHTTP)}
 	if cfg.SocketMode() {
 		opts = append(opts, slack.OptionAppLevelToken(cfg.SlackAppToken.Reveal()))

@@ -492,27 +492,21 @@ type flowCall struct {
 
 // flowCalls is the emulator traffic of one invitation (slack_link delivery,
 // one group, no attributes, an inviter with an internal account), as an
-// uninterrupted run logs it.
+// uninterrupted run logs it. The dialog's intermediate states are
+// coalesced (none for a flow this fast: see bot/progress.go); the Slack
+// Connect check (users.lookupByEmail) runs in the background after the DM,
+// and the Home tab is re-published only for a tab opened before, at most
+// once a minute: neither is tied to a state.
 var flowCalls = []flowCall{
-	{"views.update", flows.StateChecking},      // progress
 	{"GET /organization", flows.StateChecking}, // verified domains, re-read
 	{"GET /users", flows.StateChecking},        // an existing user?
-	{"views.update", flows.StateInviting},
 	{"POST /invitations", flows.StateInviting},
-	{"views.update", flows.StateInvited},
-	{"views.update", flows.StateAttributesSet},
 	{"POST /groups/{id}/members", flows.StateAttributesSet},
-	{"views.update", flows.StateGroupsAdded},
-	{"users.info", flows.StateGroupsAdded},                // the sponsor's email
-	{"GET /users", flows.StateGroupsAdded},                // the sponsor's account
-	{"POST /users/{id}/sponsors", flows.StateGroupsAdded}, // set the sponsor
-	{"views.update", flows.StateProvisioned},
-	{"views.update", flows.StateProvisioned}, // the final dialog
-	{"users.info", flows.StateProvisioned},   // the inviter's name for the text
-	{"users.lookupByEmail", flows.StateProvisioned},
-	{"conversations.open", flows.StateProvisioned},
-	{"chat.postMessage", flows.StateProvisioned}, // the outcome DM
-	{"views.publish", flows.StateProvisioned},    // the inviter's Home tab, after the DM
+	{"users.info", flows.StateProvisioned},       // the inviter's name for the text (cached: the sponsor reuses it)
+	{"chat.postMessage", flows.StateProvisioned}, // the outcome DM, to the user ID
+	{"views.update", flows.StateProvisioned},     // the final dialog, after the DM
+	{"GET /users", flows.StateNotified},          // the sponsor's account, after the DM
+	{"POST /users/{id}/sponsors", flows.StateNotified},
 }
 
 // pickTrap draws a kill point ahead of an invitation in state: a state
@@ -651,9 +645,12 @@ func TestCrashRestartInvariants(t *testing.T) {
 	}
 
 	// The states every run must have crashed in (requested is left to
-	// chance: only a crash during the submission can land there).
-	mustHit := []flows.State{flows.StateChecking, flows.StateInviting, flows.StateInvited, flows.StateAttributesSet,
-		flows.StateGroupsAdded, flows.StateProvisioned, flows.StateNotified}
+	// chance: only a crash during the submission can land there; so are
+	// invited and groups_added: without attributes no call is made in
+	// either, the dialog's progress being coalesced and the sponsor's
+	// calls coming after the DM).
+	mustHit := []flows.State{flows.StateChecking, flows.StateInviting, flows.StateAttributesSet,
+		flows.StateProvisioned, flows.StateNotified}
 	allHit := func() bool { return !slices.ContainsFunc(mustHit, func(s flows.State) bool { return !hit[s] }) }
 	for i := 0; i < maxInvitations && (len(kills) < minKills || i < minInvitations || !allHit()); i++ {
 		email := fmt.Sprintf("guest%d@fabrikam.com", i)
@@ -859,8 +856,15 @@ func TestCrashRestartInvariants(t *testing.T) {
 				actions = append(actions, ev.Action)
 			}
 		}
+		// The sponsor follows the DM; the last stop may come before it
+		// (then it is due, for the next start).
 		want := []string{"requested", "checking directory", "no existing user", "invited", "no attributes to set",
-			"added to group", "groups done", "provisioned", "inviter notified"}
+			"added to group", "groups done", "provisioned", "inviter notified", "sponsor recorded"}
+		if inv.SponsorDue {
+			want = want[:len(want)-1]
+		} else if inv.State == flows.StateNotified && inv.Sponsor == nil {
+			t.Errorf("%s: notified, no sponsor recorded and none due", email)
+		}
 		if inv.State == flows.StateNotified && !slices.Equal(actions, want) {
 			t.Errorf("%s: audit %q, want %q", email, actions, want)
 		}
