@@ -98,11 +98,11 @@ func (b *Bot) requestApproval(ctx context.Context, n flows.Notice) (flows.Messag
 	blocks, fallback := b.approvalRequest(n.Invitation)
 	opts := []slack.MsgOption{slack.MsgOptionText(fallback, false), slack.MsgOptionBlocks(blocks...)}
 	if strings.HasPrefix(n.To, "C") || strings.HasPrefix(n.To, "G") {
-		ch, ts, err := b.api.PostMessageContext(ctx, n.To, opts...)
+		ref, err := b.post(ctx, n.To, opts...)
 		if err != nil {
 			return flows.MessageRef{}, classify(fmt.Errorf("post approval request: %w", err))
 		}
-		return flows.MessageRef{Channel: ch, TS: ts}, nil
+		return ref, nil
 	}
 	ref, err := b.dm(ctx, n.To, opts...)
 	if err != nil {

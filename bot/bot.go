@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"text/template"
+	"time"
 
 	"github.com/slack-go/slack"
 
@@ -67,6 +68,15 @@ type Bot struct {
 	bulkMu          sync.Mutex
 	bulkFiles       map[string]bool // file IDs being run
 
+	profiles ttlCache[profile]     // Slack user ID → profile (users.info)
+	invitees ttlCache[*slack.User] // lower-cased email → Slack user or nil (users.lookupByEmail)
+	dialogs  progress              // coalesced progress of the invitation dialogs
+	homes    homes                 // when each Home tab was published
+	dmLocks  [64]sync.Mutex        // see dmLock
+	// progressEvery and homeEvery are the constants of the same names
+	// (tests shorten them).
+	progressEvery, homeEvery time.Duration
+
 	signIn SignIn
 
 	workflowClient func(token string) *slack.Client
@@ -84,6 +94,8 @@ func New(cfg Config) *Bot {
 	b.bulkLimits = flows.BulkLimits{MaxBytes: cmp.Or(cfg.BulkLimits.MaxBytes, flows.DefaultBulkMaxBytes),
 		MaxRows: cmp.Or(cfg.BulkLimits.MaxRows, flows.DefaultBulkMaxRows)}
 	b.jobsCtx, b.jobsStop = context.WithCancel(context.Background())
+	b.profiles.ttl, b.invitees.ttl = profileTTL, inviteeTTL
+	b.progressEvery, b.homeEvery = progressEvery, homeEvery
 	b.tmpl.Store(cfg.InvitationTemplate)
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -197,6 +209,26 @@ func writeJSON(w http.ResponseWriter, v any) {
 // ephemeral is a slash command response only the user sees.
 func ephemeral(text string) *slack.Msg {
 	return &slack.Msg{ResponseType: slack.ResponseTypeEphemeral, Text: text}
+}
+
+// goJob runs fn in the background, unless the bot is closing. fn's context
+// keeps ctx's values (request and invitation IDs for the log) but not its
+// deadline, and is cancelled by Close, which waits for fn.
+func (b *Bot) goJob(ctx context.Context, fn func(context.Context)) {
+	b.bulkMu.Lock()
+	if b.jobsCtx.Err() != nil {
+		b.bulkMu.Unlock()
+		return
+	}
+	b.jobs.Add(1)
+	b.bulkMu.Unlock()
+	go func() {
+		defer b.jobs.Done()
+		jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		defer context.AfterFunc(b.jobsCtx, cancel)()
+		fn(jctx)
+	}()
 }
 
 // detach returns a context for work that must outlive the Slack request

@@ -293,5 +293,7 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 // resume when the file is shared again) and waits for them to report.
 func (b *Bot) Close() {
 	b.jobsStop()
+	b.stopProgress()
+	b.stopHomes()
 	b.jobs.Wait()
 }

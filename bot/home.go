@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -135,8 +136,29 @@ func homeRow(inv *flows.Invitation, viewer string, all, admin bool, now time.Tim
 	return slack.NewSectionBlock(mrkdwn(text), nil, acc)
 }
 
-// publishHome renders and publishes user's Home tab.
+// homeEvery is how often a person's Home tab is re-published while their
+// invitations change (homeChanged). Opening the tab (app_home_opened) and
+// the person's own button actions publish it at once.
+const homeEvery = time.Minute
+
+// homes records when each Home tab was published, and the re-publishes
+// that are due.
+type homes struct {
+	mu     sync.Mutex
+	last   map[string]time.Time   // user → last published by this process
+	due    map[string]*time.Timer // user → a scheduled re-publish
+	closed bool
+}
+
+// publishHome renders and publishes user's Home tab. It records the time
+// first: a change from then on is re-published (homeChanged).
 func (b *Bot) publishHome(ctx context.Context, user string) error {
+	b.homes.mu.Lock()
+	if b.homes.last == nil {
+		b.homes.last = map[string]time.Time{}
+	}
+	b.homes.last[user] = time.Now()
+	b.homes.mu.Unlock()
 	invs, all, err := b.svc.InvitationsFor(ctx, flows.Inviter{UserID: user})
 	if err != nil {
 		return err
@@ -147,7 +169,50 @@ func (b *Bot) publishHome(ctx context.Context, user string) error {
 	return err
 }
 
-// refreshHomes re-publishes the Home tabs of the users given (best effort).
+// homeChanged tells that user's invitations changed. Their Home tab is
+// re-published at most once per homeEvery, and only if this process has
+// published it before: a tab never opened since the start is rendered when
+// it is opened. The re-publish is best effort (dropped rather than queued
+// behind views.publish's rate limit).
+func (b *Bot) homeChanged(user string) {
+	h := &b.homes
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	last, seen := h.last[user]
+	if !seen || h.due[user] != nil || h.closed {
+		return
+	}
+	if h.due == nil {
+		h.due = map[string]*time.Timer{}
+	}
+	h.due[user] = time.AfterFunc(max(time.Until(last.Add(b.homeEvery)), 0), func() {
+		h.mu.Lock()
+		delete(h.due, user)
+		h.mu.Unlock()
+		b.goJob(b.jobsCtx, func(ctx context.Context) {
+			ctx, cancel := context.WithTimeout(bestEffort(ctx), 30*time.Second)
+			defer cancel()
+			if err := b.publishHome(ctx, user); err != nil {
+				b.log.DebugContext(ctx, "publish home", "user", user, "err", err)
+			}
+		})
+	})
+}
+
+// stopHomes cancels the scheduled re-publishes (Close).
+func (b *Bot) stopHomes() {
+	h := &b.homes
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for u, t := range h.due {
+		t.Stop()
+		delete(h.due, u)
+	}
+}
+
+// refreshHomes re-publishes the Home tabs of the users given at once (best
+// effort): for changes a person's own action made, which they expect to see.
 func (b *Bot) refreshHomes(ctx context.Context, users ...string) {
 	for i, u := range users {
 		if u == "" || slices.Contains(users[:i], u) {
@@ -170,9 +235,9 @@ func (b *Bot) event(ctx context.Context, raw json.RawMessage) error {
 		Enterprise string `json:"enterprise_id"`
 		APIAppID   string `json:"api_app_id"`
 		Event      struct {
-			Type string `json:"type"`
-			User string `json:"user"`
-			Tab  string `json:"tab"`
+			Type string          `json:"type"`
+			User json.RawMessage `json:"user"` // an ID; user_change: the user object
+			Tab  string          `json:"tab"`
 			// file_shared
 			UserID    string `json:"user_id"`
 			ChannelID string `json:"channel_id"`
@@ -193,16 +258,28 @@ func (b *Bot) event(ctx context.Context, raw json.RawMessage) error {
 		_ = json.Unmarshal(raw, &fe)
 		return b.functionExecuted(ctx, cb.TeamID, fe.Event)
 	}
+	var user string
+	if json.Unmarshal(cb.Event.User, &user) != nil {
+		var u struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal(cb.Event.User, &u)
+		user = u.ID
+	}
+	if cb.Event.Type == "user_change" && user != "" {
+		b.profiles.forget(user) // their name or email may have changed
+		return nil
+	}
 	if cb.Event.Type == "file_shared" {
 		b.fileShared(ctx, cb.Event.UserID, cb.Event.ChannelID, cb.Event.FileID)
 		return nil
 	}
-	if cb.Event.Type == "app_home_opened" && cb.Event.Tab == "home" && cb.Event.User != "" {
+	if cb.Event.Type == "app_home_opened" && cb.Event.Tab == "home" && user != "" {
 		go func() {
 			ctx, cancel := context.WithTimeout(detach(ctx), 30*time.Second)
 			defer cancel()
-			if err := b.publishHome(ctx, cb.Event.User); err != nil {
-				b.log.WarnContext(ctx, "publish home", "user", cb.Event.User, "err", err)
+			if err := b.publishHome(ctx, user); err != nil {
+				b.log.WarnContext(ctx, "publish home", "user", user, "err", err)
 			}
 		}()
 	}

@@ -85,6 +85,7 @@ var Scopes = []string{
 	"commands",         // /invite-guest
 	"chat:write",       // DMs to inviters and invitees
 	"im:write",         // conversations.open for those DMs
+	"im:history",       // conversations.history: was a notice already DMed before a crash? (no message twice)
 	"users:read",       // users.info: the inviter's name in the invitation text
 	"users:read.email", // users.lookupByEmail: is the invitee in Slack?
 	"files:write",      // files upload v2: /invite-guest audit's CSV file in the admin's DM, bulk results
@@ -98,6 +99,7 @@ var Events = []string{
 	"app_home_opened",   // render the Home tab
 	"file_shared",       // a CSV shared in a DM with the bot: bulk invitations
 	"function_executed", // a workflow reached the Workflow Builder step
+	"user_change",       // a person's profile changed: drop their cached name and email
 }
 
 // The Workflow Builder step (DESIGN.md "Slack Workflow Builder step"): its

@@ -203,21 +203,19 @@ func (b *Bot) sendToInvitee(ctx context.Context, cb slack.InteractionCallback, w
 	reply("Sent the invitation to <@" + u.ID + "> in a DM.")
 }
 
-// dm posts a message to a user's DM with the bot.
+// dm posts a message to a user's DM with the bot: to the user ID, which
+// Slack resolves to the app's DM with them (no conversations.open). The
+// reference returned names the DM channel Slack answered with. See post
+// for the notices it delivers.
 func (b *Bot) dm(ctx context.Context, userID string, opts ...slack.MsgOption) (flows.MessageRef, error) {
-	ch, _, _, err := b.api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{userID}, ReturnIM: true})
-	if err != nil {
-		return flows.MessageRef{}, err
-	}
-	channel, ts, err := b.api.PostMessageContext(ctx, ch.ID, opts...)
-	return flows.MessageRef{Channel: channel, TS: ts}, err
+	return b.post(ctx, userID, opts...)
 }
 
 // invitationText renders the ready-to-forward invitation, escaped for Slack.
 func (b *Bot) invitationText(ctx context.Context, inv *flows.Invitation) (string, error) {
 	inviter := "A colleague"
-	if u, err := b.api.GetUserInfoContext(ctx, inv.Inviter.UserID); err == nil {
-		inviter = firstNonEmpty(u.RealName, u.Profile.RealName, u.Name, inviter)
+	if p, err := b.profile(ctx, inv.Inviter.UserID); err == nil {
+		inviter = firstNonEmpty(p.Name, inviter)
 	}
 	var sb strings.Builder
 	err := b.tmpl.Load().Execute(&sb, map[string]string{

@@ -81,7 +81,11 @@ func (b *Bot) lifecycleNotice(ctx context.Context, n flows.Notice) error {
 	if inv.DM.TS != "" && (n.Kind != flows.NoticeReminder && n.Kind != flows.NoticeActionFailed) {
 		b.updateResultDM(ctx, inv)
 	}
-	b.refreshHomes(ctx, inv.Inviter.UserID, n.By)
+	if n.Kind == flows.NoticeActionDone || n.Kind == flows.NoticeActionFailed {
+		b.refreshHomes(ctx, inv.Inviter.UserID, n.By) // a person's own action: shown at once
+	} else {
+		b.homeChanged(inv.Inviter.UserID)
+	}
 	return nil
 }
 
@@ -105,7 +109,7 @@ func (b *Bot) actionDoneMessage(ctx context.Context, inv *flows.Invitation, n fl
 		if inv.Request.Delivery == flows.DeliveryMicrosoftEmail {
 			blocks = append(blocks, note("Microsoft emailed the invitation again from invites@microsoft.com."))
 		} else {
-			blocks = append(blocks, b.linkBlocks(ctx, inv)...)
+			blocks = append(blocks, b.linkBlocks(ctx, inv, true)...)
 		}
 		return text, append(blocks, note("Invitation `"+inv.ID+"`"))
 	case flows.ActionRevokeGroups:
@@ -129,7 +133,10 @@ func (b *Bot) actionDoneMessage(ctx context.Context, inv *flows.Invitation, n fl
 // updateResultDM rewrites the original outcome DM to the invitation's
 // current state: once accepted, revoked or removed its link and buttons go.
 func (b *Bot) updateResultDM(ctx context.Context, inv *flows.Invitation) {
-	blocks, fallback := b.resultMessage(ctx, inv)
+	mu := b.dmLock(inv.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	blocks, fallback, _ := b.resultMessage(ctx, inv, true)
 	_, _, _, err := b.api.UpdateMessageContext(ctx, inv.DM.Channel, inv.DM.TS,
 		slack.MsgOptionText(fallback, false), slack.MsgOptionBlocks(blocks...))
 	if err != nil {

@@ -18,9 +18,13 @@ import (
 // Slack's rate limits are per method, per app and per workspace, counted
 // per minute, in tiers (reference/slack.md §4): Tier 2 = 20, Tier 3 = 50,
 // Tier 4 = 100 calls a minute; chat.postMessage about one message per
-// second per channel.
+// second per channel. views.open and views.push (Tier 4) are not paced
+// ahead: each spends a trigger_id that expires 3 s after a person acted,
+// so holding one back only fails it; a 429's Retry-After still holds them.
+// Neither is apps.connections.open (Tier 1): Socket Mode reconnects when
+// Slack asks it to, and slack-go backs off between failed attempts.
+// Methods not listed are not paced ahead either.
 var methodTier = map[string]int{
-	"apps.connections.open":        1,
 	"bots.info":                    50,
 	"chat.postEphemeral":           100,
 	"chat.update":                  50,
@@ -33,9 +37,7 @@ var methodTier = map[string]int{
 	"usergroups.users.list":        20,
 	"users.info":                   100,
 	"users.lookupByEmail":          50,
-	"views.open":                   100,
 	"views.publish":                100,
-	"views.push":                   100,
 	"views.update":                 100,
 }
 

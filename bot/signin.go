@@ -49,7 +49,7 @@ func (b *Bot) askSignIn(ctx context.Context, inv *flows.Invitation) (flows.Messa
 		if link, err := b.signIn.NewLink(ctx, inv.Inviter.UserID); err == nil {
 			v := StatusModal(inv, b.svc.Policy(), "")
 			v.Blocks.BlockSet = ConnectBlocks(text, link)
-			if err := b.updateView(ctx, inv, v, true); err != nil { // as the pick dialog: wait for Slack to apply the submission
+			if err := b.showFinal(ctx, inv.ID, externalID(inv), v, true); err != nil { // it waits for a person; as the pick dialog: wait for Slack to apply the submission
 				b.log.DebugContext(ctx, "sign-in dialog update", "invitation", inv, "err", err)
 			}
 		}

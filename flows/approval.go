@@ -140,9 +140,9 @@ func (s *Service) Decide(ctx context.Context, id string, who Inviter, approve bo
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "approval decided", "invitation", got, "decision", got.Approval.Decision, "by", who.UserID)
-	s.flushLater(id)
+	s.flushLater(ctx, id)
 	if started {
-		s.start(id)
+		s.start(ctx, id)
 	}
 	if policyDenied {
 		return got, ErrPolicyDenied
@@ -179,7 +179,7 @@ func (s *Service) expireApproval(ctx context.Context, id string) error {
 		return nil
 	}
 	if err == nil {
-		s.flushLater(id)
+		s.flushLater(ctx, id)
 	}
 	return err
 }

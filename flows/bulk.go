@@ -581,14 +581,14 @@ func (s *Service) bulkRow(ctx context.Context, who Inviter, file string, row Bul
 	case prev != nil && prev.State != StateFailed && prev.State != StateRevoked && prev.State != StateRemoved:
 		res.Earlier = prev.State.Terminal() || prev.State.Waiting()
 		if !res.Earlier {
-			s.start(prev.ID) // a crash interrupted it
+			s.start(ctx, prev.ID) // a crash interrupted it
 		}
 		inv = prev
 	case revived:
 		// The invitation reached Graph (and a Slack-link row has, or will
 		// get, its redeem link): carry on from the failed step rather than
 		// adopt the guest anew, which would lose the link.
-		s.start(prev.ID)
+		s.start(ctx, prev.ID)
 		inv = prev
 	default:
 		attempt := 1

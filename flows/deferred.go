@@ -101,8 +101,8 @@ func (s *Service) deferredDue(inv *Invitation) bool {
 }
 
 // startDeferred retries invitation id's pending writes in the background.
-func (s *Service) startDeferred(id string) {
-	s.goOnce("deferred:"+id, func(ctx context.Context) { s.runDeferred(ctx, id) })
+func (s *Service) startDeferred(ctx context.Context, id string) {
+	s.goOnce(ctx, "deferred:"+id, func(ctx context.Context) { s.runDeferred(ctx, id) })
 }
 
 // runDeferred tries the pending writes once and records the outcome: each
@@ -205,11 +205,11 @@ func (s *Service) runDeferred(ctx context.Context, id string) {
 		s.log.ErrorContext(ctx, "record pending writes", "err", err)
 	case gaveUp:
 		s.log.WarnContext(ctx, "pending writes abandoned", "invitation", got, "reason", got.Deferred.GaveUp)
-		s.flushLater(id)
+		s.flushLater(ctx, id)
 	case !got.Deferred.Active():
 		s.log.InfoContext(ctx, "pending writes done", "invitation", got, "attempts", got.Deferred.Attempts)
 		s.syncSponsor(ctx, got)
-		s.flushLater(id)
+		s.flushLater(ctx, id)
 	default:
 		s.log.InfoContext(ctx, "writes still refused", "invitation", got, "next", got.Deferred.NextAt, "err", got.Deferred.LastError)
 	}

@@ -232,7 +232,7 @@ func (s *Service) Connected(ctx context.Context, slackUserID string) (int, error
 			return n, fmt.Errorf("connected: %w", err)
 		}
 		n++
-		s.start(inv.ID)
+		s.start(ctx, inv.ID)
 	}
 	return n, nil
 }

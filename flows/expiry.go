@@ -53,9 +53,9 @@ func (s *Service) checkExpiry(ctx context.Context, id string) (string, error) {
 	case err != nil:
 		return "", err
 	case did == string(ActionExpire):
-		s.startAction(id)
+		s.startAction(ctx, id)
 	default:
-		s.flushLater(id)
+		s.flushLater(ctx, id)
 	}
 	return did, nil
 }

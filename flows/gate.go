@@ -98,8 +98,9 @@ func (g *gate) throttleWait(ctx context.Context, now func() time.Time, sleep fun
 // use: every call holds the gate, so the tracker yields to it.
 type interactive struct {
 	Directory
-	g   *gate
-	now func() time.Time
+	g       *gate
+	invites *window // told of a throttled POST /invitations
+	now     func() time.Time
 }
 
 func (d interactive) VerifiedDomains(ctx context.Context) (out []string, err error) {
@@ -116,7 +117,10 @@ func (d interactive) FindUsers(ctx context.Context, email string, withUPN bool) 
 
 func (d interactive) Invite(ctx context.Context, inv Invite) (out Invited, err error) {
 	d.g.enter()
-	defer func() { d.g.leave(err, d.now()) }()
+	defer func() {
+		d.g.leave(err, d.now())
+		d.invites.throttled(ctx, err)
+	}()
 	return d.Directory.Invite(ctx, inv)
 }
 

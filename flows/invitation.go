@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -229,8 +230,11 @@ type Invitation struct {
 	Action *Action `json:"action,omitempty"`
 	// Expiry is when the guest's access ends, if it does.
 	Expiry *Expiry `json:"expiry,omitempty"`
-	// Sponsor is the inviter as the guest's sponsor, once provisioned.
+	// Sponsor is the inviter as the guest's sponsor, once recorded.
 	Sponsor *Sponsor `json:"sponsor,omitempty"`
+	// SponsorDue is set when the guest is provisioned and cleared when the
+	// sponsor is recorded, after the inviter's DM (off its critical path).
+	SponsorDue bool `json:"sponsorDue,omitempty"`
 	// Approval is the approval the policy asked for, if any.
 	Approval *Approval `json:"approval,omitempty"`
 	// Deferred are writes to the guest (attributes, sponsor) that Entra
@@ -347,6 +351,16 @@ type Outgoing struct {
 	Failure *Failure   `json:"failure,omitempty"`
 	// To is the approval request's recipient: a channel or an approver.
 	To string `json:"to,omitempty"`
+}
+
+// noticeID names the notice o of invitation id: the same on every attempt
+// to deliver it, different for every notice recorded.
+func (o Outgoing) noticeID(id string) string {
+	n := id + "/" + string(o.Kind) + "/" + strconv.FormatInt(o.At.UnixNano(), 36)
+	if o.To != "" {
+		n += "/" + o.To
+	}
+	return n
 }
 
 // ExpiryAction is what happens to a guest's access when it expires.

@@ -91,14 +91,14 @@ func (s *Service) Act(ctx context.Context, id string, who Inviter, kind ActionKi
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "lifecycle action", "action", kind, "by", who.UserID, "invitation", inv)
-	s.startAction(id)
+	s.startAction(ctx, id)
 	return inv, nil
 }
 
 // startAction runs invitation id's pending action in the background unless
 // it already runs.
-func (s *Service) startAction(id string) {
-	s.goOnce("action:"+id, func(ctx context.Context) { s.runAction(ctx, id) })
+func (s *Service) startAction(ctx context.Context, id string) {
+	s.goOnce(ctx, "action:"+id, func(ctx context.Context) { s.runAction(ctx, id) })
 }
 
 func (s *Service) runAction(ctx context.Context, id string) {
@@ -275,8 +275,8 @@ func (s *Service) syncGuest(ctx context.Context, inv *Invitation) {
 }
 
 // flushLater delivers invitation id's outbox in the background.
-func (s *Service) flushLater(id string) {
-	s.goOnce("outbox:"+id, func(ctx context.Context) { s.flush(ctx, id) })
+func (s *Service) flushLater(ctx context.Context, id string) {
+	s.goOnce(ctx, "outbox:"+id, func(ctx context.Context) { s.flush(ctx, id) })
 }
 
 // flush delivers inv's outbox, oldest first, removing each notice once
@@ -291,7 +291,8 @@ func (s *Service) flush(ctx context.Context, id string) {
 		return
 	}
 	for _, out := range inv.Outbox {
-		n := Notice{Kind: out.Kind, Invitation: inv.Clone(), Action: out.Action, By: out.By, Failure: out.Failure, To: out.To}
+		n := Notice{Kind: out.Kind, Invitation: inv.Clone(), Action: out.Action, By: out.By, Failure: out.Failure, To: out.To,
+			ID: out.noticeID(inv.ID), Recover: recovering(ctx)}
 		ref, derr := s.deliver(ctx, n)
 		if derr != nil && !errors.Is(derr, ErrUndeliverable) {
 			return // kept for the next flush

@@ -86,7 +86,8 @@ func TestObserverFollowsAnInvitation(t *testing.T) {
 	e := newEnv(t)
 	inv := e.pending(t, "bob@fabrikam.com")
 	got := e.obs.get()
-	wantSteps := []string{"requested ok", "checking ok", "inviting ok", "invited ok", "attributes_set ok", "groups_added ok", "provisioned ok"}
+	// "notified": the sponsor, recorded after the DM.
+	wantSteps := []string{"requested ok", "checking ok", "inviting ok", "invited ok", "attributes_set ok", "groups_added ok", "provisioned ok", "notified ok"}
 	if !slices.Equal(got.steps, wantSteps) {
 		t.Errorf("steps = %q\nwant    %q", got.steps, wantSteps)
 	}

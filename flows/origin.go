@@ -145,6 +145,9 @@ type InvitationFilter struct {
 	Unfinished bool
 	// Tracked keeps the invitations Tracked reports true for.
 	Tracked bool
+	// SponsorDue keeps the invitations whose sponsor is still to be
+	// recorded (Invitation.SponsorDue).
+	SponsorDue bool
 	// Limit, if positive, keeps only the Limit most recently created of
 	// the selected invitations.
 	Limit int
@@ -159,7 +162,8 @@ func (f InvitationFilter) Match(inv *Invitation) bool {
 		f.Inviter != "" && inv.Inviter.UserID != f.Inviter,
 		len(f.States) > 0 && !slices.Contains(f.States, inv.State),
 		f.Unfinished && inv.State.Terminal(),
-		f.Tracked && !inv.Tracked():
+		f.Tracked && !inv.Tracked(),
+		f.SponsorDue && !inv.SponsorDue:
 		return false
 	}
 	if len(f.Emails) > 0 {

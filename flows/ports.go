@@ -185,6 +185,15 @@ type Notice struct {
 	By      string
 	Failure *Failure
 	To      string // NoticeApprovalRequested's recipient
+	// ID names this notice, the same on every attempt to deliver it; the
+	// Notifier attaches it to the messages it posts (as Slack message
+	// metadata). Empty for notices that post nothing (dialog updates).
+	ID string
+	// Recover is set when an earlier attempt may have posted the notice
+	// and died before it was recorded (a crash, or another replica that
+	// lost its lease): the Notifier then looks for a message carrying ID in
+	// the conversation's recent history before posting it again.
+	Recover bool
 }
 
 // Final reports whether the notice must be delivered (retried), not only

@@ -85,6 +85,12 @@ func (s *Service) retryDirectory(ctx context.Context, afterCreate bool, onWait f
 		case de.Temporary():
 			transient++
 			if transient >= s.transient.Attempts {
+				if de.Throttled() && de.RetryAfter > 0 {
+					// Giving up on a 429: its window still holds the next
+					// call (this invitation's next step, or the next
+					// invitation), so wait it out first.
+					_ = s.pause(ctx, retryReason(de), s.transient.Delay(transient, de.RetryAfter))
+				}
 				return err
 			}
 			wait = s.transient.Delay(transient, de.RetryAfter)

@@ -94,11 +94,13 @@ type Service struct {
 	// inviteAs and delegation decide who sends POST /invitations (sender).
 	inviteAs   InviteAs
 	delegation Delegation
-	log        *slog.Logger
-	obs        Observer
-	now        func() time.Time
-	sleep      func(context.Context, time.Duration) error
-	newID      func() string
+	// sponsors caches inviters' Entra accounts (SponsorTTL).
+	sponsors accounts
+	log      *slog.Logger
+	obs      Observer
+	now      func() time.Time
+	sleep    func(context.Context, time.Duration) error
+	newID    func() string
 
 	transient, replication   Backoff
 	callTimeout, pickTimeout time.Duration
@@ -119,7 +121,7 @@ type Service struct {
 	running                  map[string]bool
 	again                    map[string]bool // keys asked to run again when their run ends
 	idle                     chan struct{}   // closed when a run ends
-	startOnce                sync.Once
+	startOnce, refreshOnce   sync.Once
 }
 
 // New returns a Service. Call Start to load the tenant's domains and resume
@@ -189,8 +191,14 @@ func New(cfg Config) *Service {
 		per = DefaultInviteWindow
 	}
 	s.raw = cfg.Directory
-	s.dir = interactive{Directory: cfg.Directory, g: &s.gate, now: s.now}
 	s.invites = newWindow(limit, per)
+	if w, ok := cfg.Store.(InviteWindow); ok {
+		s.invites.shared = w
+		s.invites.failed = func(err error) {
+			s.log.Warn("shared invitation window: store failed; pacing in this replica only", "err", err)
+		}
+	}
+	s.dir = interactive{Directory: cfg.Directory, g: &s.gate, invites: s.invites, now: s.now}
 	s.bulkDMs = newWindow(1, BulkDMEvery)
 	s.invites.waited = func(d time.Duration) { s.obs.Waited(WaitInviteLimit, d) }
 	s.bulkDMs.waited = func(d time.Duration) { s.obs.Waited(WaitBulkDM, d) }
@@ -210,25 +218,63 @@ func randomID() string {
 	return "inv_" + hex.EncodeToString(b[:])
 }
 
-// Start reads the tenant's verified domains (a failure is logged and retried
-// in the background: validation then re-checks before inviting), starts the
-// domain refresher and the acceptance tracker (whose first cycle also
-// delivers notices and resumes actions a restart interrupted) and resumes
-// every unfinished invitation. It returns the number of invitations
-// resumed.
+// Start is StartReplica and Background for a single process: it reads the
+// tenant's verified domains, resumes every unfinished invitation and starts
+// the domain refresher and the background work, which then runs until
+// Close. It returns the number of invitations resumed. Replicas that share
+// a store call StartReplica, and run Background under a Leader instead.
 func (s *Service) Start(ctx context.Context) (int, error) {
-	if err := s.RefreshDomains(ctx); err != nil {
-		s.log.Warn("verified domains not loaded; will retry", "err", err)
+	s.StartReplica(ctx)
+	n, err := s.Resume(s.background(s.ctx))
+	if err != nil {
+		return 0, err
 	}
 	s.startOnce.Do(func() {
 		s.wg.Add(1)
-		go s.refreshLoop()
-		if s.pollInterval > 0 {
-			s.wg.Add(1)
-			go s.trackLoop()
-		}
+		go func() {
+			defer s.wg.Done()
+			s.trackLoop(s.background(s.ctx))
+		}()
 	})
-	return s.Resume(ctx)
+	return n, nil
+}
+
+// StartReplica does what every replica does, whether or not it runs the
+// background work: it reads the tenant's verified domains (a failure is
+// logged and retried in the background: validation then re-checks before
+// inviting) and starts their refresher, which runs until Close.
+func (s *Service) StartReplica(ctx context.Context) {
+	if err := s.RefreshDomains(ctx); err != nil {
+		s.log.Warn("verified domains not loaded; will retry", "err", err)
+	}
+	s.refreshOnce.Do(func() {
+		s.wg.Add(1)
+		go s.refreshLoop()
+	})
+}
+
+// Background runs the work exactly one replica must do, until ctx is done
+// (or Close): it resumes every unfinished invitation (those of a replica
+// that died too), then runs the acceptance tracker, whose cycles deliver
+// outboxes, resume interrupted lifecycle actions, expire approvals and
+// guests' access, and send reminders. Invitations, actions and outboxes it
+// starts run on ctx: they stop when it ends (the lease was lost), with
+// their state recorded for the replica that takes over. ctx is normally
+// fenced (WithFence) by a Leader.
+func (s *Service) Background(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.ctx, cancel)
+	defer stop()
+	ctx = s.background(ctx)
+	n, err := s.Resume(ctx)
+	if err != nil {
+		return err
+	}
+	s.log.Info("resumed unfinished invitations", "count", n)
+	s.trackLoop(ctx)
+	s.waitRuns(ctx)
+	return nil
 }
 
 // Close stops background work and waits for it. Unfinished invitations keep
@@ -349,7 +395,7 @@ func (s *Service) create(ctx context.Context, o Origin, who Inviter, r Request, 
 	switch {
 	case errors.Is(err, ErrDuplicate):
 		s.log.InfoContext(ctx, "duplicate submission", "invitation", got)
-		s.start(got.ID)
+		s.start(ctx, got.ID)
 		return got, nil
 	case errors.Is(err, ErrInFlight):
 		return nil, FieldErrors{FieldEmail: fmt.Sprintf(
@@ -359,10 +405,10 @@ func (s *Service) create(ctx context.Context, o Origin, who Inviter, r Request, 
 	}
 	s.log.InfoContext(ctx, "invitation requested", "invitation", got)
 	if got.State == StateAwaitingApproval {
-		s.flushLater(got.ID)
+		s.flushLater(ctx, got.ID)
 		return got, nil
 	}
-	s.start(got.ID)
+	s.start(ctx, got.ID)
 	return got, nil
 }
 
@@ -395,7 +441,7 @@ func (s *Service) Pick(ctx context.Context, id string, who Inviter, objectID str
 	if err != nil {
 		return nil, err
 	}
-	s.start(id)
+	s.start(ctx, id)
 	return inv, nil
 }
 
@@ -429,10 +475,17 @@ func (s *Service) Resume(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("resume: %w", err)
 	}
+	// Told, with the sponsor still to record (a stop came between the DM
+	// and the sponsor): the sponsor step resumes.
+	due, err := s.store.Invitations(ctx, InvitationFilter{SponsorDue: true})
+	invs = append(invs, slices.DeleteFunc(due, func(inv *Invitation) bool { return !inv.State.Terminal() })...)
+	if err != nil {
+		return 0, fmt.Errorf("resume: %w", err)
+	}
 	invs = slices.DeleteFunc(invs, func(inv *Invitation) bool { return inv.State.Waiting() })
 	for _, inv := range invs {
 		s.log.InfoContext(ctx, "resuming invitation", "invitation", inv)
-		s.start(inv.ID)
+		s.start(ctx, inv.ID)
 	}
 	return len(invs), nil
 }
@@ -456,16 +509,56 @@ func (s *Service) Wait() {
 }
 
 // start runs invitation id in the background unless it already runs.
-func (s *Service) start(id string) {
-	s.goOnce(id, func(ctx context.Context) { s.run(ctx, id) })
+func (s *Service) start(ctx context.Context, id string) {
+	s.goOnce(ctx, id, func(ctx context.Context) { s.run(ctx, id) })
 }
 
-// goOnce runs fn on the service's context in the background unless a run
-// under the same key is in progress. Wait waits for every run.
-func (s *Service) goOnce(key string, fn func(context.Context)) {
+// runScope is the background work's scope (Background): the runs it
+// starts live on its context, and it waits for them before it returns.
+type runScope struct {
+	ctx context.Context
+	wg  sync.WaitGroup
+}
+
+const scopeKey ctxKey = 2
+
+// background returns ctx as the scope of the runs started with it.
+func (s *Service) background(ctx context.Context) context.Context {
+	sc := &runScope{}
+	sc.ctx = context.WithValue(ctx, scopeKey, sc)
+	return sc.ctx
+}
+
+// recovering reports whether work done with ctx may repeat what a
+// process that died did: the background work resumes what was left
+// unfinished (by this process before a restart, or by another replica), so
+// a notice it delivers may already have been posted.
+func recovering(ctx context.Context) bool {
+	_, ok := ctx.Value(scopeKey).(*runScope)
+	return ok
+}
+
+// waitRuns waits for the runs started in ctx's scope.
+func (s *Service) waitRuns(ctx context.Context) {
+	if sc, ok := ctx.Value(scopeKey).(*runScope); ok {
+		sc.wg.Wait()
+	}
+}
+
+// goOnce runs fn in the background unless a run under the same key is in
+// progress. The run's context is the service's own, or, when ctx is in the
+// background work's scope, that scope's (the run stops when the replica
+// stops leading). A request's context never is: the run outlives the
+// request. Wait waits for every run.
+func (s *Service) goOnce(ctx context.Context, key string, fn func(context.Context)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ctx.Err() != nil {
+	rctx := s.ctx
+	sc, scoped := ctx.Value(scopeKey).(*runScope)
+	if scoped {
+		rctx = sc.ctx
+	}
+	if s.ctx.Err() != nil || rctx.Err() != nil {
 		return
 	}
 	if s.running[key] {
@@ -476,12 +569,18 @@ func (s *Service) goOnce(key string, fn func(context.Context)) {
 	}
 	s.running[key] = true
 	s.wg.Add(1)
+	if scoped {
+		sc.wg.Add(1)
+	}
 	go func() {
 		defer s.wg.Done()
+		if scoped {
+			defer sc.wg.Done()
+		}
 		for {
-			fn(s.ctx)
+			fn(rctx)
 			s.mu.Lock()
-			if !s.again[key] || s.ctx.Err() != nil {
+			if !s.again[key] || rctx.Err() != nil {
 				break // holding s.mu
 			}
 			delete(s.again, key)

@@ -157,7 +157,7 @@ func TestNewGuest(t *testing.T) {
 		actions = append(actions, ev.Action)
 	}
 	want := []string{"requested", "checking directory", "no existing user", "invited", "attributes set",
-		"added to group", "added to group", "groups done", "provisioned", "inviter notified"}
+		"added to group", "added to group", "groups done", "provisioned", "inviter notified", "sponsor recorded"}
 	if !slices.Equal(actions, want) {
 		t.Errorf("history = %q\nwant      %q", actions, want)
 	}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -22,7 +23,7 @@ func (s *Service) run(ctx context.Context, id string) {
 			s.log.ErrorContext(ctx, "load invitation", "id", id, "err", err)
 			return
 		}
-		if inv.State.Terminal() || inv.State.Waiting() {
+		if (inv.State.Terminal() && !inv.SponsorDue) || inv.State.Waiting() {
 			return
 		}
 		from, began := inv.State, time.Now()
@@ -41,6 +42,9 @@ func (s *Service) run(ctx context.Context, id string) {
 // step performs the side effect that follows inv's state and records the
 // next state.
 func (s *Service) step(ctx context.Context, inv *Invitation) error {
+	if inv.State.Terminal() && inv.SponsorDue {
+		return s.recordSponsor(ctx, inv)
+	}
 	switch inv.State {
 	case StateRequested:
 		return s.advance(ctx, inv, StateChecking, "checking directory", "", nil)
@@ -83,7 +87,7 @@ func (s *Service) advance(ctx context.Context, inv *Invitation, to State, action
 	*inv = *got
 	s.log.InfoContext(ctx, "invitation step", "invitation", got, "from", from)
 	if to.Terminal() && len(got.Outbox) > 0 { // queued by setState: its origin's completion
-		s.flushLater(got.ID)
+		s.flushLater(ctx, got.ID)
 	}
 	if to != StateNotified && !to.Waiting() {
 		s.tell(ctx, Notice{Kind: NoticeProgress, Invitation: got.Clone()})
@@ -360,47 +364,71 @@ func (s *Service) provision(ctx context.Context, inv *Invitation) error {
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	sp, pending := s.sponsor(ctx, inv)
-	g.Sponsor = sp
 	if err := s.store.SaveGuest(ctx, g); err != nil {
 		return err
 	}
-	detail := "sponsor " + sp.SlackUser + " set in Entra"
-	if !sp.InEntra {
-		detail = "sponsor " + sp.SlackUser + " recorded here only: " + sp.Note
-	}
-	return s.advance(ctx, inv, StateProvisioned, "provisioned", detail, func(cur *Invitation) {
-		cur.Sponsor = sp
-		if pending {
-			s.deferWrite(cur, func(d *Deferred) { d.SponsorID = sp.ObjectID })
-		}
+	return s.advance(ctx, inv, StateProvisioned, "provisioned", "", func(cur *Invitation) {
+		cur.SponsorDue = true // recorded after the DM (recordSponsor)
 		if d := cur.Request.ExpiresIn; d > 0 && cur.Expiry == nil {
 			cur.Expiry = &Expiry{At: now.Add(d), Period: d}
 		}
 	})
 }
 
-// sponsor records the inviter as the guest's sponsor: always in the store,
-// and in Entra (the sponsors relationship) when the inviter's Slack email
-// maps to an internal account and the tenant takes it. A failure here is
-// noted, never fatal: the guest is invited either way. pending reports a
-// sponsor write Entra refused with 403, to be retried in the background.
+// recordSponsor records the inviter as the guest's sponsor once the
+// inviter has their DM: in Entra (see sponsor; a 403 is retried in the
+// background as a deferred write), on the guest and on the invitation,
+// whose SponsorDue it clears.
+func (s *Service) recordSponsor(ctx context.Context, inv *Invitation) error {
+	sp, pending := s.sponsor(ctx, inv)
+	if ctx.Err() != nil {
+		return ctx.Err() // stopping: the next start records it
+	}
+	g, err := s.store.Guest(ctx, inv.ObjectID)
+	switch {
+	case err == nil:
+		g.Sponsor = sp
+		if err := s.store.SaveGuest(ctx, *g); err != nil {
+			return err
+		}
+	case !errors.Is(err, ErrNotFound):
+		return err
+	}
+	detail := "sponsor " + sp.SlackUser + " set in Entra"
+	if !sp.InEntra {
+		detail = "sponsor " + sp.SlackUser + " recorded here only: " + sp.Note
+	}
+	got, err := s.store.UpdateInvitation(ctx, inv.ID, func(cur *Invitation) error {
+		if !cur.SponsorDue {
+			return ErrWrongState
+		}
+		cur.Sponsor, cur.SponsorDue = sp, false
+		if pending {
+			s.deferWrite(cur, func(d *Deferred) { d.SponsorID = sp.ObjectID })
+		}
+		cur.History = append(cur.History, s.event(cur, ActorBot, "sponsor recorded", detail))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	*inv = *got
+	return nil
+}
+
+// sponsor maps the inviter to the guest's sponsor: always recorded in the
+// store, and set in Entra (the sponsors relationship) when the inviter's
+// Slack email maps to an internal account and the tenant takes it. A
+// failure here is noted, never fatal: the guest is invited either way.
+// pending reports a sponsor write Entra refused with 403, to be retried in
+// the background.
 func (s *Service) sponsor(ctx context.Context, inv *Invitation) (sp *Sponsor, pending bool) {
 	sp = &Sponsor{SlackUser: inv.Inviter.UserID}
-	if s.people == nil {
-		sp.Note = "no Slack directory to map the inviter"
-		return sp, false
-	}
-	email, err := s.people.Email(ctx, inv.Inviter.UserID)
-	if err != nil || email == "" {
-		sp.Note = "the inviter's Slack profile has no email invitebot can read"
-		return sp, false
-	}
-	sp.Email = email
-	sp.ObjectID, err = s.internalAccount(ctx, email)
+	acct, err := s.sponsorAccount(ctx, inv.Inviter.UserID)
+	sp.Email, sp.ObjectID = acct.email, acct.objectID
 	switch {
 	case err != nil:
-		sp.Note = "looking up the inviter in Entra failed: " + redact(err, email)
+		sp.Note = err.Error()
 		return sp, false
 	case sp.ObjectID == "":
 		sp.Note = "no internal Entra account has the inviter's Slack email"
@@ -414,11 +442,75 @@ func (s *Service) sponsor(ctx context.Context, inv *Invitation) (sp *Sponsor, pe
 		return sp, true
 	}
 	if err != nil {
-		sp.Note = "Entra did not take the sponsor: " + redact(err, email)
+		if errors.Is(err, ErrNotFound) {
+			s.sponsors.forget(inv.Inviter.UserID) // the account may be gone
+		}
+		sp.Note = "Entra did not take the sponsor: " + redact(err, sp.Email)
 		return sp, false
 	}
 	sp.InEntra = true
 	return sp, false
+}
+
+// SponsorTTL is how long an inviter's Entra account (found or not found by
+// their Slack email) is reused for the sponsor: it is per person, not per
+// invitation. A failed sponsor write for a missing account drops it.
+const SponsorTTL = 10 * time.Minute
+
+// account is an inviter's mapping to Entra: their Slack email and the
+// object ID of the internal account with it ("" if none).
+type account struct {
+	email, objectID string
+	at              time.Time
+}
+
+// accounts caches inviters' accounts by Slack user ID.
+type accounts struct {
+	mu sync.Mutex
+	m  map[string]account
+}
+
+func (a *accounts) forget(user string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.m, user)
+}
+
+// sponsorAccount maps a Slack user to their internal Entra account by their
+// Slack email (internalAccount, as AccountOf does), cached for SponsorTTL. The error is a note for the record,
+// free of the email address.
+func (s *Service) sponsorAccount(ctx context.Context, user string) (account, error) {
+	now := s.now()
+	s.sponsors.mu.Lock()
+	acct, ok := s.sponsors.m[user]
+	s.sponsors.mu.Unlock()
+	if ok && now.Sub(acct.at) < SponsorTTL {
+		return acct, nil
+	}
+	if s.people == nil {
+		return account{}, errors.New("no Slack directory to map the inviter")
+	}
+	email, err := s.people.Email(ctx, user)
+	if err != nil || email == "" {
+		return account{}, errors.New("the inviter's Slack profile has no email invitebot can read")
+	}
+	oid, err := s.internalAccount(ctx, email)
+	if err != nil {
+		return account{email: email}, errors.New("looking up the inviter in Entra failed: " + redact(err, email))
+	}
+	acct = account{email: email, objectID: oid, at: now}
+	s.sponsors.mu.Lock()
+	if s.sponsors.m == nil {
+		s.sponsors.m = map[string]account{}
+	}
+	for u, a := range s.sponsors.m {
+		if now.Sub(a.at) >= SponsorTTL {
+			delete(s.sponsors.m, u)
+		}
+	}
+	s.sponsors.m[user] = acct
+	s.sponsors.mu.Unlock()
+	return acct, nil
 }
 
 func mergeGroups(a, b []string) []string {
@@ -443,7 +535,7 @@ func (s *Service) notifyDone(ctx context.Context, inv *Invitation) error {
 			return err
 		}
 	}
-	ref, err := s.deliver(ctx, Notice{Kind: NoticeDone, Invitation: inv.Clone()})
+	ref, err := s.deliver(ctx, Notice{Kind: NoticeDone, Invitation: inv.Clone(), ID: inv.ID + "/done", Recover: recovering(ctx)})
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err() // shutting down: provisioned is resumed by the next start
 	}

@@ -77,13 +77,13 @@ func (s *Service) Track(ctx context.Context) (TrackStats, error) {
 		}
 		switch {
 		case inv.Action != nil:
-			s.startAction(inv.ID) // resumes an action a restart interrupted
+			s.startAction(ctx, inv.ID) // resumes an action a restart interrupted
 		case len(inv.Outbox) > 0:
-			s.flushLater(inv.ID) // Slack's trouble must not hold up tracking
+			s.flushLater(ctx, inv.ID) // Slack's trouble must not hold up tracking
 		}
 		if s.deferredDue(inv) {
 			st.Deferred++
-			s.startDeferred(inv.ID) // writes Entra refused (403) to a new guest
+			s.startDeferred(ctx, inv.ID) // writes Entra refused (403) to a new guest
 		}
 		if inv.Pending() {
 			byUser[inv.ObjectID] = append(byUser[inv.ObjectID], inv.ID)
@@ -308,17 +308,21 @@ func (s *Service) observe(ctx context.Context, id string, r ExternalState, missi
 		if kind != NoticeReminder {
 			s.syncGuest(ctx, got)
 		}
-		s.flushLater(id)
+		s.flushLater(ctx, id)
 	}
 	return kind, nil
 }
 
-// trackLoop runs Track every poll interval until the service stops.
-func (s *Service) trackLoop() {
-	defer s.wg.Done()
+// trackLoop runs Track every poll interval until ctx is done; with no
+// poll interval (negative) it only waits (tests run Track themselves).
+func (s *Service) trackLoop(ctx context.Context) {
+	if s.pollInterval <= 0 {
+		<-ctx.Done()
+		return
+	}
 	for {
-		st, err := s.Track(s.ctx)
-		if s.ctx.Err() != nil {
+		st, err := s.Track(ctx)
+		if ctx.Err() != nil {
 			return
 		}
 		lvl := "debug"
@@ -337,7 +341,7 @@ func (s *Service) trackLoop() {
 		default:
 			s.log.Debug("tracking cycle", args...)
 		}
-		if SleepContext(s.ctx, s.pollInterval) != nil { // real time: not the retry clock
+		if SleepContext(ctx, s.pollInterval) != nil { // real time: not the retry clock
 			return
 		}
 	}

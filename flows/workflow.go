@@ -107,6 +107,6 @@ func (s *Service) refuse(ctx context.Context, o Origin, who Inviter, r Request, 
 		return nil, fmt.Errorf("run step: %w", err)
 	}
 	s.log.InfoContext(ctx, "workflow step refused", "invitation", got)
-	s.flushLater(got.ID)
+	s.flushLater(ctx, got.ID)
 	return got, nil
 }

@@ -69,6 +69,11 @@ type app struct {
 	groupsRefreshed chan struct{}
 	// groupMembers are the user groups' members last read from Slack.
 	groupMembers map[string][]string
+	// ready is what GET /readyz answers.
+	ready readiness
+	// leader decides which replica runs the background work: the one
+	// holding the store's background lease (one process on bbolt).
+	leader flows.Leader
 }
 
 // newApp wires the adapters around flows. The caller must Close it.
@@ -84,7 +89,7 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 	bi := readBuildInfo()
 	m.BuildInfo(bi.Version, bi.Revision, bi.GoVersion)
 	dir, err := graph.New(graph.Config{
-		TenantID: cfg.TenantID, ClientID: cfg.ClientID,
+		TenantID: cfg.TenantID, ClientID: cfg.ClientID, ManagedIdentity: cfg.ManagedIdentity,
 		ClientSecret:    cfg.ClientSecret.Reveal(),
 		CertificatePath: cfg.CertificatePath, CertificatePassword: cfg.CertificatePassword.Reveal(),
 		Credential:    d.credential,
@@ -110,7 +115,9 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		c := *d.slackHTTP
 		slackHTTP = &c
 	}
-	slackHTTP.Transport = m.Slack(slackHTTP.Transport, cfg.SlackAPIURL)
+	// Every Slack call goes through the pacer (rate limits, Retry-After),
+	// then the metrics (each HTTP request counted, resends included).
+	slackHTTP.Transport = bot.NewPacer(m.Slack(slackHTTP.Transport, cfg.SlackAPIURL), cfg.SlackAPIURL, m)
 	opts := []slack.Option{slack.OptionAPIURL(cfg.SlackAPIURL), slack.OptionHTTPClient(slackHTTP)}
 	if cfg.SocketMode() {
 		opts = append(opts, slack.OptionAppLevelToken(cfg.SlackAppToken.Reveal()))
@@ -156,7 +163,18 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
 	})
+	a.ready.ping = func(ctx context.Context) error { // the ID is never stored
+		_, err := db.Invitation(ctx, "readyz-probe")
+		return err
+	}
+	a.mux.HandleFunc("GET /readyz", a.readyz)
 	a.mux.Handle("GET /metrics", m.Handler())
+	var leaser flows.Leaser = &flows.LocalLeaser{} // one process
+	if l, ok := any(db).(flows.Leaser); ok {
+		leaser = l
+	}
+	a.leader = flows.Leader{Leaser: leaser, Holder: leaseHolder(cfg.DBPath), TTL: cfg.LeaseTTL,
+		Logger: log.With("component", "leader")}
 	if si != nil { // in both modes: the inviters' browsers come here, not Slack
 		a.mux.Handle("GET /auth/", si.Handler())
 		log.Info("inviters sign in to send invitations as themselves", "invite_as", cfg.InviteAs, "redirect_uri", si.RedirectURI())
@@ -178,7 +196,8 @@ func (a *app) Close() error {
 
 // serve runs the bot until ctx is done: it serves HTTP (health, metrics,
 // and Slack in HTTP mode) on ln, in Socket Mode connects to Slack, and meanwhile
-// reads the tenant's domains and resumes unfinished invitations. Slack is
+// reads the tenant's domains and, while this replica holds the background
+// lease, runs the background work (resuming unfinished invitations first). Slack is
 // served at once: a slow or unreachable Graph at start-up must not make
 // slash commands time out (validation re-checks the domains before
 // inviting). On shutdown it stops accepting, lets requests finish, and
@@ -213,8 +232,10 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 	if a.cfg.SocketMode() {
 		unidentified = "read the Slack identity; until it is read, requests are taken from the WebSocket that the app-level token opened (Socket Mode has no signatures) without checking their workspace and app"
 	}
+	identity := a.ready.expect("Slack identity (auth.test)")
 	go func() { // which workspace and app requests must be for
 		defer close(identified)
+		defer identity() // tried once: requests are checked by signature meanwhile
 		for wait := time.Second; ctx.Err() == nil; wait = min(2*wait, time.Minute) {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err := a.bot.Identify(cctx)
@@ -223,24 +244,28 @@ func (a *app) serve(ctx context.Context, ln net.Listener) error {
 				return
 			}
 			a.log.Warn(unidentified, "err", err, "retry_in", wait)
+			identity()
 			if flows.SleepContext(ctx, wait) != nil {
 				return
 			}
 		}
 	}()
-	started := make(chan struct{})
+	// Every replica reads the tenant's domains; the background work runs
+	// on the one replica holding the lease (this one, on bbolt).
+	led := make(chan struct{})
+	domains := a.ready.expect("verified domains")
 	go func() {
-		defer close(started)
-		n, err := a.svc.Start(ctx)
-		if err != nil && ctx.Err() == nil {
-			errc <- fmt.Errorf("resume unfinished invitations: %w", err)
-			return
-		}
-		a.log.Info("resumed unfinished invitations", "count", n)
+		defer close(led)
+		a.svc.StartReplica(ctx)
+		domains()
+		_ = a.leader.Run(ctx, a.svc.Background)
 	}()
 	var err error
-	groups := time.NewTimer(0) // expand the policy's Slack user groups now, then every 10 minutes
+	// Each replica expands the policy's Slack user groups for itself: now,
+	// then every 10 minutes.
+	groups := time.NewTimer(0)
 	defer groups.Stop()
+	groupsRead := a.ready.expect("Slack user groups")
 wait:
 	for {
 		select {
@@ -248,6 +273,7 @@ wait:
 			break wait
 		case <-groups.C:
 			a.expandUserGroups(ctx)
+			groupsRead()
 			groups.Reset(userGroupRefresh)
 		case <-a.reload:
 			rerr := a.reloadPolicy(ctx)
@@ -261,13 +287,14 @@ wait:
 			break wait
 		}
 	}
+	a.ready.stop()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if serr := srv.Shutdown(sctx); serr != nil && err == nil {
 		err = serr
 	}
 	stop()
-	<-started // Close must not race Start
+	<-led // the background work stopped and the lease is released; Close must not race it
 	<-identified
 	<-backups
 	a.log.Info("invitebot stopped")

@@ -5,8 +5,8 @@ package main
 // an interceptor. The test SIGKILLs the child at randomised points of the
 // invitation flow, restarts it on the same bbolt file, and checks what a
 // crash must never break: one guest per address, every invitation finishes,
-// the inviter is told once (plus one repeat per crash in the documented
-// window), redeem links stay in the DM, and the audit log has every step.
+// the inviter is told once (also when the crash follows the DM but precedes
+// its record), redeem links stay in the DM, and the audit log has every step.
 
 import (
 	"bytes"
@@ -492,27 +492,21 @@ type flowCall struct {
 
 // flowCalls is the emulator traffic of one invitation (slack_link delivery,
 // one group, no attributes, an inviter with an internal account), as an
-// uninterrupted run logs it.
+// uninterrupted run logs it. The dialog's intermediate states are
+// coalesced (none for a flow this fast: see bot/progress.go); the Slack
+// Connect check (users.lookupByEmail) runs in the background after the DM,
+// and the Home tab is re-published only for a tab opened before, at most
+// once a minute: neither is tied to a state.
 var flowCalls = []flowCall{
-	{"views.update", flows.StateChecking},      // progress
 	{"GET /organization", flows.StateChecking}, // verified domains, re-read
 	{"GET /users", flows.StateChecking},        // an existing user?
-	{"views.update", flows.StateInviting},
 	{"POST /invitations", flows.StateInviting},
-	{"views.update", flows.StateInvited},
-	{"views.update", flows.StateAttributesSet},
 	{"POST /groups/{id}/members", flows.StateAttributesSet},
-	{"views.update", flows.StateGroupsAdded},
-	{"users.info", flows.StateGroupsAdded},                // the sponsor's email
-	{"GET /users", flows.StateGroupsAdded},                // the sponsor's account
-	{"POST /users/{id}/sponsors", flows.StateGroupsAdded}, // set the sponsor
-	{"views.update", flows.StateProvisioned},
-	{"views.update", flows.StateProvisioned}, // the final dialog
-	{"users.info", flows.StateProvisioned},   // the inviter's name for the text
-	{"users.lookupByEmail", flows.StateProvisioned},
-	{"conversations.open", flows.StateProvisioned},
-	{"chat.postMessage", flows.StateProvisioned}, // the outcome DM
-	{"views.publish", flows.StateProvisioned},    // the inviter's Home tab, after the DM
+	{"users.info", flows.StateProvisioned},       // the inviter's name for the text (cached: the sponsor reuses it)
+	{"chat.postMessage", flows.StateProvisioned}, // the outcome DM, to the user ID
+	{"views.update", flows.StateProvisioned},     // the final dialog, after the DM
+	{"GET /users", flows.StateNotified},          // the sponsor's account, after the DM
+	{"POST /users/{id}/sponsors", flows.StateNotified},
 }
 
 // pickTrap draws a kill point ahead of an invitation in state: a state
@@ -587,7 +581,7 @@ func TestCrashRestartInvariants(t *testing.T) {
 	var (
 		kills      []killPoint
 		states     = map[string]flows.State{} // last state read back, per address
-		window     = map[string]int{}         // crashes in the notify window: one repeat DM each
+		window     = map[string]int{}         // crashes between the outcome DM and its record
 		dmsAtStart = map[string]int{}
 		hit        = map[flows.State]bool{} // states kills have landed in
 		emails     []string
@@ -606,7 +600,7 @@ func TestCrashRestartInvariants(t *testing.T) {
 		for e, inv := range recs {
 			states[e] = inv.State
 			// The DM is sent before the record says notified: a crash in
-			// between makes the restarted bot send it again.
+			// between makes the restarted bot look for it in the DM.
 			if inv.State == flows.StateProvisioned && dms[e] > dmsAtStart[e] {
 				window[e]++
 			}
@@ -615,9 +609,15 @@ func TestCrashRestartInvariants(t *testing.T) {
 		hit[states[email]] = true
 	}
 	// finished reports whether email's outcome is known: read back as
-	// final, or its DM went out since the last start.
+	// final, or its DM went out (since the last start, or before the crash
+	// that left it provisioned).
 	finished := func(email string) bool {
-		return states[email].Terminal() || r.outcomeDMs()[email] > dmsAtStart[email]
+		dms := r.outcomeDMs()[email]
+		return states[email].Terminal() || dms > dmsAtStart[email] ||
+			// The DM went out just before a crash: the restarted bot finds
+			// it and records it without a second one (settled then waits
+			// for the record).
+			(states[email] == flows.StateProvisioned && dms > 0)
 	}
 	// settled waits until the running bot's Home tab shows email's
 	// invitation as final (notified, so pending acceptance; or failed): its
@@ -645,9 +645,12 @@ func TestCrashRestartInvariants(t *testing.T) {
 	}
 
 	// The states every run must have crashed in (requested is left to
-	// chance: only a crash during the submission can land there).
-	mustHit := []flows.State{flows.StateChecking, flows.StateInviting, flows.StateInvited, flows.StateAttributesSet,
-		flows.StateGroupsAdded, flows.StateProvisioned, flows.StateNotified}
+	// chance: only a crash during the submission can land there; so are
+	// invited and groups_added: without attributes no call is made in
+	// either, the dialog's progress being coalesced and the sponsor's
+	// calls coming after the DM).
+	mustHit := []flows.State{flows.StateChecking, flows.StateInviting, flows.StateAttributesSet,
+		flows.StateProvisioned, flows.StateNotified}
 	allHit := func() bool { return !slices.ContainsFunc(mustHit, func(s flows.State) bool { return !hit[s] }) }
 	for i := 0; i < maxInvitations && (len(kills) < minKills || i < minInvitations || !allHit()); i++ {
 		email := fmt.Sprintf("guest%d@fabrikam.com", i)
@@ -839,10 +842,11 @@ func TestCrashRestartInvariants(t *testing.T) {
 				t.Errorf("%s: not in the group", email)
 			}
 		}
-		// One outcome DM, plus one per crash between the DM and the
-		// record of it (at-least-once delivery: the documented window).
-		if want := 1 + window[email]; dms[email] != want {
-			t.Errorf("%s: %d outcome DMs, want %d (%d crashes in the notify window)", email, dms[email], want, window[email])
+		// One outcome DM, also after crashes between the DM and the
+		// record of it: the restarted bot finds the DM (by the notice ID
+		// in its metadata) instead of sending it again.
+		if dms[email] != 1 {
+			t.Errorf("%s: %d outcome DMs, want 1 (%d crashes in the notify window)", email, dms[email], window[email])
 		}
 		repeats += window[email]
 		// The audit log has every step, once.
@@ -852,8 +856,15 @@ func TestCrashRestartInvariants(t *testing.T) {
 				actions = append(actions, ev.Action)
 			}
 		}
+		// The sponsor follows the DM; the last stop may come before it
+		// (then it is due, for the next start).
 		want := []string{"requested", "checking directory", "no existing user", "invited", "no attributes to set",
-			"added to group", "groups done", "provisioned", "inviter notified"}
+			"added to group", "groups done", "provisioned", "inviter notified", "sponsor recorded"}
+		if inv.SponsorDue {
+			want = want[:len(want)-1]
+		} else if inv.State == flows.StateNotified && inv.Sponsor == nil {
+			t.Errorf("%s: notified, no sponsor recorded and none due", email)
+		}
 		if inv.State == flows.StateNotified && !slices.Equal(actions, want) {
 			t.Errorf("%s: audit %q, want %q", email, actions, want)
 		}
@@ -864,7 +875,7 @@ func TestCrashRestartInvariants(t *testing.T) {
 		}
 		t.Logf("child log tail:\n%s", tail(r.logs.String(), 20000))
 	}
-	t.Logf("repeated outcome DMs (crash between the DM and its record): %d", repeats)
+	t.Logf("crashes between an outcome DM and its record (not repeated): %d", repeats)
 	posts := r.tenant.Invitations()
 	t.Logf("POST /invitations accepted: %d for %d addresses", len(posts), len(emails))
 

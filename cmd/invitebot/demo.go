@@ -177,7 +177,9 @@ also prints invitebot's log (to standard error).
 	say("   Within one poll interval (INVITEBOT_POLL_INTERVAL; %s in the demo) invitebot DMs Ann:\n%s", poll, indent(render(e.dmsTo(inviter)[2].Blocks)))
 	if err := e.slack.WaitFor(ctx, func() bool {
 		m, ok := e.slack.Message(e.dmsTo(inviter)[0].Channel, e.dmsTo(inviter)[0].TS)
-		return ok && m.Edited > 0
+		// Edited once already if Bob is in Slack (the button that sends
+		// him the invitation is added after the DM): wait for the acceptance.
+		return ok && m.Edited > 0 && strings.Contains(string(m.Blocks), "Accepted")
 	}); err != nil {
 		return fmt.Errorf("the first DM was not updated: %w", err)
 	}

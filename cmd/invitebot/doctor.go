@@ -116,17 +116,17 @@ func runDoctor(ctx context.Context, getenv func(string) string, d deps, stdout i
 
 	// Entra.
 	dir, err := graph.New(graph.Config{
-		TenantID: cfg.TenantID, ClientID: cfg.ClientID,
+		TenantID: cfg.TenantID, ClientID: cfg.ClientID, ManagedIdentity: cfg.ManagedIdentity,
 		ClientSecret: cfg.ClientSecret.Reveal(), CertificatePath: cfg.CertificatePath, CertificatePassword: cfg.CertificatePassword.Reveal(),
 		Credential: d.credential, AuthorityHost: cfg.AuthorityHost, BaseURL: cfg.GraphBaseURL,
 		Transport: d.graphTransport, AuthHTTPClient: d.authHTTP, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
-		doc.fail("entra credential", "%v", err)
+		doc.fail("entra credential", "%s: %v", cfg.CredentialKind(), err)
 	} else if tok, err := dir.Token(ctx); err != nil {
-		doc.fail("entra credential", "no token: %s", graph.TokenErrorSummary(err))
+		doc.fail("entra credential", "%s: no token: %s", cfg.CredentialKind(), graph.TokenErrorSummary(err))
 	} else {
-		doc.ok("entra credential", "token acquired for tenant %s", cfg.TenantID)
+		doc.ok("entra credential", "token acquired for tenant %s with the %s", cfg.TenantID, cfg.CredentialKind())
 		claims, err := readClaims(tok)
 		switch {
 		case err != nil:

@@ -329,7 +329,7 @@ func TestE2EGraphForbidden(t *testing.T) {
 
 func TestE2EThrottlingAndReplicationDelay(t *testing.T) {
 	h := start(t)
-	h.tenant.Fail(graphfake.RoutePostInvitations, 2, graphfake.Throttled("0.25"))
+	h.tenant.Fail(graphfake.RoutePostInvitations, 2, graphfake.Throttled("2")) // a wait long enough for the dialog to show (the harness's sleeps are fake)
 	h.tenant.SetReplicationDelay(2)
 	view := h.open(t, "")
 	h.submit(t, view, inviteValues("bob@fabrikam.com", "Bob", "slack_link", emuPortal))
@@ -338,8 +338,8 @@ func TestE2EThrottlingAndReplicationDelay(t *testing.T) {
 		t.Fatalf("record = %s after %d attempts", inv.State, inv.InviteAttempt)
 	}
 	got := h.sleeps.all()
-	if len(got) < 3 || got[0] != 250*time.Millisecond || got[1] != 250*time.Millisecond {
-		t.Errorf("waits = %v, want Retry-After 250ms twice, then replication backoff", got)
+	if len(got) < 3 || got[0] != 2*time.Second || got[1] != 2*time.Second {
+		t.Errorf("waits = %v, want Retry-After 2s twice, then replication backoff", got)
 	}
 	if n := len(h.tenant.Users()); n != 1 {
 		t.Errorf("%d users, want 1", n)
@@ -347,10 +347,10 @@ func TestE2EThrottlingAndReplicationDelay(t *testing.T) {
 	retrying := false
 	for _, c := range h.slack.Calls("views.update") {
 		raw, _ := json.Marshal(c.JSON)
-		retrying = retrying || strings.Contains(string(raw), "retrying in 250ms")
+		retrying = retrying || strings.Contains(string(raw), "retrying in 2s")
 	}
 	if !retrying {
-		t.Error("the dialog never said it was retrying in Graph's Retry-After (250ms)")
+		t.Error("the dialog never said it was retrying in Graph's Retry-After (2s)")
 	}
 }
 
@@ -620,8 +620,15 @@ func TestE2EDMInvitee(t *testing.T) {
 	h.submit(t, view, inviteValues("bob@fabrikam.com", "Bob Smith", "slack_link"))
 	dm := h.waitDM(t, 1)
 	inv := h.invitation(t)
-	if !strings.Contains(dm, `"action_id":"dm_invitee"`) || !strings.Contains(dm, inv.ID) {
-		t.Fatalf("no button to send it to Bob:\n%s", dm)
+	// The DM goes out first; the check whether Bob is in Slack follows it
+	// and adds the button to the DM.
+	err := h.slack.WaitFor(h.ctx, func() bool {
+		m := h.dmsTo(ann)[0]
+		dm = m.Text + "\n" + string(m.Blocks)
+		return strings.Contains(dm, `"action_id":"dm_invitee"`)
+	})
+	if err != nil || !strings.Contains(dm, inv.ID) {
+		t.Fatalf("no button to send it to Bob (%v):\n%s", err, dm)
 	}
 	press := func(user string) {
 		t.Helper()

@@ -6,9 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -21,16 +18,11 @@ import (
 // tenant) enforced by the emulated tenant, each Graph call taking
 // graphLatency.
 func bulkLoadCmd(ctx context.Context, rows int, graphLatency time.Duration, stdout io.Writer) error {
-	dir, err := os.MkdirTemp("", "invitebot-load-")
+	e, stop, err := startLoad("")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	e, err := startEmulated(filepath.Join(dir, "invitebot.db"), slog.New(slog.NewTextHandler(io.Discard, nil)), deps{pollInterval: -1}, overHTTP)
-	if err != nil {
-		return err
-	}
-	defer e.Close()
+	defer stop()
 	if rows > e.cfg.BulkMaxRows { // restart with a higher INVITEBOT_BULK_MAX_ROWS
 		if err := e.stopApp(); err != nil {
 			return err

@@ -137,18 +137,29 @@ func (e *emulated) loadCalls(ctx context.Context, n int) (callLoad, error) {
 	return r, nil
 }
 
-// callsLoadCmd is `invitebot load -calls 50`.
-func callsLoadCmd(ctx context.Context, n int, graphLatency time.Duration, limits bool, stdout io.Writer) error {
+// startLoad starts invitebot over HTTP on the emulators with no acceptance
+// tracking, for a load run, on the store db ("": a bbolt file in a
+// temporary directory); stop ends it and removes the directory.
+func startLoad(db string) (e *emulated, stop func(), err error) {
 	dir, err := os.MkdirTemp("", "invitebot-load-")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer os.RemoveAll(dir)
-	e, err := startEmulated(filepath.Join(dir, "invitebot.db"), slog.New(slog.NewTextHandler(io.Discard, nil)), deps{pollInterval: -1}, overHTTP)
+	e, err = startEmulated(cmp.Or(db, filepath.Join(dir, "invitebot.db")), slog.New(slog.NewTextHandler(io.Discard, nil)), deps{pollInterval: -1}, overHTTP)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return e, func() { e.Close(); os.RemoveAll(dir) }, nil
+}
+
+// callsLoadCmd is `invitebot load -calls 50`.
+func callsLoadCmd(ctx context.Context, n int, graphLatency time.Duration, limits bool, stdout io.Writer) error {
+	e, stop, err := startLoad("")
 	if err != nil {
 		return err
 	}
-	defer e.Close()
+	defer stop()
 	e.slack.EnforceLimits(limits)
 	e.tenant.SetInvitationLimit(150, 5*time.Second)
 	e.tenant.SetLatency("", graphLatency)

@@ -3,14 +3,10 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -112,21 +108,14 @@ func flowLoadCmd(ctx context.Context, counts []int, graphLatency time.Duration, 
 	fmt.Fprintf(stdout, "whole flow (command, dialog, submission, Graph %s per call, limit 150 invitations / 5 s):\n", graphLatency)
 	fmt.Fprintf(stdout, "%-9s %-34s %-34s %9s %7s %9s %9s\n", "inviters", "command→views.open p50/p99/max", "submission ack p50/p99/max", "completed", "inv/s", "429s", "peak RSS")
 	for _, n := range counts {
-		dir, err := os.MkdirTemp("", "invitebot-load-")
+		e, stop, err := startLoad(db)
 		if err != nil {
-			return err
-		}
-		path := cmp.Or(db, filepath.Join(dir, "invitebot.db"))
-		e, err := startEmulated(path, slog.New(slog.NewTextHandler(io.Discard, nil)), deps{pollInterval: -1}, overHTTP)
-		if err != nil {
-			os.RemoveAll(dir)
 			return err
 		}
 		e.tenant.SetInvitationLimit(150, 5*time.Second) // Graph's own limit
 		e.tenant.SetLatency("", graphLatency)
 		r, err := e.loadFlows(ctx, n)
-		e.Close()
-		os.RemoveAll(dir)
+		stop()
 		if err != nil {
 			return fmt.Errorf("%d inviters: %w", n, err)
 		}

@@ -47,6 +47,8 @@ const (
 	DefaultDB            = "invitebot.db"
 	DefaultRedirectURL   = "https://myapplications.microsoft.com"
 	DefaultPollInterval  = 5 * time.Minute
+	DefaultLeaseTTL      = 15 * time.Second
+	MinLeaseTTL          = 5 * time.Second
 	DefaultRemindAfter   = 72 * time.Hour
 	DefaultAuthorityHost = "https://login.microsoftonline.com/"
 )
@@ -67,12 +69,19 @@ type Config struct {
 	AuthorityHost       string // AZURE_AUTHORITY_HOST; "" = public cloud
 	GraphBaseURL        string // GRAPH_BASE_URL
 
+	// ManagedIdentity is set when no client secret, certificate or
+	// federated token file is configured and Azure's managed identity
+	// endpoint is present (ManagedIdentityEnv): AZURE_CLIENT_ID, if set,
+	// then selects a user-assigned identity.
+	ManagedIdentity bool
+
 	Addr         string        // INVITEBOT_ADDR
 	DBPath       string        // INVITEBOT_DB: a bbolt file, or a PostgreSQL URL (see Postgres)
 	DBAzureAuth  bool          // INVITEBOT_DB_AZURE_AUTH: PostgreSQL password = Entra access token
 	PolicyPath   string        // INVITEBOT_CONFIG
 	RedirectURL  string        // INVITEBOT_REDIRECT_URL
 	PollInterval time.Duration // INVITEBOT_POLL_INTERVAL
+	LeaseTTL     time.Duration // INVITEBOT_LEASE_TTL: the background lease's life without a renewal
 	RemindAfter  time.Duration // INVITEBOT_REMIND_AFTER; 0: no reminders
 	// ScopedWriteWindow is INVITEBOT_SCOPED_WRITE_WINDOW: how long attribute
 	// and sponsor writes Entra refuses (403) are retried; negative ("0"):
@@ -93,6 +102,32 @@ type Config struct {
 	TokenKeyPrevious Secret // INVITEBOT_TOKEN_KEY_PREVIOUS: the key before a rotation
 
 	Policy *Policy // from PolicyPath; an empty policy when unset
+}
+
+// ManagedIdentityEnv are the variables Azure sets where a managed identity
+// endpoint is available (azidentity's ManagedIdentityCredential reads
+// them): App Service, Functions and Container Apps (IDENTITY_ENDPOINT),
+// Azure Arc (IMDS_ENDPOINT), Cloud Shell (MSI_ENDPOINT).
+var ManagedIdentityEnv = []string{"IDENTITY_ENDPOINT", "IMDS_ENDPOINT", "MSI_ENDPOINT"}
+
+// CredentialKind names the Entra credential the configuration selects, in
+// this order: "client secret", "client certificate", "workload identity"
+// (a federated token file), "managed identity"; "" if none.
+func (c *Config) CredentialKind() string {
+	switch {
+	case c.ClientSecret != "":
+		return "client secret"
+	case c.CertificatePath != "":
+		return "client certificate"
+	case c.FederatedTokenFile != "":
+		return "workload identity"
+	case c.ManagedIdentity:
+		if c.ClientID != "" {
+			return "managed identity (user-assigned, client ID " + c.ClientID + ")"
+		}
+		return "managed identity (system-assigned)"
+	}
+	return ""
 }
 
 // Postgres reports whether INVITEBOT_DB names a PostgreSQL database
@@ -162,11 +197,12 @@ var Env = [][2]string{
 	{"SLACK_APP_TOKEN", "app-level token xapp-…; when set, Socket Mode is used"},
 	{"SLACK_API_URL", "Slack Web API base URL (default " + DefaultSlackAPIURL + ")"},
 	{"AZURE_TENANT_ID", "Entra tenant ID (required)"},
-	{"AZURE_CLIENT_ID", "app registration's client ID (required)"},
+	{"AZURE_CLIENT_ID", "app registration's client ID (required; with a managed identity: selects a user-assigned one)"},
 	{"AZURE_CLIENT_SECRET", "client secret (or a certificate or workload identity)"},
 	{"AZURE_CLIENT_CERTIFICATE_PATH", "PEM/PFX certificate with private key"},
 	{"AZURE_CLIENT_CERTIFICATE_PASSWORD", "password of the certificate, if any"},
 	{"AZURE_FEDERATED_TOKEN_FILE", "workload identity token file (Kubernetes)"},
+	{"IDENTITY_ENDPOINT", "set by Azure (with IMDS_ENDPOINT, MSI_ENDPOINT) where a managed identity is available: used when no secret, certificate or token file is set"},
 	{"AZURE_AUTHORITY_HOST", "token authority (default public cloud)"},
 	{"GRAPH_BASE_URL", "Graph base URL incl. version (default " + DefaultGraphBaseURL + ")"},
 	{"INVITEBOT_ADDR", "HTTP listen address (default " + DefaultAddr + ")"},
@@ -175,6 +211,7 @@ var Env = [][2]string{
 	{"INVITEBOT_CONFIG", "policy file (YAML): admins, inviters, groups, domains, approvals, expiry, reminders, templates; see `invitebot policy example`"},
 	{"INVITEBOT_REDIRECT_URL", "default inviteRedirectUrl (default " + DefaultRedirectURL + ")"},
 	{"INVITEBOT_POLL_INTERVAL", "acceptance check interval (default 5m)"},
+	{"INVITEBOT_LEASE_TTL", "how long the replica running the background work holds its lease without renewing it; another takes over after it lapses (default 15s, at least 5s)"},
 	{"INVITEBOT_REMIND_AFTER", "remind the inviter once when an invitation is pending this long; 0 disables (default 72h)"},
 	{"INVITEBOT_SCOPED_WRITE_WINDOW", "how long attribute and sponsor writes Entra refuses (403) to a new guest are retried in the background; 0 disables (default 24h)"},
 	{"INVITEBOT_BULK_MAX_BYTES", "largest bulk CSV file accepted, in bytes (default 1048576)"},
@@ -251,17 +288,21 @@ func load(getenv func(string) string, inbound bool) (*Config, error) {
 	if !strings.HasSuffix(c.SlackAPIURL, "/") {
 		c.SlackAPIURL += "/"
 	}
-	if c.TenantID == "" {
-		bad("AZURE_TENANT_ID", "required")
+	c.ManagedIdentity = c.ClientSecret == "" && c.CertificatePath == "" && c.FederatedTokenFile == "" &&
+		slices.ContainsFunc(ManagedIdentityEnv, func(k string) bool { return get(k, "") != "" })
+	for k, v := range map[string]string{"AZURE_TENANT_ID": c.TenantID, "AZURE_CLIENT_ID": c.ClientID} {
+		switch {
+		case v == "" && k == "AZURE_CLIENT_ID" && c.ManagedIdentity:
+			// the system-assigned identity
+		case v == "":
+			bad(k, "required")
+		case !guidRE.MatchString(v) && k == "AZURE_CLIENT_ID":
+			bad(k, "must be a GUID (the app registration's Application (client) ID)")
+		}
 	}
-	switch {
-	case c.ClientID == "":
-		bad("AZURE_CLIENT_ID", "required")
-	case !guidRE.MatchString(c.ClientID):
-		bad("AZURE_CLIENT_ID", "must be a GUID (the app registration's Application (client) ID)")
-	}
-	if c.ClientSecret == "" && c.CertificatePath == "" && c.FederatedTokenFile == "" {
-		bad("AZURE_CLIENT_SECRET", "required unless AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE is set")
+	if c.CredentialKind() == "" {
+		bad("AZURE_CLIENT_SECRET", "required unless AZURE_CLIENT_CERTIFICATE_PATH or AZURE_FEDERATED_TOKEN_FILE is set, or a managed identity is available (%s)",
+			strings.Join(ManagedIdentityEnv, ", "))
 	}
 	if c.CertificatePath != "" {
 		if _, err := os.Stat(c.CertificatePath); err != nil {
@@ -291,18 +332,8 @@ func load(getenv func(string) string, inbound bool) (*Config, error) {
 	default:
 		bad("INVITEBOT_DB_AZURE_AUTH", "1 or 0: %q", v)
 	}
-	c.PollInterval = DefaultPollInterval
-	if v := get("INVITEBOT_POLL_INTERVAL", ""); v != "" {
-		d, err := ParseDuration(v)
-		switch {
-		case err != nil:
-			bad("INVITEBOT_POLL_INTERVAL", "not a duration like 5m: %q", v)
-		case d < 10*time.Second:
-			bad("INVITEBOT_POLL_INTERVAL", "at least 10s (Graph throttles)")
-		default:
-			c.PollInterval = d
-		}
-	}
+	c.PollInterval = minDuration(get, bad, "INVITEBOT_POLL_INTERVAL", DefaultPollInterval, 10*time.Second, "5m", "Graph throttles")
+	c.LeaseTTL = minDuration(get, bad, "INVITEBOT_LEASE_TTL", DefaultLeaseTTL, MinLeaseTTL, "15s", "renewed every third of it")
 	c.RemindAfter = optionalDuration(get, bad, "INVITEBOT_REMIND_AFTER", DefaultRemindAfter, 0, "72h", "for no reminders")
 	c.ScopedWriteWindow = optionalDuration(get, bad, "INVITEBOT_SCOPED_WRITE_WINDOW", flows.DefaultScopedWriteWindow, -1, "24h", "to not retry")
 	c.BulkMaxBytes = int64(positiveInt(get, bad, "INVITEBOT_BULK_MAX_BYTES", flows.DefaultBulkMaxBytes, 64<<20))
@@ -359,6 +390,25 @@ func lower(ids []string) []string {
 // optionalDuration reads a duration of at least a minute from name:
 // unset is def, "0" is off (what the caller uses for off), anything else
 // malformed or shorter is reported with bad.
+// minDuration reads the duration variable name: def when unset, at least
+// least (why says why; example shows the form).
+func minDuration(get func(string, string) string, bad func(string, string, ...any), name string, def, least time.Duration, example, why string) time.Duration {
+	v := get(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := ParseDuration(v)
+	switch {
+	case err != nil:
+		bad(name, "not a duration like %s: %q", example, v)
+	case d < least:
+		bad(name, "at least %s (%s)", least, why)
+	default:
+		return d
+	}
+	return def
+}
+
 func optionalDuration(get func(string, string) string, bad func(string, string, ...any), name string, def, off time.Duration, example, zero string) time.Duration {
 	v := get(name, "")
 	if v == "" {

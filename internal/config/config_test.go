@@ -389,3 +389,54 @@ func TestLoadOutbound(t *testing.T) {
 		t.Errorf("Load without SLACK_SIGNING_SECRET: %v", err)
 	}
 }
+
+func TestCredentialSelection(t *testing.T) {
+	cert := filepath.Join(t.TempDir(), "app.pem")
+	if err := os.WriteFile(cert, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		edit func(map[string]string)
+		want string // CredentialKind, or "error: …"
+	}{
+		{"Secret", func(map[string]string) {}, "client secret"},
+		{"SecretWinsOverManagedIdentity", func(e map[string]string) { e["IDENTITY_ENDPOINT"] = "http://localhost:42356/msi/token" }, "client secret"},
+		{"Certificate", func(e map[string]string) { delete(e, "AZURE_CLIENT_SECRET"); e["AZURE_CLIENT_CERTIFICATE_PATH"] = cert }, "client certificate"},
+		{"Workload", func(e map[string]string) {
+			delete(e, "AZURE_CLIENT_SECRET")
+			e["AZURE_FEDERATED_TOKEN_FILE"] = "/var/run/secrets/azure/tokens/azure-identity-token"
+			e["IDENTITY_ENDPOINT"] = "http://localhost:42356/msi/token"
+		}, "workload identity"},
+		{"AppServiceUserAssigned", func(e map[string]string) {
+			delete(e, "AZURE_CLIENT_SECRET")
+			e["IDENTITY_ENDPOINT"] = "http://localhost:42356/msi/token"
+		}, "managed identity (user-assigned, client ID 22222222-2222-2222-2222-222222222222)"},
+		{"ArcSystemAssigned", func(e map[string]string) {
+			delete(e, "AZURE_CLIENT_SECRET")
+			delete(e, "AZURE_CLIENT_ID")
+			e["IMDS_ENDPOINT"] = "http://localhost:40342"
+		}, "managed identity (system-assigned)"},
+		{"Nothing", func(e map[string]string) { delete(e, "AZURE_CLIENT_SECRET") }, "error: AZURE_CLIENT_SECRET: required unless"},
+		{"NoClientIDWithoutManagedIdentity", func(e map[string]string) { delete(e, "AZURE_CLIENT_ID") }, "error: AZURE_CLIENT_ID: required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := validEnv()
+			tt.edit(e)
+			c, err := config.Load(env(e))
+			got := ""
+			if err != nil {
+				got = "error: " + err.Error()
+			} else {
+				got = c.CredentialKind()
+			}
+			if !strings.HasPrefix(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+			if err == nil && c.ManagedIdentity != strings.HasPrefix(tt.want, "managed identity") {
+				t.Errorf("ManagedIdentity = %v for %q", c.ManagedIdentity, got)
+			}
+		})
+	}
+}

@@ -62,7 +62,11 @@ type Config struct {
 	ClientSecret        string
 	CertificatePath     string // PEM or PFX with the private key
 	CertificatePassword string
-	// Credential, if set, is used as is (workload or managed identity, tests).
+	// ManagedIdentity selects Azure's managed identity when no secret or
+	// certificate is set: ClientID, if set, names a user-assigned identity;
+	// else the system-assigned one is used.
+	ManagedIdentity bool
+	// Credential, if set, is used as is (tests).
 	Credential azcore.TokenCredential
 	// AuthorityHost is the token authority; "" is the public cloud. Any
 	// other host also disables instance discovery.
@@ -171,6 +175,12 @@ func credential(cfg Config) (azcore.TokenCredential, error) {
 		}
 		return azidentity.NewClientCertificateCredential(cfg.TenantID, cfg.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: co, DisableInstanceDiscovery: discovery})
+	case cfg.ManagedIdentity:
+		o := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: co}
+		if cfg.ClientID != "" {
+			o.ID = azidentity.ClientID(cfg.ClientID)
+		}
+		return azidentity.NewManagedIdentityCredential(o)
 	default:
 		return azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
 			ClientOptions: co, TenantID: cfg.TenantID, ClientID: cfg.ClientID, DisableInstanceDiscovery: discovery})

@@ -245,3 +245,18 @@ func TestImports(t *testing.T) {
 		}
 	}
 }
+
+// Ensure what the Slack pacer reports becomes the documented series.
+func TestSlackPacing(t *testing.T) {
+	m := New()
+	m.SlackRateLimited("views.update")
+	m.SlackRateLimited("views.update")
+	m.SlackDropped("views.publish")
+	m.SlackPaced("users.lookupByEmail", 1500*time.Millisecond)
+	expect(t, scrape(t, m), map[string]float64{
+		`invitebot_slack_ratelimited_total{method="views.update"}`:          2,
+		`invitebot_slack_dropped_total{method="views.publish"}`:             1,
+		`invitebot_slack_paced_seconds_count{method="users.lookupByEmail"}`: 1,
+		`invitebot_slack_paced_seconds_sum{method="users.lookupByEmail"}`:   1.5,
+	})
+}

@@ -1,6 +1,7 @@
 // Package slackfake is a Slack Web API fake built on slack-go's slacktest:
 // views.open/update/push/publish (single-use trigger IDs, external_id, hash,
-// Block Kit limits), conversations.open, chat.postMessage/postEphemeral/update
+// Block Kit limits), conversations.open, conversations.history (message
+// metadata with include_all_metadata), chat.postMessage/postEphemeral/update
 // (message metadata), users.lookupByEmail and users.info, files upload v2
 // (files.getUploadURLExternal, the upload URL, files.completeUploadExternal),
 // Workflow Builder custom steps (function_executed events,
@@ -111,14 +112,15 @@ func New() *Server {
 		tickets: map[string]bool{}, pending: map[string]chan json.RawMessage{}}
 	s.ts = slacktest.NewTestServer(func(c slacktest.Customize) {
 		for name, h := range map[string]func(http.ResponseWriter, *http.Request, url.Values, map[string]any) any{
-			"views.open":         s.viewsOpen,
-			"views.update":       s.viewsUpdate,
-			"views.push":         s.viewsOpen, // the same trigger and view rules; the fake keeps no view stack
-			"views.publish":      s.viewsPublish,
-			"chat.update":        s.chatUpdate,
-			"conversations.open": s.conversationsOpen,
-			"chat.postMessage":   s.postMessage,
-			"chat.postEphemeral": s.postMessage,
+			"views.open":            s.viewsOpen,
+			"views.update":          s.viewsUpdate,
+			"views.push":            s.viewsOpen, // the same trigger and view rules; the fake keeps no view stack
+			"views.publish":         s.viewsPublish,
+			"chat.update":           s.chatUpdate,
+			"conversations.open":    s.conversationsOpen,
+			"conversations.history": s.conversationsHistory,
+			"chat.postMessage":      s.postMessage,
+			"chat.postEphemeral":    s.postMessage,
 			"users.lookupByEmail": func(_ http.ResponseWriter, _ *http.Request, f url.Values, _ map[string]any) any {
 				s.mu.Lock()
 				defer s.mu.Unlock()
