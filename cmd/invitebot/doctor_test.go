@@ -134,7 +134,7 @@ func TestDoctor(t *testing.T) {
 	defer refusing.Close()
 	var rout bytes.Buffer
 	err = runDoctor(h.ctx, func(k string) string { return clone(env, "AZURE_AUTHORITY_HOST", refusing.URL)[k] }, deps{authHTTP: refusing.Client()}, &rout)
-	if want := "FAIL  entra credential     no token: the token service answered 400 Bad Request: AADSTS90002: Tenant 'x' not found.\n"; err == nil || !strings.Contains(rout.String(), want) {
+	if want := "FAIL  entra credential     client secret: no token: the token service answered 400 Bad Request: AADSTS90002: Tenant 'x' not found.\n"; err == nil || !strings.Contains(rout.String(), want) {
 		t.Errorf("token service answering 400: %v, want %q in:\n%s", err, want, rout.String())
 	}
 	fails("missing group", doctorEnv(t, h, "99999999-2222-3333-4444-555555555555"), h.sts, "policy group", "99999999-2222-3333-4444-555555555555")
