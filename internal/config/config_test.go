@@ -35,8 +35,16 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.Addr != ":3000" || c.DBPath != "invitebot.db" || c.GraphBaseURL != config.DefaultGraphBaseURL ||
 		c.SlackAPIURL != config.DefaultSlackAPIURL || c.PollInterval != 5*time.Minute || c.SocketMode() ||
-		c.RedirectURL != config.DefaultRedirectURL || c.ScopedWriteWindow != 24*time.Hour {
+		c.RedirectURL != config.DefaultRedirectURL || c.ScopedWriteWindow != 24*time.Hour || c.LeaseTTL != 15*time.Second {
 		t.Errorf("defaults = %+v", c)
+	}
+	e := validEnv()
+	e["INVITEBOT_LEASE_TTL"] = "30s"
+	if c, err = config.Load(env(e)); err != nil {
+		t.Fatal(err)
+	}
+	if c.LeaseTTL != 30*time.Second {
+		t.Errorf("INVITEBOT_LEASE_TTL=30s: LeaseTTL = %v", c.LeaseTTL)
 	}
 	for v, want := range map[string]time.Duration{"6h": 6 * time.Hour, "0": -1} {
 		e := validEnv()
@@ -66,6 +74,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"PollTooShort", func(e map[string]string) { e["INVITEBOT_POLL_INTERVAL"] = "1s" }, "INVITEBOT_POLL_INTERVAL: at least"},
 		{"BadScopedWindow", func(e map[string]string) { e["INVITEBOT_SCOPED_WRITE_WINDOW"] = "a day" }, "INVITEBOT_SCOPED_WRITE_WINDOW: not a duration"},
 		{"ScopedWindowTooShort", func(e map[string]string) { e["INVITEBOT_SCOPED_WRITE_WINDOW"] = "5s" }, "INVITEBOT_SCOPED_WRITE_WINDOW: at least 1m"},
+		{"BadLeaseTTL", func(e map[string]string) { e["INVITEBOT_LEASE_TTL"] = "soon" }, "INVITEBOT_LEASE_TTL: not a duration"},
+		{"LeaseTTLTooShort", func(e map[string]string) { e["INVITEBOT_LEASE_TTL"] = "4s" }, "INVITEBOT_LEASE_TTL: at least 5s"},
 		{"MissingPolicyFile", func(e map[string]string) { e["INVITEBOT_CONFIG"] = "/nonexistent/policy.yaml" }, "INVITEBOT_CONFIG"},
 		{"BadPostgresURL", func(e map[string]string) { e["INVITEBOT_DB"] = "postgres://u:s3cret@%zz/x" }, "INVITEBOT_DB: not a valid PostgreSQL URL"},
 		{"AzureAuthOnFile", func(e map[string]string) { e["INVITEBOT_DB_AZURE_AUTH"] = "1" }, "INVITEBOT_DB_AZURE_AUTH: needs INVITEBOT_DB"},
