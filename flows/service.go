@@ -394,8 +394,10 @@ func (s *Service) create(ctx context.Context, o Origin, who Inviter, r Request, 
 	}
 	switch {
 	case errors.Is(err, ErrDuplicate):
+		// The run that recorded it carries it on (or, if its process died,
+		// the background work resumes it): a second run, on another replica
+		// sharing the store, would repeat its Graph writes.
 		s.log.InfoContext(ctx, "duplicate submission", "invitation", got)
-		s.start(ctx, got.ID)
 		return got, nil
 	case errors.Is(err, ErrInFlight):
 		return nil, FieldErrors{FieldEmail: fmt.Sprintf(
