@@ -145,7 +145,9 @@ func TestCrashInviteAsInviter(t *testing.T) {
 		if dms[email] != 1 {
 			t.Errorf("%s: %d outcome DMs, want 1", email, dms[email])
 		}
-		if inv := recs[email]; inv == nil || inv.State != flows.StateNotified || inv.ObjectID == "" {
+		// The DM goes out before its record: a stop right after it may
+		// leave provisioned for the next start (told once all the same).
+		if inv := recs[email]; inv == nil || (inv.State != flows.StateNotified && inv.State != flows.StateProvisioned) || inv.ObjectID == "" {
 			t.Errorf("%s: record %+v", email, inv)
 		}
 	}

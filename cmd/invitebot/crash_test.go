@@ -276,14 +276,10 @@ func newCrashRig(t *testing.T) *crashRig {
 	t.Helper()
 	dir := t.TempDir()
 	r := &crashRig{t: t, hub: newHub(), logs: &logBuffer{}, db: filepath.Join(dir, "invitebot.db")}
-	r.addr = freeAddr(t)
-	// The redirect URI is for INVITEBOT_INVITE_AS=inviter (see crashInviterEnv).
-	sts := graphfake.NewSTS(graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret,
-		RedirectURIs: []string{"http://" + r.addr + "/auth/callback"}})
+	sts := graphfake.NewSTS(graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret})
 	t.Cleanup(sts.Close)
 	r.sts = sts
 	r.tenant = graphfake.NewTenant(graphfake.TenantConfig{ID: emuTenant, VerifiedDomains: []string{"contoso.com"}, ValidToken: sts.ValidToken})
-	sts.SetWids(r.tenant.TenantWideRoles)
 	r.tenant.AddGroupWithID(emuPortal, "Partner portal users")
 	// Ann's Slack email maps to an internal account: the sponsor steps run.
 	r.tenant.AddUser(graphfake.User{DisplayName: "Ann Inviter", Mail: "ann@contoso.com", UserPrincipalName: "ann@contoso.com", UserType: "Member", AccountEnabled: true})
@@ -302,6 +298,7 @@ func newCrashRig(t *testing.T) *crashRig {
 	if err := os.WriteFile(policy, []byte("admins: ["+emuAdmin+"]\ngroups:\n  - name: Partner portal users\n    id: "+emuPortal+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	r.addr = freeAddr(t)
 	r.env = []string{
 		crashChildEnv + "=1",
 		"SLACK_BOT_TOKEN=xoxb-emulated", "SLACK_SIGNING_SECRET=" + emuSigning, "SLACK_API_URL=" + slackProxy.URL + "/",
