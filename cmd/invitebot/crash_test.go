@@ -262,6 +262,7 @@ type crashRig struct {
 	tenant *graphfake.Tenant
 	slack  *slackfake.Server
 	player *slackfake.Player
+	sts    *graphfake.STS
 	env    []string
 	db     string
 	addr   string
@@ -277,6 +278,7 @@ func newCrashRig(t *testing.T) *crashRig {
 	r := &crashRig{t: t, hub: newHub(), logs: &logBuffer{}, db: filepath.Join(dir, "invitebot.db")}
 	sts := graphfake.NewSTS(graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret})
 	t.Cleanup(sts.Close)
+	r.sts = sts
 	r.tenant = graphfake.NewTenant(graphfake.TenantConfig{ID: emuTenant, VerifiedDomains: []string{"contoso.com"}, ValidToken: sts.ValidToken})
 	r.tenant.AddGroupWithID(emuPortal, "Partner portal users")
 	// Ann's Slack email maps to an internal account: the sponsor steps run.
