@@ -49,11 +49,12 @@ func TestReadyzReasons(t *testing.T) {
 	}
 }
 
-// holdDomains holds GET /domains until released.
+// holdDomains holds the reads of the verified domains (GET /organization,
+// or GET /domains with only Domain.Read.All) until released.
 type holdDomains struct{ release chan struct{} }
 
 func (h holdDomains) RoundTrip(r *http.Request) (*http.Response, error) {
-	if strings.HasSuffix(r.URL.Path, "/domains") {
+	if strings.HasSuffix(r.URL.Path, "/domains") || strings.HasSuffix(r.URL.Path, "/organization") {
 		select {
 		case <-h.release:
 		case <-r.Context().Done():
