@@ -5,6 +5,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -83,10 +84,8 @@ func (e *emulated) loadCalls(ctx context.Context, n int) (callLoad, error) {
 		})
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return r, err
-		}
+	if err := errors.Join(errs...); err != nil {
+		return r, err
 	}
 	dmed := func() (last time.Time, all bool) {
 		for i := range n {

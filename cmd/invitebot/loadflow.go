@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -66,10 +67,8 @@ func (e *emulated) loadFlows(ctx context.Context, n int) (flowLoad, error) {
 		})
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return r, err
-		}
+	if err := errors.Join(errs...); err != nil {
+		return r, err
 	}
 	// Every inviter's outcome DM.
 	if err := e.slack.WaitFor(ctx, func() bool {
