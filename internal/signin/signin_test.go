@@ -49,15 +49,21 @@ type fixture struct {
 // recordingStore is the in-memory store, whose values a test can scan.
 type recordingStore struct {
 	flowstest.SignInStore
-	mu   sync.Mutex
-	puts [][]byte
+	mu    sync.Mutex
+	puts  [][]byte
+	locks flows.KeyLocks
 }
 
-func (r *recordingStore) PutSignInRecord(ctx context.Context, key string, v []byte) error {
+// LockSignInRecord locks as the in-memory store does, writing through r.
+func (r *recordingStore) LockSignInRecord(ctx context.Context, key string) (flows.SignInLock, error) {
+	return flows.LockSignInRecordLocally(ctx, r, &r.locks, key)
+}
+
+func (r *recordingStore) PutSignInRecord(ctx context.Context, key string, v []byte, expires time.Time) error {
 	r.mu.Lock()
 	r.puts = append(r.puts, bytes.Clone(v))
 	r.mu.Unlock()
-	return r.SignInStore.PutSignInRecord(ctx, key, v)
+	return r.SignInStore.PutSignInRecord(ctx, key, v, expires)
 }
 
 func newFixture(t *testing.T, lifetime time.Duration) *fixture {
