@@ -230,7 +230,7 @@ func (s *Service) takeRun(ctx context.Context, id string) bool {
 // start work on any replica. A run stopped because this process stops
 // keeps the claim: the liveness lease, released on Close, tells the
 // leader to adopt it. A run stopped because this replica stopped leading
-// clears it on the process's own context, so the new leader adopts it.
+// clears it too (on the process's own context), so the new leader adopts it.
 func (s *Service) unclaim(ctx context.Context, id string) {
 	defer s.lock("claim:" + id)()
 	s.mu.Lock()
@@ -243,9 +243,11 @@ func (s *Service) unclaim(ctx context.Context, id string) {
 	if !last || s.ctx.Err() != nil {
 		return
 	}
-	if ctx.Err() != nil {
-		ctx = s.ctx // fenced and cancelled: the scope of a lost lease
-	}
+	// On the process's own context: ctx may be the scope of a lease
+	// this replica lost (cancelled, or fenced off), and the record must be
+	// cleared all the same, or the invitation would wait for this live
+	// replica.
+	ctx = WithInvitationID(s.ctx, id)
 	cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 	defer cancel()
 	_, err := s.store.UpdateInvitation(cctx, id, func(c *Invitation) error {
