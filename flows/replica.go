@@ -181,7 +181,7 @@ func (s *Service) claim(ctx context.Context, id string) (_ context.Context, rele
 		s.claims[id]++
 		s.mu.Unlock()
 	}
-	return withClaim(ctx, id), func() { s.unclaim(ctx, id) }, true
+	return withClaim(ctx, id), func() { s.unclaim(id) }, true
 }
 
 // takeRun sets the invitation's Runner to this replica if it is free.
@@ -231,7 +231,7 @@ func (s *Service) takeRun(ctx context.Context, id string) bool {
 // keeps the claim: the liveness lease, released on Close, tells the
 // leader to adopt it. A run stopped because this replica stopped leading
 // clears it too (on the process's own context), so the new leader adopts it.
-func (s *Service) unclaim(ctx context.Context, id string) {
+func (s *Service) unclaim(id string) {
 	defer s.lock("claim:" + id)()
 	s.mu.Lock()
 	s.claims[id]--
@@ -247,7 +247,7 @@ func (s *Service) unclaim(ctx context.Context, id string) {
 	// this replica lost (cancelled, or fenced off), and the record must be
 	// cleared all the same, or the invitation would wait for this live
 	// replica.
-	ctx = WithInvitationID(s.ctx, id)
+	ctx := WithInvitationID(s.ctx, id)
 	cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
 	defer cancel()
 	_, err := s.store.UpdateInvitation(cctx, id, func(c *Invitation) error {
