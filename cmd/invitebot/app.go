@@ -36,7 +36,7 @@ type deps struct {
 	pollInterval   time.Duration // overrides the config's (tests: -1 = no background tracking)
 	missingGrace   time.Duration
 	storeNoSync    bool             // benchmarks that seed thousands of records only
-	now            func() time.Time // flows' clock (and the emulated tenant's); nil: time.Now
+	now            func() time.Time // flows' clock (and the emulated tenant's and token service's); nil: time.Now
 	// graphRoles are the emulated app's Graph application permissions;
 	// nil: every one the simple set-up grants.
 	graphRoles []string
