@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 )
 
@@ -713,13 +714,22 @@ func (p Policy) ResolveGroups(list string) ([]string, string) {
 }
 
 // await waits until invitation id's run has ended (it finished, waits for
-// a person, failed, or the service stopped) and returns it.
+// a person, failed, or the service stopped) and returns it. A run on
+// another replica (a row another run of the file started there) is
+// watched in the store.
 func (s *Service) await(ctx context.Context, id string) (*Invitation, error) {
 	for {
 		s.mu.Lock()
 		if !s.running[id] {
 			s.mu.Unlock()
-			return s.store.Invitation(ctx, id)
+			inv, err := s.store.Invitation(ctx, id)
+			if err != nil || inv.Runner == "" || inv.Runner == s.replica || inv.State.Terminal() || inv.State.Waiting() {
+				return inv, err
+			}
+			if err := SleepContext(ctx, time.Second); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if s.idle == nil {
 			s.idle = make(chan struct{})

@@ -142,10 +142,11 @@ func runBulk(ctx context.Context, args []string, getenv func(string) string, d d
 	if err != nil {
 		return err
 	}
-	if err := a.svc.RefreshDomains(ctx); err != nil {
-		// Each row's check reads them again before inviting.
-		log.Warn("verified domains not loaded yet", "err", err)
-	}
+	// The verified domains (each row's check reads them again before
+	// inviting if they could not be read), and, on a store replicas share,
+	// this process's liveness among them: its rows run here, not on the
+	// leader.
+	a.svc.StartReplica(ctx)
 	bar := newProgressBar(stderr, tty, f.Total())
 	results, err := a.svc.RunBulk(ctx, who, f, flows.BulkOptions{
 		Concurrency: cmp.Or(*conc, cfg.BulkConcurrency),
