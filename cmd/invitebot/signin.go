@@ -27,6 +27,13 @@ func (d delegation) Connection(ctx context.Context, slackUserID string) (flows.C
 	return d.signIn.Connection(ctx, slackUserID)
 }
 
+// Ready implements flows.Delegation: a token is had (and cached for the
+// invitations that follow), then dropped.
+func (d delegation) Ready(ctx context.Context, slackUserID string) error {
+	_, err := d.signIn.Token(ctx, slackUserID)
+	return err
+}
+
 // Invite implements flows.Delegation. signIn.Do sends the POST a second
 // time only after Graph answered 401 to the first: Graph refuses a token
 // before it processes the request, so the first created no invitation and
