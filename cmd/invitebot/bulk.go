@@ -27,7 +27,11 @@ Invites every row of FILE.csv through the same policy, directory lookup,
 invitation, group and provisioning steps as the /invite-guest dialog, as
 INVITER (a Slack user ID like U0123ABCD, or their Slack email address): the
 policy's rules for that person apply, approvals go to the approvers, and
-rows delivered by Slack link DM INVITER the redeem link.
+rows delivered by Slack link DM INVITER the redeem link. With
+INVITEBOT_INVITE_AS=inviter the invitations are sent with INVITER's own
+Microsoft sign-in, as from Slack: if they have not connected their account
+(/invite-guest connect), the file is refused before anything is sent; with
+inviter_or_app it is then sent as the app.
 
 The first line names the columns: email (required), display name,
 redirect url, send microsoft email (true/false), message, groups (names or
@@ -152,6 +156,9 @@ func runBulk(ctx context.Context, args []string, getenv func(string) string, d d
 	if errors.Is(err, flows.ErrNotAuthorized) {
 		return fmt.Errorf("bulk: %s may not invite guests under the policy; nobody was invited", *as)
 	}
+	if errors.Is(err, flows.ErrSignInNeeded) {
+		return notConnected(*as, err)
+	}
 	if err != nil {
 		return fmt.Errorf("bulk: %w", err)
 	}
@@ -178,6 +185,20 @@ func runBulk(ctx context.Context, args []string, getenv func(string) string, d d
 		}
 	}
 	return nil
+}
+
+// notConnected is the refusal of a file whose -as person must (re)connect
+// their Microsoft account first (INVITEBOT_INVITE_AS=inviter): they do
+// that themselves, in Slack.
+func notConnected(as string, err error) error {
+	var se *flows.SignInError
+	switch {
+	case errors.As(err, &se) && se.Reason == flows.SignInConsent:
+		return fmt.Errorf("bulk: INVITEBOT_INVITE_AS=%s: the app registration lacks admin consent for the delegated permission User.Invite.All (%s); an admin must grant it; nobody was invited", flows.InviteAsInviter, se.Code)
+	case errors.As(err, &se) && se.Reason == flows.SignInExpired:
+		return fmt.Errorf("bulk: INVITEBOT_INVITE_AS=%s sends invitations as %s, but Microsoft no longer accepts their sign-in (%s): they reconnect with /invite-guest connect in Slack, then run this again; nobody was invited", flows.InviteAsInviter, as, cmp.Or(se.Code, "expired or revoked"))
+	}
+	return fmt.Errorf("bulk: INVITEBOT_INVITE_AS=%s sends invitations as %s, who has not connected their Microsoft account: they connect with /invite-guest connect (or the Home tab) in Slack, then run this again; nobody was invited", flows.InviteAsInviter, as)
 }
 
 // inviter resolves -as: a Slack user ID, or an email looked up in Slack.
