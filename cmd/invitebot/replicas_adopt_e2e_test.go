@@ -116,7 +116,9 @@ func TestReplicasFollowerKilled(t *testing.T) {
 
 	// B's liveness lease lapses at most a TTL after the kill, and A looks
 	// every TTL: it adopts within about two TTLs.
-	if err := poll(ctx, func() bool { return strings.Contains(a.logs.String(), "adopting the invitation of a replica that stopped") }); err != nil {
+	if err := poll(ctx, func() bool {
+		return strings.Contains(a.logs.String(), "adopting the invitation of a replica that stopped")
+	}); err != nil {
 		t.Fatalf("replica A did not adopt B's invitation: %v; log tail:\n%s", err, tail(a.logs.String(), 3000))
 	}
 	t.Logf("replica A adopted B's invitation %v after the kill (TTL %v)", time.Since(killed).Round(time.Millisecond), replicaTTL)
