@@ -67,7 +67,7 @@ const (
 // carries a token or Microsoft's full answer, only the AADSTS code.
 type SignInError struct {
 	Reason SignInReason
-	Code   string // e.g. "AADSTS700082"; "" if none
+	Code   string // e.g. "AADSTS700082", or Graph's "InvalidAuthenticationToken"; "" if none
 }
 
 func (e *SignInError) Error() string {
@@ -95,8 +95,11 @@ type Delegation interface {
 	// Connection returns the Slack user's connected account, or a
 	// *SignInError (SignInNotConnected) if they have none.
 	Connection(ctx context.Context, slackUserID string) (Connection, error)
-	// Invite POSTs inv with the Slack user's own token. A *SignInError
-	// means no token could be had (nothing was sent); Graph's refusals are
+	// Invite POSTs inv with the Slack user's own token. Graph refusing
+	// the token (401) is the implementation's to handle: it refreshes the
+	// token and sends once more. A *SignInError means no token Graph
+	// accepts could be had (nothing was sent): the refresh was refused,
+	// or Graph refused the refreshed token too. Graph's other refusals are
 	// *DirectoryError values as from Directory.Invite.
 	Invite(ctx context.Context, slackUserID string, inv Invite) (Invited, error)
 	// Ready checks that a token can be had for the Slack user now (from
