@@ -39,8 +39,9 @@ const DefaultServicePrincipal = "33333333-4444-5555-6666-777777777777"
 // POST /{tenant}/oauth2/v2.0/token; and for a person's sign-in (the
 // authorization code flow with PKCE): GET /{tenant}/oauth2/v2.0/authorize
 // and the authorization_code and refresh_token grants. Client credentials
-// also get tokens for Azure Database for PostgreSQL (ResourceOSSRDBMS),
-// signed with the key GET /{tenant}/discovery/v2.0/keys publishes.
+// also get tokens for Azure Database for PostgreSQL (ResourceOSSRDBMS);
+// their tokens are signed with the key GET /{tenant}/discovery/v2.0/keys
+// publishes.
 type STS struct {
 	URL string // https://127.0.0.1:PORT
 	cfg STSConfig
@@ -58,8 +59,7 @@ type STS struct {
 	codesRedeemed, refreshed int
 	issued                   []string
 
-	signer       signer        // signs the tokens for resources other than Graph
-	resourceLife time.Duration // their lifetime; zero: 1h
+	resourceLife time.Duration // the lifetime of tokens for other resources than Graph; zero: 1h
 }
 
 // NewSTS starts a token service.
@@ -125,7 +125,7 @@ func (s *STS) serve(w http.ResponseWriter, r *http.Request) {
 	case "/" + tenant + "/oauth2/v2.0/authorize":
 		s.authorize(w, r)
 	case "/" + tenant + "/discovery/v2.0/keys":
-		s.keys(w)
+		keys(w)
 	default:
 		aadError(w, http.StatusBadRequest, "invalid_tenant", "AADSTS90002: Tenant not found.")
 	}
@@ -179,7 +179,7 @@ func (s *STS) token(w http.ResponseWriter, r *http.Request) {
 			c["wids"] = w
 		}
 	}
-	tok := jwt(c)
+	tok := sign(c)
 	s.mu.Lock()
 	s.tokens[tok] = true
 	s.mu.Unlock()

@@ -19,31 +19,23 @@ import (
 // ResourceOSSRDBMS + "/.default" and carry it as their audience.
 const ResourceOSSRDBMS = "https://ossrdbms-aad.database.windows.net"
 
-// resources are the resources other than Graph the tenant knows, whose
-// client-credentials tokens the STS issues signed (RS256, with the key
-// its jwks_uri publishes), as Entra does, so that a resource server
-// emulator can validate them as the real one does: signature, issuer,
-// audience, expiry.
+// resources are the resources other than Graph the tenant knows. The
+// STS signs client-credentials tokens (RS256, with the key its jwks_uri
+// publishes), as Entra does, so that a resource server emulator can
+// validate them as the real one does: signature, issuer, audience,
+// expiry.
 var resources = []string{ResourceOSSRDBMS}
 
-// signer is the STS's token-signing key, made on first use.
-type signer struct {
-	once sync.Once
-	key  *rsa.PrivateKey
-	kid  string
-}
-
-func (g *signer) get() (*rsa.PrivateKey, string) {
-	g.once.Do(func() {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		sum := sha256.Sum256(k.N.Bytes())
-		g.key, g.kid = k, base64.RawURLEncoding.EncodeToString(sum[:12])
-	})
-	return g.key, g.kid
-}
+// signingKey is the token-signing key of every STS in the process (Entra
+// signs every tenant's tokens with the same keys), made on first use.
+var signingKey = sync.OnceValues(func() (*rsa.PrivateKey, string) {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	sum := sha256.Sum256(k.N.Bytes())
+	return k, base64.RawURLEncoding.EncodeToString(sum[:12])
+})
 
 // SetResourceTokenLifetime sets how long the tokens for resources other
 // than Graph last (zero: 1h). MSAL asks again for a token that expires
@@ -85,7 +77,7 @@ func (s *STS) resourceToken(w http.ResponseWriter, resource string) {
 		life = time.Hour
 	}
 	now := time.Now()
-	tok := s.sign(map[string]any{"aud": resource, "iss": s.Issuer(), "tid": s.cfg.TenantID, "appid": s.cfg.ClientID,
+	tok := sign(map[string]any{"aud": resource, "iss": s.Issuer(), "tid": s.cfg.TenantID, "appid": s.cfg.ClientID,
 		"azp": s.cfg.ClientID, "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(life).Unix(), "jti": newGUID(),
 		"oid": s.cfg.ObjectID, "sub": s.cfg.ObjectID, "idtyp": "app", "ver": "2.0"})
 	secs := max(int(life.Seconds()), 1)
@@ -93,12 +85,12 @@ func (s *STS) resourceToken(w http.ResponseWriter, resource string) {
 }
 
 // sign encodes claims as a JWT signed with RS256.
-func (s *STS) sign(claims map[string]any) string {
-	key, kid := s.signer.get()
+func sign(claims map[string]any) string {
+	key, kid := signingKey()
 	enc := base64.RawURLEncoding.EncodeToString
-	h, _ := json.Marshal(map[string]string{"typ": "JWT", "alg": "RS256", "kid": kid})
 	b, _ := json.Marshal(claims)
-	input := enc(h) + "." + enc(b)
+	// typ first, as Entra writes it: its tokens start with eyJ0eXAi.
+	input := enc([]byte(`{"typ":"JWT","alg":"RS256","kid":"`+kid+`"}`)) + "." + enc(b)
 	sum := sha256.Sum256([]byte(input))
 	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
 	if err != nil {
@@ -108,8 +100,8 @@ func (s *STS) sign(claims map[string]any) string {
 }
 
 // keys serves the jwks_uri: the public signing key.
-func (s *STS) keys(w http.ResponseWriter) {
-	key, kid := s.signer.get()
+func keys(w http.ResponseWriter) {
+	key, kid := signingKey()
 	enc := base64.RawURLEncoding.EncodeToString
 	writeJSON(w, http.StatusOK, map[string]any{"keys": []map[string]any{{
 		"kty": "RSA", "use": "sig", "kid": kid, "alg": "RS256",
