@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"math/big"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -54,7 +55,8 @@ func (s *STS) Issuer() string { return s.URL + "/" + s.cfg.TenantID + "/v2.0" }
 // resourceOf returns the resource of a client-credentials scope
 // ("RESOURCE/.default"), and whether the STS issues tokens for it.
 func resourceOf(scope string) (string, bool) {
-	f := strings.Fields(scope)
+	// MSAL adds the OpenID Connect scopes to the resource's.
+	f := slices.DeleteFunc(strings.Fields(scope), func(s string) bool { return s == "openid" || s == "profile" || s == "offline_access" })
 	if len(f) != 1 || !strings.HasSuffix(f[0], "/.default") {
 		return "", false
 	}

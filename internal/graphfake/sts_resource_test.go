@@ -52,7 +52,7 @@ func TestSTSResourceToken(t *testing.T) {
 	s := NewSTS(STSConfig{TenantID: "tid", ClientID: "cid", ClientSecret: "sec"})
 	defer s.Close()
 	s.SetResourceTokenLifetime(2 * time.Minute)
-	status, body := stsToken(t, s, ResourceOSSRDBMS+"/.default")
+	status, body := stsToken(t, s, ResourceOSSRDBMS+"/.default openid offline_access profile") // as MSAL asks
 	tok, _ := body["access_token"].(string)
 	if status != http.StatusOK || tok == "" || body["expires_in"] != float64(120) {
 		t.Fatalf("token: %d %v", status, body)
