@@ -66,7 +66,7 @@ const (
 // carries a token or Microsoft's full answer, only the AADSTS code.
 type SignInError struct {
 	Reason SignInReason
-	Code   string // e.g. "AADSTS700082"; "" if none
+	Code   string // e.g. "AADSTS700082", or Graph's "InvalidAuthenticationToken"; "" if none
 }
 
 func (e *SignInError) Error() string {
@@ -94,10 +94,17 @@ type Delegation interface {
 	// Connection returns the Slack user's connected account, or a
 	// *SignInError (SignInNotConnected) if they have none.
 	Connection(ctx context.Context, slackUserID string) (Connection, error)
-	// Invite POSTs inv with the Slack user's own token. A *SignInError
-	// means no token could be had (nothing was sent); Graph's refusals are
+	// Invite POSTs inv with the Slack user's own token. Graph refusing
+	// the token (401) is the implementation's to handle: it refreshes the
+	// token and sends once more. A *SignInError means no token Graph
+	// accepts could be had (nothing was sent): the refresh was refused,
+	// or Graph refused the refreshed token too. Graph's other refusals are
 	// *DirectoryError values as from Directory.Invite.
 	Invite(ctx context.Context, slackUserID string, inv Invite) (Invited, error)
+	// Ready checks that a token can be had for the Slack user now (from
+	// their cache, or by redeeming their refresh token, which Microsoft
+	// may refuse). A *SignInError says they must (re)connect.
+	Ready(ctx context.Context, slackUserID string) error
 }
 
 // sender is who sends an invitation: the app, or a person.
@@ -129,6 +136,22 @@ func (s *Service) sender(ctx context.Context, who Inviter) (sender, error) {
 		return sender{}, nil
 	}
 	return sender{}, err
+}
+
+// ReadyToInvite is asked before a run of many invitations (a bulk file),
+// so that the run is refused as a whole rather than half done: with
+// INVITEBOT_INVITE_AS=inviter, who must be connected with a sign-in
+// Microsoft still accepts, else a *SignInError says why (nothing is
+// recorded or sent). In the other modes it is nil: app sends as the app,
+// and inviter_or_app sends as the app for a person who is not connected.
+func (s *Service) ReadyToInvite(ctx context.Context, who Inviter) error {
+	if s.inviteAs != InviteAsInviter || s.delegation == nil {
+		return nil
+	}
+	if err := s.delegation.Ready(ctx, who.UserID); err != nil {
+		return fmt.Errorf("sign-in of %s: %w", who.UserID, err)
+	}
+	return nil
 }
 
 // sendInvite POSTs in as sd, holding the gate like every interactive call.

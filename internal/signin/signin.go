@@ -242,10 +242,23 @@ func (s *Service) Disconnect(ctx context.Context, slackUserID string) (bool, err
 // and stored). A *flows.SignInError means they must (re)connect; a refused
 // refresh token is deleted, so they show as not connected.
 func (s *Service) Token(ctx context.Context, slackUserID string) (string, error) {
+	return s.token(ctx, slackUserID, "")
+}
+
+// token is Token. refused, if not "", is an access token Graph did not
+// accept (401): it is dropped from the person's cache first, so that MSAL
+// redeems the refresh token for a new one (MSAL for Go's confidential
+// client has no forced refresh). If the cache holds another access token
+// by then (a concurrent call has refreshed it), that one is returned, with
+// no second refresh.
+func (s *Service) token(ctx context.Context, slackUserID, refused string) (string, error) {
 	defer s.lock(slackUserID)()
 	c, stale, err := s.load(ctx, slackUserID)
 	if err != nil {
 		return "", err
+	}
+	if refused != "" {
+		c.Cache, _ = dropAccessToken(c.Cache, refused)
 	}
 	pc := &personCache{data: c.Cache}
 	cl, err := s.client(pc)
@@ -274,6 +287,96 @@ func (s *Service) Token(ctx context.Context, slackUserID string) (string, error)
 		}
 	}
 	return res.AccessToken, nil
+}
+
+// Do runs call with the person's delegated access token (as from Token).
+// Graph answering 401 means it did not accept the token: it expired
+// before MSAL's cache says it does (the clocks disagree), or it was
+// revoked. Graph refuses such a request before acting on it, so calling
+// once more is safe (for POST /invitations: no second invitation, no
+// second Microsoft email): the refused token is dropped, a new one is
+// redeemed with the refresh token, and call runs once more with it. A
+// refresh Microsoft refuses is a *flows.SignInError, as from Token; so is
+// a second 401 (reason expired, Graph's error code), after which the
+// person's record is deleted: only a new sign-in can help. Any other error
+// of call is returned as it is.
+func (s *Service) Do(ctx context.Context, slackUserID string, call func(ctx context.Context, token string) error) error {
+	tok, err := s.Token(ctx, slackUserID)
+	if err != nil {
+		return err
+	}
+	err = call(ctx, tok)
+	if !tokenRefused(err) {
+		return err
+	}
+	s.log.InfoContext(ctx, "Graph refused the person's access token; refreshing it once", "slack_user", slackUserID, "err", err)
+	if tok, err = s.token(ctx, slackUserID, tok); err != nil {
+		return err
+	}
+	err = call(ctx, tok)
+	if !tokenRefused(err) {
+		return err
+	}
+	s.log.WarnContext(ctx, "Graph refused the person's refreshed access token too; they must reconnect", "slack_user", slackUserID, "err", err)
+	s.forget(ctx, slackUserID, tok)
+	var de *flows.DirectoryError
+	errors.As(err, &de)
+	return &flows.SignInError{Reason: flows.SignInExpired, Code: de.Code}
+}
+
+// tokenRefused reports whether err is Graph's 401 to a delegated call.
+// (CodeCredentialRejected is the token service refusing the app's own
+// credential, never a delegated call's.)
+func tokenRefused(err error) bool {
+	var de *flows.DirectoryError
+	return errors.As(err, &de) && de.Status == http.StatusUnauthorized && de.Code != flows.CodeCredentialRejected
+}
+
+// forget deletes the person's record if it still holds tok: not if they
+// reconnected (or another call refreshed) meanwhile.
+func (s *Service) forget(ctx context.Context, slackUserID, tok string) {
+	defer s.lock(slackUserID)()
+	c, _, err := s.load(ctx, slackUserID)
+	if err != nil {
+		return
+	}
+	if _, held := dropAccessToken(c.Cache, tok); held {
+		_ = s.cfg.Store.DeleteSignInRecord(ctx, connKey(slackUserID))
+	}
+}
+
+// dropAccessToken removes the access token tok from an MSAL cache blob
+// (the token cache format MSAL libraries share: "AccessToken" maps keys
+// to entries whose "secret" is the token) and reports whether it was
+// there. Everything else, the refresh token included, is kept as it is.
+func dropAccessToken(blob []byte, tok string) ([]byte, bool) {
+	var cache map[string]json.RawMessage
+	var ats map[string]json.RawMessage
+	if json.Unmarshal(blob, &cache) != nil || json.Unmarshal(cache["AccessToken"], &ats) != nil {
+		return blob, false
+	}
+	held := false
+	for k, raw := range ats {
+		var at struct {
+			Secret string `json:"secret"`
+		}
+		if json.Unmarshal(raw, &at) == nil && at.Secret == tok {
+			delete(ats, k)
+			held = true
+		}
+	}
+	if !held {
+		return blob, false
+	}
+	var err error
+	if cache["AccessToken"], err = json.Marshal(ats); err != nil {
+		return blob, false
+	}
+	out, err := json.Marshal(cache)
+	if err != nil {
+		return blob, false
+	}
+	return out, true
 }
 
 // aadError is the token service's error answer, without anything secret.
