@@ -193,7 +193,10 @@ func (s *Service) takeRun(ctx context.Context, id string) bool {
 		}
 		return false
 	}
-	if cur.Runner != "" && cur.Runner != s.replica {
+	if cur.Runner == s.replica {
+		return true // recorded at creation; an adopter's later claim fences this run's writes
+	}
+	if cur.Runner != "" {
 		live, err := s.alive(ctx, cur.Runner)
 		if err != nil {
 			s.log.WarnContext(ctx, "is the invitation's replica alive?", "invitation_id", id, "runner", cur.Runner, "err", err)
