@@ -126,6 +126,15 @@ func (b *Bot) runBulkFile(ctx context.Context, user, channel, fileID string) {
 			Escape(name), file.Size, lim.MaxBytes))
 		return
 	}
+	who := flows.Inviter{TeamID: b.TeamID(), UserID: user}
+	// Inviting as the inviter, a person who is not connected is asked to
+	// connect before the file is even downloaded: the whole file waits for
+	// that, rather than every row.
+	if err := b.svc.ReadyToInvite(ctx, who); err != nil {
+		b.log.InfoContext(ctx, "bulk: file refused until the inviter connects", "user", user, "file", fileID, "err", err)
+		b.bulkSignIn(ctx, user, channel, name, err)
+		return
+	}
 	var buf bytes.Buffer
 	cctx, cancel = context.WithTimeout(ctx, bulkSlackTimeout)
 	err = b.api.GetFileContext(cctx, file.URLPrivateDownload, &limitedWriter{w: &buf, n: lim.MaxBytes + 1})
@@ -144,7 +153,51 @@ func (b *Bot) runBulkFile(ctx context.Context, user, channel, fileID string) {
 		return
 	}
 	b.log.InfoContext(ctx, "bulk run", "user", user, "file", fileID, "rows", f.Total())
-	b.bulkRun(ctx, flows.Inviter{TeamID: b.TeamID(), UserID: user}, channel, f)
+	b.bulkRun(ctx, who, channel, f)
+}
+
+// bulkSignIn refuses a bulk file because its sender must (re)connect their
+// Microsoft account (why is from flows.Service.ReadyToInvite): one
+// message, with a connect button, saying that nobody was invited.
+func (b *Bot) bulkSignIn(ctx context.Context, user, channel, name string, why error) {
+	text := ":key: *Connect your Microsoft account* to run " + Escape(name) + ".\n" +
+		"invitebot sends invitations as you, with your own Microsoft Entra rights. Nobody was invited: share the file again once you have connected."
+	var se *flows.SignInError
+	switch {
+	case !errors.Is(why, flows.ErrSignInNeeded):
+		b.log.WarnContext(ctx, "bulk: sign-in check", "user", user, "err", why)
+		text = ":x: " + Escape(name) + " was not run: invitebot could not check your Microsoft sign-in (the admins can see why in its log). Nobody was invited; share the file again in a few minutes."
+	case errors.As(why, &se) && se.Reason == flows.SignInConsent:
+		text = ":x: " + Escape(name) + " was not run: invitebot's app registration lacks admin consent for the delegated permission User.Invite.All; ask an admin to grant it. Nobody was invited."
+	case errors.As(why, &se) && se.Reason != flows.SignInNotConnected:
+		text = ":key: *Reconnect your Microsoft account* to run " + Escape(name) + ".\n" +
+			"Microsoft no longer accepts your earlier sign-in (it expired or was revoked). Nobody was invited: share the file again once you have reconnected."
+	}
+	opts := []slack.MsgOption{slack.MsgOptionText(text, false)}
+	if errors.Is(why, flows.ErrSignInNeeded) && (se == nil || se.Reason != flows.SignInConsent) {
+		if blocks := b.connectBlocks(ctx, user, text); blocks != nil {
+			opts = append(opts, slack.MsgOptionBlocks(blocks...))
+		}
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bulkSlackTimeout)
+	defer cancel()
+	if _, _, err := b.api.PostMessageContext(cctx, channel, opts...); err != nil {
+		b.log.WarnContext(ctx, "bulk: reply in DM", "user", user, "err", err)
+	}
+}
+
+// connectBlocks is text with a button carrying a fresh connect link for
+// user, or nil if no link can be had (the text then stands alone).
+func (b *Bot) connectBlocks(ctx context.Context, user, text string) []slack.Block {
+	if b.signIn == nil {
+		return nil
+	}
+	link, err := b.signIn.NewLink(ctx, user)
+	if err != nil {
+		b.log.WarnContext(ctx, "connect link", "user", user, "err", err)
+		return nil
+	}
+	return ConnectBlocks(text, link)
 }
 
 // bulkRun runs f, keeping a progress message up to date, and posts the
@@ -161,13 +214,17 @@ func (b *Bot) bulkRun(ctx context.Context, who flows.Inviter, channel string, f 
 	if err != nil {
 		b.log.WarnContext(ctx, "bulk: post progress", "err", err)
 	}
-	update := func(s string) {
+	update := func(s string, blocks ...slack.Block) {
 		if ts == "" {
 			return
 		}
+		opts := []slack.MsgOption{slack.MsgOptionText(s, false)}
+		if blocks != nil {
+			opts = append(opts, slack.MsgOptionBlocks(blocks...))
+		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bulkSlackTimeout)
 		defer cancel()
-		if _, _, _, err := b.api.UpdateMessageContext(cctx, channel, ts, slack.MsgOptionText(s, false)); err != nil {
+		if _, _, _, err := b.api.UpdateMessageContext(cctx, channel, ts, opts...); err != nil {
 			b.log.DebugContext(ctx, "bulk: update progress", "err", err)
 		}
 	}
@@ -202,9 +259,12 @@ func (b *Bot) bulkRun(ctx context.Context, who flows.Inviter, channel string, f 
 	wg.Wait()
 	if err != nil {
 		msg := "invitebot could not run the file; the admins can see why in its log."
-		if errors.Is(err, flows.ErrNotAuthorized) {
+		switch {
+		case errors.Is(err, flows.ErrNotAuthorized):
 			msg = "You are not one of the people who may invite guests, so invitebot did not run this file."
-		} else {
+		case errors.Is(err, flows.ErrSignInNeeded): // disconnected since the file was shared
+			msg = "Your Microsoft account is no longer connected, so invitebot did not run this file: nobody was invited. Connect it (`/invite-guest connect`), then share the file again."
+		default:
 			b.log.ErrorContext(ctx, "bulk run", "err", err)
 		}
 		update(text(msg))
@@ -219,7 +279,15 @@ func (b *Bot) bulkRun(ctx context.Context, who flows.Inviter, channel string, f 
 	} else if sum[flows.BulkFailed]+sum[flows.BulkRejected]+sum[flows.BulkMalformed] > 0 {
 		final += " Fix the rows the results file lists and share the file again: rows already done are skipped."
 	}
-	update(text(final))
+	var blocks []slack.Block
+	if n := sum[flows.BulkAwaitingSignIn]; n > 0 {
+		// Microsoft stopped accepting the sender's sign-in during the run:
+		// one button for all the waiting rows (they DM nothing themselves).
+		final += fmt.Sprintf(" %d %s for you to reconnect your Microsoft account: %s sent as you once you do (within %s); share the file again afterwards for the final results.",
+			n, plural(n, "row waits", "rows wait"), plural(n, "it is", "they are"), flows.Age(flows.SignInTimeout))
+		blocks = b.connectBlocks(ctx, who.UserID, text(final))
+	}
+	update(text(final), blocks...)
 	var out bytes.Buffer
 	if err := flows.WriteBulkResults(&out, results, FailureReason); err != nil {
 		b.log.ErrorContext(ctx, "bulk: results", "err", err)

@@ -45,6 +45,9 @@ func (b *Bot) askSignIn(ctx context.Context, inv *flows.Invitation) (flows.Messa
 		text = ":key: *Reconnect your Microsoft account* to invite " + who + ".\n" +
 			"Microsoft no longer accepts your earlier sign-in (it expired or was revoked). The invitation waits until you reconnect (24 hours at most), then goes on by itself."
 	}
+	if inv.Origin.Completes() {
+		text += " It was asked for by a workflow (" + Escape(inv.Origin.Name) + "): its step stays in progress until then, and fails as not connected after 24 hours."
+	}
 	if inv.Origin.Dialog() {
 		if link, err := b.signIn.NewLink(ctx, inv.Inviter.UserID); err == nil {
 			v := StatusModal(inv, b.svc.Policy(), "")

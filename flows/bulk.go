@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 )
 
@@ -123,6 +124,12 @@ const (
 	// BulkInterrupted: invitebot stopped before the row finished; a re-run
 	// resumes it.
 	BulkInterrupted BulkOutcome = "interrupted"
+	// BulkAwaitingSignIn: inviting as the inviter, Microsoft stopped
+	// accepting their sign-in during the run (it expired or was revoked):
+	// the row waits in awaiting_sign_in and is sent as them once they
+	// reconnect (for SignInTimeout at most). A run whose inviter is not
+	// connected at its start is refused as a whole (see ReadyToInvite).
+	BulkAwaitingSignIn BulkOutcome = "awaiting_sign_in"
 )
 
 // OK reports whether the row needs nothing more from the person who sent
@@ -416,10 +423,19 @@ type BulkOptions struct {
 // Rows an earlier run finished are reported, not sent again. It returns
 // one result per row, in line order; a cancelled ctx ends the run early
 // with the unfinished rows interrupted (their invitations resume on the
-// next start or run).
+// next start or run). Inviting as the inviter (INVITEBOT_INVITE_AS=
+// inviter), a who who is not connected, or whose sign-in Microsoft no
+// longer accepts, is refused as a whole before anything is recorded: the
+// error is then ErrSignInNeeded (a *SignInError says why).
 func (s *Service) RunBulk(ctx context.Context, who Inviter, f *BulkFile, opt BulkOptions) ([]BulkResult, error) {
 	if !s.Policy().MayInvite(who.UserID) {
 		return nil, ErrNotAuthorized
+	}
+	if err := s.ReadyToInvite(ctx, who); err != nil {
+		// Inviting as the inviter, who is not connected: refused as a
+		// whole, before anything is recorded (rather than every row
+		// waiting for a sign-in the run cannot show).
+		return nil, fmt.Errorf("bulk: %w", err)
 	}
 	if s.Domains() == nil {
 		// Validate then refuses internal addresses up front, as the dialog
@@ -633,7 +649,7 @@ func (s *Service) bulkRow(ctx context.Context, who Inviter, file string, row Bul
 	case StateAwaitingApproval:
 		res.Outcome, res.Reason = BulkAwaitingApproval, "waiting for an approver"
 	case StateAwaitingSignIn:
-		res.Outcome, res.Reason = BulkInterrupted, "waiting for you to connect your Microsoft account (/invite-guest connect); it is sent as you once you do"
+		res.Outcome, res.Reason = BulkAwaitingSignIn, "waits for the inviter to reconnect their Microsoft account (/invite-guest connect): it is sent as them once they do, within "+age(SignInTimeout)
 	case StateFailed, StateRevoked, StateRemoved:
 		res.Outcome, res.Failure = BulkFailed, inv.Failure
 		if inv.Failure == nil {
@@ -698,13 +714,22 @@ func (p Policy) ResolveGroups(list string) ([]string, string) {
 }
 
 // await waits until invitation id's run has ended (it finished, waits for
-// a person, failed, or the service stopped) and returns it.
+// a person, failed, or the service stopped) and returns it. A run on
+// another replica (a row another run of the file started there) is
+// watched in the store.
 func (s *Service) await(ctx context.Context, id string) (*Invitation, error) {
 	for {
 		s.mu.Lock()
 		if !s.running[id] {
 			s.mu.Unlock()
-			return s.store.Invitation(ctx, id)
+			inv, err := s.store.Invitation(ctx, id)
+			if err != nil || inv.Runner == "" || inv.Runner == s.replica || inv.State.Terminal() || inv.State.Waiting() {
+				return inv, err
+			}
+			if err := SleepContext(ctx, time.Second); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		if s.idle == nil {
 			s.idle = make(chan struct{})
@@ -763,7 +788,7 @@ func Summarize(results []BulkResult) BulkSummary {
 // failed".
 func (s BulkSummary) String() string {
 	var parts []string
-	for _, o := range []BulkOutcome{BulkInvited, BulkExisting, BulkAwaitingApproval, BulkRejected, BulkFailed, BulkMalformed, BulkInterrupted} {
+	for _, o := range []BulkOutcome{BulkInvited, BulkExisting, BulkAwaitingApproval, BulkRejected, BulkFailed, BulkMalformed, BulkInterrupted, BulkAwaitingSignIn} {
 		if s[o] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", s[o], strings.ReplaceAll(string(o), "_", " ")))
 		}

@@ -102,7 +102,7 @@ func (s *Service) deferredDue(inv *Invitation) bool {
 
 // startDeferred retries invitation id's pending writes in the background.
 func (s *Service) startDeferred(ctx context.Context, id string) {
-	s.goOnce(ctx, "deferred:"+id, func(ctx context.Context) { s.runDeferred(ctx, id) })
+	s.goOnce(ctx, "deferred:", id, func(ctx context.Context) { s.runDeferred(ctx, id) })
 }
 
 // runDeferred tries the pending writes once and records the outcome: each

@@ -98,6 +98,10 @@ type Delegation interface {
 	// means no token could be had (nothing was sent); Graph's refusals are
 	// *DirectoryError values as from Directory.Invite.
 	Invite(ctx context.Context, slackUserID string, inv Invite) (Invited, error)
+	// Ready checks that a token can be had for the Slack user now (from
+	// their cache, or by redeeming their refresh token, which Microsoft
+	// may refuse). A *SignInError says they must (re)connect.
+	Ready(ctx context.Context, slackUserID string) error
 }
 
 // sender is who sends an invitation: the app, or a person.
@@ -129,6 +133,22 @@ func (s *Service) sender(ctx context.Context, who Inviter) (sender, error) {
 		return sender{}, nil
 	}
 	return sender{}, err
+}
+
+// ReadyToInvite is asked before a run of many invitations (a bulk file),
+// so that the run is refused as a whole rather than half done: with
+// INVITEBOT_INVITE_AS=inviter, who must be connected with a sign-in
+// Microsoft still accepts, else a *SignInError says why (nothing is
+// recorded or sent). In the other modes it is nil: app sends as the app,
+// and inviter_or_app sends as the app for a person who is not connected.
+func (s *Service) ReadyToInvite(ctx context.Context, who Inviter) error {
+	if s.inviteAs != InviteAsInviter || s.delegation == nil {
+		return nil
+	}
+	if err := s.delegation.Ready(ctx, who.UserID); err != nil {
+		return fmt.Errorf("sign-in of %s: %w", who.UserID, err)
+	}
+	return nil
 }
 
 // sendInvite POSTs in as sd, holding the gate like every interactive call.

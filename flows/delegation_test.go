@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,4 +240,115 @@ func TestResendAsInviter(t *testing.T) {
 
 func TestSignInStoreFake(t *testing.T) {
 	flowstest.TestSignInStore(t, func(*testing.T) flows.SignInStore { return &flowstest.SignInStore{} })
+}
+
+const bulkTwo = "email,send microsoft email\nbob@fabrikam.com,true\ncarol@fabrikam.com,false\n"
+
+// Ensure a bulk run in inviter mode by a person who is not connected (or
+// whose sign-in Microsoft refuses) is refused as a whole: nothing recorded,
+// looked up, sent or notified; once they are connected every row goes as
+// them.
+func TestRunBulkAsInviterNotConnected(t *testing.T) {
+	e, d := newDelegEnv(t, flows.InviteAsInviter)
+	calls := len(e.dir.Calls()) // the start's
+	_, err := e.svc.RunBulk(t.Context(), inviter, parse(t, bulkTwo), flows.BulkOptions{})
+	var se *flows.SignInError
+	if !errors.Is(err, flows.ErrSignInNeeded) || !errors.As(err, &se) || se.Reason != flows.SignInNotConnected {
+		t.Fatalf("err = %v, want a not-connected SignInError", err)
+	}
+	d.Connect(inviter.UserID, flows.Connection{ObjectID: inviterOID})
+	d.ReadyFunc = func(context.Context, string) error {
+		return &flows.SignInError{Reason: flows.SignInExpired, Code: "AADSTS700082"}
+	}
+	_, err = e.svc.RunBulk(t.Context(), inviter, parse(t, bulkTwo), flows.BulkOptions{})
+	if !errors.As(err, &se) || se.Reason != flows.SignInExpired {
+		t.Fatalf("err = %v, want an expired SignInError", err)
+	}
+	invs, _ := e.store.Invitations(t.Context(), flows.InvitationFilter{})
+	if len(invs) != 0 || len(e.dir.Calls()) != calls || len(e.note.Notices()) != 0 {
+		t.Fatalf("a refused run left %d invitations, calls %v, notices %v", len(invs), e.dir.Calls(), e.note.Notices())
+	}
+
+	d.ReadyFunc = nil
+	res := e.bulkRun(t, bulkTwo, flows.BulkOptions{})
+	for _, r := range res {
+		if r.Outcome != flows.BulkInvited {
+			t.Errorf("line %d: %s %s", r.Line, r.Outcome, r.Reason)
+		}
+	}
+	if e.count("InviteAs") != 2 || e.count("Invite") != 0 {
+		t.Errorf("POST /invitations: %d as the inviter, %d as the app; want 2, 0", e.count("InviteAs"), e.count("Invite"))
+	}
+}
+
+// Ensure inviter_or_app runs the file of a person who is not connected as
+// the app, and app mode never asks.
+func TestRunBulkInviterOrAppNotConnected(t *testing.T) {
+	for _, mode := range []flows.InviteAs{flows.InviteAsInviterOrApp, flows.InviteAsApp} {
+		e, _ := newDelegEnv(t, mode)
+		res := e.bulkRun(t, bulkTwo, flows.BulkOptions{})
+		if len(res) != 2 || res[0].Outcome != flows.BulkInvited || res[1].Outcome != flows.BulkInvited {
+			t.Fatalf("%s: %+v", mode, res)
+		}
+		if e.count("Invite") != 2 || e.count("InviteAs") != 0 {
+			t.Errorf("%s: POST /invitations: %d as the app, %d as the inviter; want 2, 0", mode, e.count("Invite"), e.count("InviteAs"))
+		}
+	}
+}
+
+// Ensure rows whose inviter's sign-in Microsoft stops accepting during the
+// run wait (outcome awaiting_sign_in, no DM per row: the run reports them
+// once), and all go as the inviter, once each, after they reconnect.
+func TestRunBulkSignInRevokedDuringRun(t *testing.T) {
+	e, d := newDelegEnv(t, flows.InviteAsInviter)
+	d.Connect(inviter.UserID, flows.Connection{ObjectID: inviterOID})
+	var mu sync.Mutex
+	revoked := true
+	d.InviteFunc = func(ctx context.Context, who string, in flows.Invite) (flows.Invited, error) {
+		mu.Lock()
+		r := revoked
+		mu.Unlock()
+		if r { // as the adapter does: a refused refresh token is deleted
+			d.Disconnect(who)
+			return flows.Invited{}, &flows.SignInError{Reason: flows.SignInExpired, Code: "AADSTS50173"}
+		}
+		return e.dir.DefaultInvite(ctx, in)
+	}
+	res := e.bulkRun(t, bulkTwo, flows.BulkOptions{})
+	for _, r := range res {
+		if r.Outcome != flows.BulkAwaitingSignIn || r.Outcome.OK() || !strings.Contains(r.Reason, "reconnect") {
+			t.Errorf("line %d: %s %q, want awaiting_sign_in", r.Line, r.Outcome, r.Reason)
+		}
+	}
+	if s := flows.Summarize(res).String(); s != "2 awaiting sign in" {
+		t.Errorf("summary %q", s)
+	}
+	if n := len(e.note.Notices()); n != 0 {
+		t.Errorf("%d notices for the waiting rows, want none (the run reports them)", n)
+	}
+	if len(e.dir.Users()) != 0 {
+		t.Fatal("a guest exists although no token was had")
+	}
+	mu.Lock()
+	revoked = false
+	mu.Unlock()
+	d.Connect(inviter.UserID, flows.Connection{ObjectID: inviterOID})
+	if n, err := e.svc.Connected(t.Context(), inviter.UserID); err != nil || n != 2 {
+		t.Fatalf("Connected = %d, %v; want 2", n, err)
+	}
+	e.svc.Wait()
+	for _, r := range res {
+		if inv := e.reload(t, r.InvitationID); inv.State != flows.StateNotified || !historyHas(inv, "invited", "as inviter "+inviterOID) {
+			t.Errorf("line %d after reconnecting: %s", r.Line, inv.State)
+		}
+	}
+	if len(e.dir.Users()) != 2 {
+		t.Errorf("%d guests, want 2", len(e.dir.Users()))
+	}
+	again := e.bulkRun(t, bulkTwo, flows.BulkOptions{})
+	for _, r := range again {
+		if r.Outcome != flows.BulkInvited || !r.Earlier {
+			t.Errorf("re-run line %d: %s %q", r.Line, r.Outcome, r.Reason)
+		}
+	}
 }

@@ -193,7 +193,10 @@ type Invitation struct {
 	// Origin is where the invitation came from (a dialog, a bulk file's
 	// row, a conversion, a workflow step): it keys duplicates and decides
 	// whom the outcome is reported to.
-	Origin  Origin  `json:"origin"`
+	Origin Origin `json:"origin"`
+	// Runner is the replica running the invitation's work, when several
+	// share the store; "" when none does (see replica.go).
+	Runner  string  `json:"runner,omitempty"`
 	Inviter Inviter `json:"inviter"`
 	Request Request `json:"request"`
 	State   State   `json:"state"`

@@ -98,7 +98,7 @@ func (s *Service) Act(ctx context.Context, id string, who Inviter, kind ActionKi
 // startAction runs invitation id's pending action in the background unless
 // it already runs.
 func (s *Service) startAction(ctx context.Context, id string) {
-	s.goOnce(ctx, "action:"+id, func(ctx context.Context) { s.runAction(ctx, id) })
+	s.goOnce(ctx, "action:", id, func(ctx context.Context) { s.runAction(ctx, id) })
 }
 
 func (s *Service) runAction(ctx context.Context, id string) {
@@ -276,7 +276,7 @@ func (s *Service) syncGuest(ctx context.Context, inv *Invitation) {
 
 // flushLater delivers invitation id's outbox in the background.
 func (s *Service) flushLater(ctx context.Context, id string) {
-	s.goOnce(ctx, "outbox:"+id, func(ctx context.Context) { s.flush(ctx, id) })
+	s.goOnce(ctx, "outbox:", id, func(ctx context.Context) { s.flush(ctx, id) })
 }
 
 // flush delivers inv's outbox, oldest first, removing each notice once

@@ -72,6 +72,16 @@ type Config struct {
 	// ScopedWriteBackoff spaces those retries (its Attempts is unused);
 	// zero: DefaultScopedWriteBackoff.
 	ScopedWriteBackoff Backoff
+
+	// Replica names this replica among several that share Store, which
+	// must then also be a Leaser; "" (the default) when the process is
+	// alone with its store. See replica.go: which replica runs an
+	// invitation's work.
+	Replica string
+	// ReplicaTTL is how long a replica counts as alive after it last
+	// renewed its liveness lease, and how often the leader adopts the
+	// work of replicas that stopped; zero: DefaultLeaseTTL.
+	ReplicaTTL time.Duration
 }
 
 // Service runs invitations. Submissions are validated synchronously; the
@@ -122,6 +132,18 @@ type Service struct {
 	again                    map[string]bool // keys asked to run again when their run ends
 	idle                     chan struct{}   // closed when a run ends
 	startOnce, refreshOnce   sync.Once
+
+	// replica, leaser and replicaTTL: see Config.Replica. claims counts
+	// the runs on this replica per claimed invitation; beating says
+	// whether the liveness lease is held, firstBeat is closed once it was
+	// first tried.
+	replica    string
+	leaser     Leaser
+	replicaTTL time.Duration
+	claims     map[string]int
+	beating    atomic.Bool
+	firstBeat  chan struct{}
+	beatOnce   sync.Once
 }
 
 // New returns a Service. Call Start to load the tenant's domains and resume
@@ -136,6 +158,8 @@ func New(cfg Config) *Service {
 		pollInterval: cfg.PollInterval, remindAfter: cfg.RemindAfter, missingGrace: cfg.MissingGrace,
 		trackConcurrency: cfg.TrackConcurrency, scopedWindow: cfg.ScopedWriteWindow, scopedBackoff: cfg.ScopedWriteBackoff,
 		running: map[string]bool{}, again: map[string]bool{}, locks: map[string]*keyLock{},
+		replica: cfg.Replica, replicaTTL: cmp.Or(cfg.ReplicaTTL, DefaultLeaseTTL),
+		claims: map[string]int{}, firstBeat: make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -144,6 +168,14 @@ func New(cfg Config) *Service {
 		s.obs = nopObserver{}
 	}
 	s.store = observedStore{Store: cfg.Store, obs: s.obs}
+	if s.replica != "" {
+		l, ok := cfg.Store.(Leaser)
+		if !ok {
+			panic("flows: Config.Replica is set but the store is not a Leaser")
+		}
+		s.leaser = l
+		s.store = runnerStore{Store: s.store, replica: s.replica}
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -244,6 +276,13 @@ func (s *Service) Start(ctx context.Context) (int, error) {
 // logged and retried in the background: validation then re-checks before
 // inviting) and starts their refresher, which runs until Close.
 func (s *Service) StartReplica(ctx context.Context) {
+	if s.replica != "" { // alive before it claims any work
+		s.startBeat()
+		select {
+		case <-s.firstBeat:
+		case <-ctx.Done():
+		}
+	}
 	if err := s.RefreshDomains(ctx); err != nil {
 		s.log.Warn("verified domains not loaded; will retry", "err", err)
 	}
@@ -272,7 +311,13 @@ func (s *Service) Background(ctx context.Context) error {
 		return err
 	}
 	s.log.Info("resumed unfinished invitations", "count", n)
+	adopting := make(chan struct{})
+	go func() {
+		defer close(adopting)
+		s.adoptLoop(ctx)
+	}()
 	s.trackLoop(ctx)
+	<-adopting
 	s.waitRuns(ctx)
 	return nil
 }
@@ -377,7 +422,7 @@ func (s *Service) submit(ctx context.Context, o Origin, who Inviter, r Request) 
 func (s *Service) create(ctx context.Context, o Origin, who Inviter, r Request, action, detail string, prep func(*Invitation)) (*Invitation, error) {
 	now := s.now()
 	inv := &Invitation{
-		ID: s.newID(), Origin: o, Inviter: who, Request: r,
+		ID: s.newID(), Origin: o, Inviter: who, Request: r, Runner: s.replica,
 		State: StateRequested, CreatedAt: now, UpdatedAt: now,
 	}
 	inv.History = []Event{s.event(inv, who.UserID, action, detail)}
@@ -473,6 +518,13 @@ func (s *Service) Invitation(ctx context.Context, id string) (*Invitation, error
 // since. It is safe to call while invitations run: each runs once.
 func (s *Service) Resume(ctx context.Context) (int, error) {
 	s.resumeSignIns(ctx)
+	return s.resumeRuns(ctx)
+}
+
+// resumeRuns starts every unfinished invitation that no live replica runs
+// (with replicas; see replica.go), and those told with their sponsor still
+// to record.
+func (s *Service) resumeRuns(ctx context.Context) (int, error) {
 	invs, err := s.store.Invitations(ctx, InvitationFilter{Unfinished: true})
 	if err != nil {
 		return 0, fmt.Errorf("resume: %w", err)
@@ -484,7 +536,10 @@ func (s *Service) Resume(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("resume: %w", err)
 	}
-	invs = slices.DeleteFunc(invs, func(inv *Invitation) bool { return inv.State.Waiting() })
+	alive := map[string]bool{}
+	invs = slices.DeleteFunc(invs, func(inv *Invitation) bool {
+		return inv.State.Waiting() || s.runningHere(inv.ID) || !s.runnable(ctx, inv, alive)
+	})
 	for _, inv := range invs {
 		s.log.InfoContext(ctx, "resuming invitation", "invitation", inv)
 		s.start(ctx, inv.ID)
@@ -512,7 +567,14 @@ func (s *Service) Wait() {
 
 // start runs invitation id in the background unless it already runs.
 func (s *Service) start(ctx context.Context, id string) {
-	s.goOnce(ctx, id, func(ctx context.Context) { s.run(ctx, id) })
+	s.goOnce(ctx, "", id, func(ctx context.Context) { s.run(ctx, id) })
+}
+
+// runningHere reports whether invitation id's steps run in this process.
+func (s *Service) runningHere(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running[id]
 }
 
 // runScope is the background work's scope (Background): the runs it
@@ -547,12 +609,15 @@ func (s *Service) waitRuns(ctx context.Context) {
 	}
 }
 
-// goOnce runs fn in the background unless a run under the same key is in
-// progress. The run's context is the service's own, or, when ctx is in the
-// background work's scope, that scope's (the run stops when the replica
-// stops leading). A request's context never is: the run outlives the
-// request. Wait waits for every run.
-func (s *Service) goOnce(ctx context.Context, key string, fn func(context.Context)) {
+// goOnce runs fn, work of kind ("" for the steps) on invitation id, in the
+// background unless a run of the same kind for id is in progress here or
+// another live replica runs id's work (claim). The run's context is the
+// service's own, or, when ctx is in the background work's scope, that
+// scope's (the run stops when the replica stops leading). A request's
+// context never is: the run outlives the request. Wait waits for every
+// run.
+func (s *Service) goOnce(ctx context.Context, kind, id string, fn func(context.Context)) {
+	key := kind + id
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rctx := s.ctx
@@ -580,9 +645,15 @@ func (s *Service) goOnce(ctx context.Context, key string, fn func(context.Contex
 			defer sc.wg.Done()
 		}
 		for {
-			fn(rctx)
+			cctx, release, claimed := s.claim(rctx, id)
+			if claimed {
+				s.runAgain(cctx, key, fn)
+				release()
+			}
 			s.mu.Lock()
-			if !s.again[key] || rctx.Err() != nil {
+			// Asked again while the claim was being released (a
+			// change after fn last looked): claim again.
+			if !claimed || !s.again[key] || rctx.Err() != nil {
 				break // holding s.mu
 			}
 			delete(s.again, key)
@@ -596,6 +667,21 @@ func (s *Service) goOnce(ctx context.Context, key string, fn func(context.Contex
 		}
 		s.mu.Unlock()
 	}()
+}
+
+// runAgain runs fn, and again as long as a run of key was asked for
+// while it ran.
+func (s *Service) runAgain(ctx context.Context, key string, fn func(context.Context)) {
+	for {
+		fn(ctx)
+		s.mu.Lock()
+		again := s.again[key] && ctx.Err() == nil
+		delete(s.again, key)
+		s.mu.Unlock()
+		if !again {
+			return
+		}
+	}
 }
 
 // keyLock is a mutex held per key (an invitation ID).

@@ -571,6 +571,12 @@ func (s *Service) deliver(ctx context.Context, n Notice) (MessageRef, error) {
 
 // fail records err as the invitation's failure and tells the inviter.
 func (s *Service) fail(ctx context.Context, inv *Invitation, err error) {
+	if errors.Is(err, ErrFenced) {
+		// Another replica runs it now (it adopted it, or took the
+		// background lease): it carries on from the recorded state.
+		s.log.WarnContext(ctx, "invitation stopped here: it runs elsewhere", "invitation", inv, "err", err)
+		return
+	}
 	s.log.WarnContext(ctx, "invitation failed", "invitation", inv, "err", redact(err, inv.Request.Email))
 	if errors.Is(err, ErrWrongState) {
 		return // someone else moved it on; nothing to record

@@ -36,7 +36,7 @@ type deps struct {
 	pollInterval   time.Duration // overrides the config's (tests: -1 = no background tracking)
 	missingGrace   time.Duration
 	storeNoSync    bool             // benchmarks that seed thousands of records only
-	now            func() time.Time // flows' clock (and the emulated tenant's); nil: time.Now
+	now            func() time.Time // flows' clock (and the emulated tenant's and token service's); nil: time.Now
 	// graphRoles are the emulated app's Graph application permissions;
 	// nil: every one the simple set-up grants.
 	graphRoles []string
@@ -148,6 +148,12 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 			return slack.New(token, slack.OptionAPIURL(cfg.SlackAPIURL), slack.OptionHTTPClient(slackHTTP))
 		},
 	})
+	// Replicas sharing a store name themselves in it: the background lease
+	// and which replica runs an invitation's work (flows/replica.go).
+	holder, replica := leaseHolder(cfg.DBPath), ""
+	if _, shared := any(db).(flows.Leaser); shared && config.IsPostgresURL(cfg.DBPath) {
+		replica = holder
+	}
 	svc = flows.New(flows.Config{
 		Directory: dir, Store: db, Notifier: b, People: b, Policy: cfg.FlowsPolicy(), Observer: m,
 		Logger: log.With("component", "flows"), Sleep: d.sleep, Now: d.now,
@@ -155,6 +161,7 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 		PollInterval: cmp.Or(d.pollInterval, cfg.PollInterval), RemindAfter: cfg.RemindAfter,
 		MissingGrace: d.missingGrace, ScopedWriteWindow: cfg.ScopedWriteWindow,
 		InviteAs: flows.InviteAs(cfg.InviteAs), Delegation: deleg,
+		Replica: replica, ReplicaTTL: cfg.LeaseTTL,
 	})
 	b.SetService(svc)
 	a := &app{cfg: cfg, log: log, db: db, svc: svc, bot: b, slack: api, mux: http.NewServeMux(), reload: make(chan os.Signal, 1),
@@ -173,7 +180,7 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 	if l, ok := any(db).(flows.Leaser); ok {
 		leaser = l
 	}
-	a.leader = flows.Leader{Leaser: leaser, Holder: leaseHolder(cfg.DBPath), TTL: cfg.LeaseTTL,
+	a.leader = flows.Leader{Leaser: leaser, Holder: holder, TTL: cfg.LeaseTTL,
 		Logger: log.With("component", "leader")}
 	if si != nil { // in both modes: the inviters' browsers come here, not Slack
 		a.mux.Handle("GET /auth/", si.Handler())

@@ -27,7 +27,11 @@ Invites every row of FILE.csv through the same policy, directory lookup,
 invitation, group and provisioning steps as the /invite-guest dialog, as
 INVITER (a Slack user ID like U0123ABCD, or their Slack email address): the
 policy's rules for that person apply, approvals go to the approvers, and
-rows delivered by Slack link DM INVITER the redeem link.
+rows delivered by Slack link DM INVITER the redeem link. With
+INVITEBOT_INVITE_AS=inviter the invitations are sent with INVITER's own
+Microsoft sign-in, as from Slack: if they have not connected their account
+(/invite-guest connect), the file is refused before anything is sent; with
+inviter_or_app it is then sent as the app.
 
 The first line names the columns: email (required), display name,
 redirect url, send microsoft email (true/false), message, groups (names or
@@ -138,10 +142,11 @@ func runBulk(ctx context.Context, args []string, getenv func(string) string, d d
 	if err != nil {
 		return err
 	}
-	if err := a.svc.RefreshDomains(ctx); err != nil {
-		// Each row's check reads them again before inviting.
-		log.Warn("verified domains not loaded yet", "err", err)
-	}
+	// The verified domains (each row's check reads them again before
+	// inviting if they could not be read), and, on a store replicas share,
+	// this process's liveness among them: its rows run here, not on the
+	// leader.
+	a.svc.StartReplica(ctx)
 	bar := newProgressBar(stderr, tty, f.Total())
 	results, err := a.svc.RunBulk(ctx, who, f, flows.BulkOptions{
 		Concurrency: cmp.Or(*conc, cfg.BulkConcurrency),
@@ -150,6 +155,9 @@ func runBulk(ctx context.Context, args []string, getenv func(string) string, d d
 	bar.finish()
 	if errors.Is(err, flows.ErrNotAuthorized) {
 		return fmt.Errorf("bulk: %s may not invite guests under the policy; nobody was invited", *as)
+	}
+	if errors.Is(err, flows.ErrSignInNeeded) {
+		return notConnected(*as, err)
 	}
 	if err != nil {
 		return fmt.Errorf("bulk: %w", err)
@@ -177,6 +185,20 @@ func runBulk(ctx context.Context, args []string, getenv func(string) string, d d
 		}
 	}
 	return nil
+}
+
+// notConnected is the refusal of a file whose -as person must (re)connect
+// their Microsoft account first (INVITEBOT_INVITE_AS=inviter): they do
+// that themselves, in Slack.
+func notConnected(as string, err error) error {
+	var se *flows.SignInError
+	switch {
+	case errors.As(err, &se) && se.Reason == flows.SignInConsent:
+		return fmt.Errorf("bulk: INVITEBOT_INVITE_AS=%s: the app registration lacks admin consent for the delegated permission User.Invite.All (%s); an admin must grant it; nobody was invited", flows.InviteAsInviter, se.Code)
+	case errors.As(err, &se) && se.Reason == flows.SignInExpired:
+		return fmt.Errorf("bulk: INVITEBOT_INVITE_AS=%s sends invitations as %s, but Microsoft no longer accepts their sign-in (%s): they reconnect with /invite-guest connect in Slack, then run this again; nobody was invited", flows.InviteAsInviter, as, cmp.Or(se.Code, "expired or revoked"))
+	}
+	return fmt.Errorf("bulk: INVITEBOT_INVITE_AS=%s sends invitations as %s, who has not connected their Microsoft account: they connect with /invite-guest connect (or the Home tab) in Slack, then run this again; nobody was invited", flows.InviteAsInviter, as)
 }
 
 // inviter resolves -as: a Slack user ID, or an email looked up in Slack.

@@ -67,7 +67,7 @@ const (
 func startEmulated(dbPath string, log *slog.Logger, d deps, tr transport) (*emulated, error) {
 	e := &emulated{addr: "127.0.0.1:0"}
 	stsCfg := graphfake.STSConfig{TenantID: emuTenant, ClientID: emuClient, ClientSecret: emuSecret, Roles: d.graphRoles,
-		UserTokenLifetime: d.userTokenLifetime}
+		UserTokenLifetime: d.userTokenLifetime, Now: d.now}
 	if as := d.env["INVITEBOT_INVITE_AS"]; as != "" && as != config.InviteAsApp {
 		// The inviters' browsers come back to invitebot: fix its address
 		// (the redirect URI) before it starts, for every restart.

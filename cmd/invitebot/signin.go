@@ -27,6 +27,13 @@ func (d delegation) Connection(ctx context.Context, slackUserID string) (flows.C
 	return d.signIn.Connection(ctx, slackUserID)
 }
 
+// Ready implements flows.Delegation: a token is had (and cached for the
+// invitations that follow), then dropped.
+func (d delegation) Ready(ctx context.Context, slackUserID string) error {
+	_, err := d.signIn.Token(ctx, slackUserID)
+	return err
+}
+
 // Invite implements flows.Delegation.
 func (d delegation) Invite(ctx context.Context, slackUserID string, inv flows.Invite) (flows.Invited, error) {
 	tok, err := d.signIn.Token(ctx, slackUserID)

@@ -608,10 +608,12 @@ func random() string {
 
 // Delegation is a flows.Delegation: people connect with Connect; their
 // invitations go to Directory (recorded there as "InviteAs" calls, with
-// the person's object ID) unless InviteFunc answers.
+// the person's object ID) unless InviteFunc answers; ReadyFunc, if set,
+// answers Ready.
 type Delegation struct {
 	Directory  *Directory
 	InviteFunc func(ctx context.Context, slackUserID string, inv flows.Invite) (flows.Invited, error)
+	ReadyFunc  func(ctx context.Context, slackUserID string) error
 
 	mu    sync.Mutex
 	conns map[string]flows.Connection
@@ -645,6 +647,16 @@ func (d *Delegation) Connection(_ context.Context, slackUserID string) (flows.Co
 		return flows.Connection{}, &flows.SignInError{Reason: flows.SignInNotConnected}
 	}
 	return c, nil
+}
+
+// Ready implements flows.Delegation: ReadyFunc's answer if set, else
+// whether the person is connected.
+func (d *Delegation) Ready(ctx context.Context, slackUserID string) error {
+	if f := d.ReadyFunc; f != nil {
+		return f(ctx, slackUserID)
+	}
+	_, err := d.Connection(ctx, slackUserID)
+	return err
 }
 
 // Invite implements flows.Delegation.

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 )
 
 // The values of authorizationPolicy.allowInvitesFrom.
@@ -29,6 +30,7 @@ type caller struct {
 	delegated bool
 	oid       string
 	scopes    []string
+	nbf, exp  int64 // the token's lifetime (Unix seconds); 0: no claim
 }
 
 // callerOf reads the token's claims (the STS's tokens are unsigned JWTs;
@@ -46,12 +48,36 @@ func callerOf(r *http.Request) caller {
 	var c struct {
 		Scp string `json:"scp"`
 		Oid string `json:"oid"`
+		Nbf int64  `json:"nbf"`
+		Exp int64  `json:"exp"`
 	}
 	if json.Unmarshal(raw, &c) != nil || c.Scp == "" {
 		return caller{}
 	}
-	return caller{delegated: true, oid: c.Oid, scopes: strings.Fields(c.Scp)}
+	return caller{delegated: true, oid: c.Oid, scopes: strings.Fields(c.Scp), nbf: c.Nbf, exp: c.Exp}
 }
+
+// lifetimeError returns Graph's message refusing a delegated token
+// outside its lifetime at now, or "" if it is within it. Graph answers
+// 401 InvalidAuthenticationToken (with a WWW-Authenticate challenge): the
+// message observed for an expired token is "Lifetime validation failed,
+// the token is expired." (earlier "Access token has expired or is not yet
+// valid."). App-only tokens are not checked: azidentity caches them by
+// the process's clock, not the tenant's.
+func (c caller) lifetimeError(now time.Time) string {
+	switch {
+	case !c.delegated:
+		return ""
+	case c.exp != 0 && now.Unix() >= c.exp:
+		return "Lifetime validation failed, the token is expired."
+	case c.nbf != 0 && now.Unix() < c.nbf:
+		return "Access token has expired or is not yet valid."
+	}
+	return ""
+}
+
+// graphChallenge is the WWW-Authenticate header Graph sends with a 401.
+const graphChallenge = `Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"`
 
 // SetAllowInvitesFrom sets authorizationPolicy.allowInvitesFrom (one of
 // the InvitesFrom values; the default is everyone).

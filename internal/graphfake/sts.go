@@ -28,6 +28,17 @@ type STSConfig struct {
 	// MSAL refreshes a token that expires within 5 minutes, so a shorter
 	// one is refreshed at every use.
 	UserTokenLifetime time.Duration
+	// RefreshTokenLifetime is how long a refresh token stays usable while
+	// unused (Entra's inactivity lifetime; each refresh issues a new one);
+	// zero: 90 days. Past it the refresh_token grant answers invalid_grant
+	// AADSTS700082.
+	RefreshTokenLifetime time.Duration
+	// Now is the token service's clock: the iat, nbf and exp of the
+	// delegated tokens it issues, and the expiry of authorization codes
+	// and refresh tokens; nil: time.Now. Give the Tenant the same clock
+	// (TenantConfig.Now): it refuses a delegated token past its exp.
+	// App-only tokens keep the process's clock.
+	Now func() time.Time
 }
 
 // DefaultServicePrincipal is the emulated app's service principal object ID.
@@ -54,6 +65,7 @@ type STS struct {
 	refresh                  map[string]*refreshGrant
 	authorizeLog             []AuthorizeRequest
 	codesRedeemed, refreshed int
+	refreshRequests          int
 	issued                   []string
 }
 
@@ -69,6 +81,13 @@ func NewSTS(cfg STSConfig) *STS {
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
 	return s
+}
+
+func (s *STS) now() time.Time {
+	if s.cfg.Now != nil {
+		return s.cfg.Now()
+	}
+	return time.Now()
 }
 
 // SetWids sets STSConfig.Wids (a tenant made after the STS).

@@ -38,9 +38,10 @@ type authorization struct {
 
 // refreshGrant is an issued refresh token.
 type refreshGrant struct {
-	user          SignedInUser
-	graphResource string
-	revoked       string // the AADSTS error it now answers with, if revoked
+	user            SignedInUser
+	graphResource   string
+	revoked         string    // the AADSTS error it now answers with, if revoked
+	issued, expires time.Time // by the STS's clock; expires: issued + the inactivity lifetime
 }
 
 // AuthorizeRequest is an authorize request the STS received, as the
@@ -92,6 +93,14 @@ func (s *STS) Grants() (codes, refreshes int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.codesRedeemed, s.refreshed
+}
+
+// RefreshRequests returns how many refresh_token grants the STS received,
+// whatever it answered.
+func (s *STS) RefreshRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refreshRequests
 }
 
 // Secrets returns every secret value the STS has issued (access, refresh
@@ -154,7 +163,7 @@ func (s *STS) authorize(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.codes[code] = &authorization{user: *user, clientID: q.Get("client_id"), redirect: redirect,
 			challenge: q.Get("code_challenge"), method: q.Get("code_challenge_method"), scopes: scopes,
-			expires: time.Now().Add(10 * time.Minute), graphResource: graph}
+			expires: s.now().Add(10 * time.Minute), graphResource: graph}
 		s.mu.Unlock()
 		back(url.Values{"code": {code}, "session_state": {newGUID()}})
 	}
@@ -197,7 +206,7 @@ func (s *STS) authCode(w http.ResponseWriter, f url.Values) {
 	s.mu.Unlock()
 	verifier := f.Get("code_verifier")
 	switch {
-	case a == nil || time.Now().After(a.expires):
+	case a == nil || s.now().After(a.expires):
 		grantError(w, "invalid_grant", "AADSTS70008: The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.")
 	case a.clientID != f.Get("client_id"):
 		grantError(w, "invalid_grant", "AADSTS70000: The provided value for the 'code' parameter is not valid.")
@@ -224,10 +233,12 @@ func pkceOK(challenge, method, verifier string) bool {
 }
 
 // refreshToken redeems a refresh token for a new access token and a new
-// refresh token (the old one is no longer accepted: rotation).
+// refresh token (the old one is no longer accepted: rotation). One unused
+// past its inactivity lifetime answers AADSTS700082, as Entra does.
 func (s *STS) refreshToken(w http.ResponseWriter, f url.Values) {
 	s.mu.Lock()
 	g := s.refresh[f.Get("refresh_token")]
+	s.refreshRequests++
 	s.mu.Unlock()
 	switch {
 	case g == nil:
@@ -235,6 +246,10 @@ func (s *STS) refreshToken(w http.ResponseWriter, f url.Values) {
 		return
 	case g.revoked != "":
 		grantError(w, "invalid_grant", g.revoked)
+		return
+	case !s.now().Before(g.expires):
+		grantError(w, "invalid_grant", fmt.Sprintf("AADSTS700082: The refresh token has expired due to inactivity. The token was issued on %s and was inactive for %s.",
+			g.issued.UTC().Format("2006-01-02T15:04:05.0000000Z"), timeSpan(g.expires.Sub(g.issued))))
 		return
 	}
 	s.mu.Lock()
@@ -256,10 +271,14 @@ func (s *STS) userTokens(w http.ResponseWriter, u SignedInUser, graph string, of
 	if life <= 0 {
 		life = time.Hour
 	}
-	now := time.Now()
+	rtLife := s.cfg.RefreshTokenLifetime
+	if rtLife <= 0 {
+		rtLife = 90 * 24 * time.Hour
+	}
+	now := s.now()
 	iss := s.URL + "/" + tid + "/v2.0"
 	at := s.issue(jwt(map[string]any{"aud": graph, "iss": iss, "tid": tid, "oid": u.ObjectID, "appid": s.cfg.ClientID,
-		"scp": delegatedScope, "name": u.Name, "upn": u.Username, "iat": now.Unix(), "exp": now.Add(life).Unix(), "jti": newGUID()}))
+		"scp": delegatedScope, "name": u.Name, "upn": u.Username, "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(life).Unix(), "jti": newGUID()}))
 	id := s.issue(jwt(map[string]any{"aud": s.cfg.ClientID, "iss": iss, "tid": tid, "oid": u.ObjectID, "sub": "pw-" + u.ObjectID,
 		"preferred_username": u.Username, "name": u.Name, "ver": "2.0", "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix()}))
 	ci, _ := json.Marshal(map[string]string{"uid": u.ObjectID, "utid": tid})
@@ -270,12 +289,25 @@ func (s *STS) userTokens(w http.ResponseWriter, u SignedInUser, graph string, of
 	s.tokens[at] = true
 	if offline {
 		rt := s.issue("1.A" + strings.ReplaceAll(newGUID()+newGUID()+newGUID(), "-", ""))
-		s.refresh[rt] = &refreshGrant{user: u, graphResource: graph}
+		s.refresh[rt] = &refreshGrant{user: u, graphResource: graph, issued: now, expires: now.Add(rtLife)}
 		resp["refresh_token"] = rt
 		resp["scope"] = resp["scope"].(string) + " offline_access"
 	}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// timeSpan formats d as .NET's TimeSpan ("90.00:00:00"), as AADSTS
+// messages show durations.
+func timeSpan(d time.Duration) string {
+	d = d.Round(time.Second)
+	days := d / (24 * time.Hour)
+	d -= days * 24 * time.Hour
+	h, m, sec := d/time.Hour, (d%time.Hour)/time.Minute, (d%time.Minute)/time.Second
+	if days > 0 {
+		return fmt.Sprintf("%d.%02d:%02d:%02d", days, h, m, sec)
+	}
+	return fmt.Sprintf("%02d:%02d:%02d", h, m, sec)
 }
 
 // jwt encodes claims as an unsigned JWT (the emulators trust each other).

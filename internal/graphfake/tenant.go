@@ -437,7 +437,13 @@ func (t *Tenant) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer rec.log()
 	if !ok {
+		rec.Header().Set("WWW-Authenticate", graphChallenge)
 		graphError(rec, r, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+		return
+	}
+	if msg := c.lifetimeError(t.now()); msg != "" {
+		rec.Header().Set("WWW-Authenticate", graphChallenge)
+		graphError(rec, r, http.StatusUnauthorized, "InvalidAuthenticationToken", msg)
 		return
 	}
 	if r.Header.Get("Content-Encoding") == "gzip" { // kiota compresses request bodies

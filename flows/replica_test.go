@@ -1,0 +1,256 @@
+package flows_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/invitebot/invitebot/flows"
+	"github.com/invitebot/invitebot/flows/flowstest"
+)
+
+// replicas is two or more Services sharing one store (a Leaser), as
+// replicas on PostgreSQL do, each with its own scripted directory so a
+// test can tell which replica made a call. The store's lease clock is
+// the wall clock plus what advance added.
+type replicas struct {
+	store  *flowstest.Store
+	note   *flowstest.Notifier
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func newReplicas() *replicas {
+	r := &replicas{store: flowstest.NewStore(), note: &flowstest.Notifier{}}
+	r.store.Now = func() time.Time {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return time.Now().Add(r.offset)
+	}
+	return r
+}
+
+// advance moves the leases' clock forward.
+func (r *replicas) advance(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.offset += d
+}
+
+// replica starts replica name (StartReplica only: tests call Resume or
+// Background themselves) on its own directory.
+func (r *replicas) replica(t *testing.T, name string, dir *flowstest.Directory, ttl time.Duration) *flows.Service {
+	t.Helper()
+	svc := flows.New(flows.Config{Directory: dir, Store: r.store, Notifier: r.note, PollInterval: -1,
+		Replica: name, ReplicaTTL: ttl,
+		Policy: flows.Policy{Groups: []flows.Group{{Name: "Portal", ID: "g1"}, {Name: "Wiki", ID: "g2"}},
+			DefaultRedirectURL: "https://myapplications.microsoft.com"},
+		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }})
+	svc.StartReplica(t.Context())
+	t.Cleanup(svc.Close)
+	return svc
+}
+
+// held makes dir's FindUsers calls block until released, telling entered
+// when one starts; the calls after the first n go through at once.
+func held(dir *flowstest.Directory, n int) (entered chan struct{}, release chan struct{}) {
+	entered, release = make(chan struct{}, n), make(chan struct{})
+	var mu sync.Mutex
+	calls := 0
+	dir.FindUsersFunc = func(ctx context.Context, email string, withUPN bool) ([]flows.DirectoryUser, error) {
+		mu.Lock()
+		calls++
+		hold := calls <= n
+		mu.Unlock()
+		if hold {
+			entered <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return nil, nil
+	}
+	return entered, release
+}
+
+func (r *replicas) invitation(t *testing.T, id string) *flows.Invitation {
+	t.Helper()
+	inv, err := r.store.Invitation(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
+// Ensure the leader leaves alone an invitation that another live replica
+// runs: Resume starts nothing, and the replica finishes it alone.
+func TestReplicaLeaderLeavesALiveReplicasRun(t *testing.T) {
+	r := newReplicas()
+	adir, bdir := flowstest.NewDirectory(), flowstest.NewDirectory()
+	entered, release := held(bdir, 1)
+	a := r.replica(t, "a", adir, time.Hour)
+	b := r.replica(t, "b", bdir, time.Hour)
+
+	inv, err := b.Submit(t.Context(), "V1", inviter, request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-entered // b runs it, inside its directory lookup
+	if got := r.invitation(t, inv.ID).Runner; got != "b" {
+		t.Fatalf("Runner = %q while b runs it, want b", got)
+	}
+	n, err := a.Resume(t.Context())
+	if err != nil || n != 0 {
+		t.Fatalf("leader's Resume = %d, %v; want 0 (b is alive and runs it)", n, err)
+	}
+	close(release)
+	b.Wait()
+	a.Wait()
+	got := r.invitation(t, inv.ID)
+	if got.State != flows.StateNotified || got.Runner != "" {
+		t.Fatalf("state %s, runner %q; want notified, no runner", got.State, got.Runner)
+	}
+	if na, nb := adir.Count("Invite"), bdir.Count("Invite"); na != 0 || nb != 1 {
+		t.Fatalf("POST /invitations: leader %d, b %d; want 0 and 1", na, nb)
+	}
+	if n := r.note.Count(flows.NoticeDone, inv.ID); n != 1 {
+		t.Fatalf("%d done notices, want 1", n)
+	}
+}
+
+// Ensure a replica whose liveness lease lapsed (it was paused or cut off
+// longer than the TTL) has its invitation adopted by the leader, and that
+// once it resumes its writes are fenced off: it stops before the
+// invitation's next step, and only the adopter sends POST /invitations.
+func TestReplicaAdoptedRunIsFenced(t *testing.T) {
+	r := newReplicas()
+	adir, bdir := flowstest.NewDirectory(), flowstest.NewDirectory()
+	bentered, brelease := held(bdir, 1)
+	aentered, arelease := held(adir, 1)
+	a := r.replica(t, "a", adir, time.Hour)
+	b := r.replica(t, "b", bdir, time.Hour)
+
+	inv, err := b.Submit(t.Context(), "V1", inviter, request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-bentered
+	r.advance(2 * time.Hour) // b's liveness lease lapses: it renews hourly
+	n, err := a.Resume(t.Context())
+	if err != nil || n != 1 {
+		t.Fatalf("leader's Resume = %d, %v; want 1 (b's lease lapsed)", n, err)
+	}
+	<-aentered // the leader runs it now, inside its own lookup
+	if got := r.invitation(t, inv.ID).Runner; got != "a" {
+		t.Fatalf("Runner = %q after the adoption, want a", got)
+	}
+	close(brelease) // b wakes up: its next write must be refused
+	b.Wait()
+	if got := r.invitation(t, inv.ID); got.State != flows.StateChecking || got.Runner != "a" {
+		t.Fatalf("after b's stale step: state %s, runner %q; want checking, a (nothing written by b)", got.State, got.Runner)
+	}
+	close(arelease)
+	a.Wait()
+	got := r.invitation(t, inv.ID)
+	if got.State != flows.StateNotified || got.Runner != "" {
+		t.Fatalf("state %s, runner %q; want notified, no runner", got.State, got.Runner)
+	}
+	if na, nb := adir.Count("Invite"), bdir.Count("Invite"); na != 1 || nb != 0 {
+		t.Fatalf("POST /invitations: leader %d, b %d; want 1 and 0", na, nb)
+	}
+	if n := r.note.Count(flows.NoticeDone, inv.ID); n != 1 {
+		t.Fatalf("%d done notices, want 1", n)
+	}
+	if n := r.note.Count(flows.NoticeFailed, inv.ID); n != 0 {
+		t.Fatalf("%d failure notices, want none (b was fenced, not failed)", n)
+	}
+}
+
+// Ensure the leader's background work adopts, without a change of leader,
+// the invitation of a replica that stopped (Close: its runs stop with
+// their state recorded, its liveness lease is released).
+func TestReplicaStoppedWorkAdoptedByLeader(t *testing.T) {
+	r := newReplicas()
+	adir, bdir := flowstest.NewDirectory(), flowstest.NewDirectory()
+	bentered, _ := held(bdir, 1)
+	ttl := 300 * time.Millisecond // the leader looks for orphans every ttl
+	a := r.replica(t, "a", adir, ttl)
+	b := r.replica(t, "b", bdir, ttl)
+
+	lctx, stop := context.WithCancel(t.Context())
+	led := make(chan error, 1)
+	go func() { led <- a.Background(lctx) }()
+	defer func() {
+		stop()
+		if err := <-led; err != nil {
+			t.Errorf("Background: %v", err)
+		}
+	}()
+
+	inv, err := b.Submit(t.Context(), "V1", inviter, request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-bentered
+	b.Close() // the run stops in its lookup; the claim stays, the lease goes
+	if got := r.invitation(t, inv.ID); got.Runner != "b" || got.State != flows.StateChecking {
+		t.Fatalf("after b stopped: state %s, runner %q; want checking, b", got.State, got.Runner)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := r.note.WaitFor(ctx, func(ns []flows.Notice) bool {
+		return slices.ContainsFunc(ns, func(n flows.Notice) bool { return n.Kind == flows.NoticeDone && n.Invitation.ID == inv.ID })
+	}); err != nil {
+		t.Fatalf("the leader did not finish b's invitation: %v", err)
+	}
+	a.Wait()
+	if na := adir.Count("Invite"); na != 1 {
+		t.Fatalf("leader's POST /invitations: %d, want 1", na)
+	}
+	if got := r.invitation(t, inv.ID); got.State != flows.StateNotified {
+		t.Fatalf("state %s, want notified", got.State)
+	}
+}
+
+// Ensure a lifecycle action started on one replica is not run a second
+// time by the leader's tracker while it is in progress.
+func TestReplicaTrackerLeavesALiveReplicasAction(t *testing.T) {
+	r := newReplicas()
+	adir, bdir := flowstest.NewDirectory(), flowstest.NewDirectory()
+	a := r.replica(t, "a", adir, time.Hour)
+	b := r.replica(t, "b", bdir, time.Hour)
+	inv, err := b.Submit(t.Context(), "V1", inviter, request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Wait()
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	bdir.RemoveGroupMemberFunc = func(ctx context.Context, gid, uid string) error {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+		return nil
+	}
+	if _, err := b.Act(t.Context(), inv.ID, inviter, flows.ActionRevokeGroups); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	if _, err := a.Track(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	b.Wait()
+	a.Wait()
+	if n := adir.Count("RemoveGroupMember"); n != 0 {
+		t.Fatalf("leader removed %d memberships, want 0 (b runs the action)", n)
+	}
+	if got := r.invitation(t, inv.ID); got.State != flows.StateRevoked || got.Runner != "" {
+		t.Fatalf("state %s, runner %q; want revoked, no runner", got.State, got.Runner)
+	}
+}
