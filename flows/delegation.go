@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -66,7 +67,7 @@ const (
 // carries a token or Microsoft's full answer, only the AADSTS code.
 type SignInError struct {
 	Reason SignInReason
-	Code   string // e.g. "AADSTS700082"; "" if none
+	Code   string // e.g. "AADSTS700082", or Graph's "InvalidAuthenticationToken"; "" if none
 }
 
 func (e *SignInError) Error() string {
@@ -94,8 +95,11 @@ type Delegation interface {
 	// Connection returns the Slack user's connected account, or a
 	// *SignInError (SignInNotConnected) if they have none.
 	Connection(ctx context.Context, slackUserID string) (Connection, error)
-	// Invite POSTs inv with the Slack user's own token. A *SignInError
-	// means no token could be had (nothing was sent); Graph's refusals are
+	// Invite POSTs inv with the Slack user's own token. Graph refusing
+	// the token (401) is the implementation's to handle: it refreshes the
+	// token and sends once more. A *SignInError means no token Graph
+	// accepts could be had (nothing was sent): the refresh was refused,
+	// or Graph refused the refreshed token too. Graph's other refusals are
 	// *DirectoryError values as from Directory.Invite.
 	Invite(ctx context.Context, slackUserID string, inv Invite) (Invited, error)
 	// Ready checks that a token can be had for the Slack user now (from
@@ -290,18 +294,129 @@ func (s *Service) resumeSignIns(ctx context.Context) {
 
 // SignInStore keeps the sign-in adapter's records (sealed token caches,
 // one-time links and sign-ins in progress) by key. Values are opaque to
-// the store: the adapter seals what must not be readable at rest.
+// the store: the adapter seals what must not be readable at rest. A record
+// may carry an expiry, which the store keeps beside the value (never
+// inside it), so that expired records can be deleted without reading
+// their values or any other data (DeleteExpiredSignInRecords).
 type SignInStore interface {
-	// SignInRecord returns the value under key, or ErrNotFound.
+	// SignInRecord returns the value under key, or ErrNotFound. A record
+	// whose expiry has passed is returned until it is deleted: the adapter
+	// checks its own expiry.
 	SignInRecord(ctx context.Context, key string) ([]byte, error)
-	// PutSignInRecord stores value under key, replacing any.
-	PutSignInRecord(ctx context.Context, key string, value []byte) error
+	// PutSignInRecord stores value under key, replacing any record and its
+	// expiry. A zero expires keeps the record until it is deleted.
+	PutSignInRecord(ctx context.Context, key string, value []byte, expires time.Time) error
 	// TakeSignInRecord returns the value under key and deletes it in the
 	// same transaction (single use), or ErrNotFound.
 	TakeSignInRecord(ctx context.Context, key string) ([]byte, error)
 	// DeleteSignInRecord deletes key; a missing key is not an error.
 	DeleteSignInRecord(ctx context.Context, key string) error
+	// DeleteExpiredSignInRecords deletes at most limit records whose
+	// expiry is before before, earliest expiry first, and returns how many
+	// it deleted. It finds them through an index of the expiries.
+	DeleteExpiredSignInRecords(ctx context.Context, before time.Time, limit int) (int, error)
+	// LockSignInRecord takes key's lock, waiting until ctx is done while
+	// another holder has it, whether in this process or in another one
+	// on the same store (a replica). The holder reads and writes the
+	// record through the lock until it unlocks it. It is the one lock
+	// around a person's refresh token: of two replicas refreshing the
+	// same person, the second reads what the first wrote back.
+	LockSignInRecord(ctx context.Context, key string) (SignInLock, error)
 }
+
+// SignInLock is a held lock on one sign-in record, and the holder's way to
+// read and write that record. It must not be used after Unlock (but
+// Unlock may be called again: it does nothing then).
+type SignInLock interface {
+	// Record returns the record's value, or ErrNotFound.
+	Record(ctx context.Context) ([]byte, error)
+	// Put stores the record, as PutSignInRecord.
+	Put(ctx context.Context, value []byte, expires time.Time) error
+	// Delete deletes the record, as DeleteSignInRecord.
+	Delete(ctx context.Context) error
+	// Unlock releases the lock.
+	Unlock()
+}
+
+// KeyLocks is a lock per key within one process, whose waits end with
+// their context. The zero value is ready to use.
+type KeyLocks struct {
+	mu    sync.Mutex
+	locks map[string]*keyHold
+}
+
+type keyHold struct {
+	token chan struct{} // full while the key is locked
+	users int           // holder and waiters
+}
+
+// Lock takes key's lock, waiting while another holds it, until ctx is
+// done. It returns the function that releases it (once).
+func (k *KeyLocks) Lock(ctx context.Context, key string) (unlock func(), err error) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyHold{}
+	}
+	h := k.locks[key]
+	if h == nil {
+		h = &keyHold{token: make(chan struct{}, 1)}
+		k.locks[key] = h
+	}
+	h.users++
+	k.mu.Unlock()
+	select {
+	case h.token <- struct{}{}:
+		var once sync.Once
+		return func() {
+			once.Do(func() {
+				<-h.token
+				k.leave(key, h)
+			})
+		}, nil
+	case <-ctx.Done():
+		k.leave(key, h)
+		return nil, ctx.Err()
+	}
+}
+
+func (k *KeyLocks) leave(key string, h *keyHold) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if h.users--; h.users == 0 {
+		delete(k.locks, key)
+	}
+}
+
+// LockSignInRecordLocally implements LockSignInRecord for a store that one
+// process holds (bbolt, an in-memory store), where an in-process lock is
+// exact: locks are the store's, and the lock reads and writes through s.
+func LockSignInRecordLocally(ctx context.Context, s SignInStore, locks *KeyLocks, key string) (SignInLock, error) {
+	unlock, err := locks.Lock(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return &localSignInLock{s: s, key: key, unlock: unlock}, nil
+}
+
+type localSignInLock struct {
+	s      SignInStore
+	key    string
+	unlock func()
+}
+
+func (l *localSignInLock) Record(ctx context.Context) ([]byte, error) {
+	return l.s.SignInRecord(ctx, l.key)
+}
+
+func (l *localSignInLock) Put(ctx context.Context, value []byte, expires time.Time) error {
+	return l.s.PutSignInRecord(ctx, l.key, value, expires)
+}
+
+func (l *localSignInLock) Delete(ctx context.Context) error {
+	return l.s.DeleteSignInRecord(ctx, l.key)
+}
+
+func (l *localSignInLock) Unlock() { l.unlock() }
 
 // internalAccount maps an inviter's Slack email to their Entra account:
 // the internal (not guest, not invited) user with that mail, other mail,
@@ -347,4 +462,36 @@ func (s *Service) AccountOf(ctx context.Context, slackUserID string) (string, er
 		return "", fmt.Errorf("no internal Entra account has the Slack email of %s: %w", slackUserID, ErrNotFound)
 	}
 	return oid, nil
+}
+
+// Sweeping expired sign-in records (links, sign-ins in progress): at most
+// signInSweepBatches batches of signInSweepBatch per tracking cycle, each
+// its own short transaction.
+const (
+	signInSweepBatch   = 500
+	signInSweepBatches = 10
+)
+
+// sweepSignIns deletes expired sign-in records, if the store keeps them.
+// It runs in each tracking cycle, so on the replica that runs the
+// background work only. It returns how many it deleted.
+func (s *Service) sweepSignIns(ctx context.Context) int {
+	if s.signIns == nil {
+		return 0
+	}
+	total := 0
+	for range signInSweepBatches {
+		n, err := s.signIns.DeleteExpiredSignInRecords(ctx, s.now(), signInSweepBatch)
+		total += n
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.WarnContext(ctx, "delete expired sign-in records", "err", err)
+			}
+			break
+		}
+		if n < signInSweepBatch {
+			break
+		}
+	}
+	return total
 }

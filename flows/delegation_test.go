@@ -3,6 +3,7 @@ package flows_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -240,6 +241,87 @@ func TestResendAsInviter(t *testing.T) {
 
 func TestSignInStoreFake(t *testing.T) {
 	flowstest.TestSignInStore(t, func(*testing.T) flows.SignInStore { return &flowstest.SignInStore{} })
+}
+
+// signInBackedStore is the in-memory store keeping sign-in records too, as
+// bbolt and PostgreSQL do.
+type signInBackedStore struct {
+	*flowstest.Store
+	*flowstest.SignInStore
+}
+
+// Ensure each tracking cycle deletes the expired sign-in records (connect
+// links, sign-ins in progress), more than one batch of them if need be,
+// and keeps the connections and the records still valid.
+func TestTrackSweepsExpiredSignIns(t *testing.T) {
+	st := signInBackedStore{flowstest.NewStore(), &flowstest.SignInStore{}}
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	svc := flows.New(flows.Config{Directory: flowstest.NewDirectory(), Store: st, Notifier: &flowstest.Notifier{},
+		PollInterval: -1, Now: func() time.Time { return now }})
+	t.Cleanup(svc.Close)
+	ctx := t.Context()
+	put := func(key string, expires time.Time) {
+		t.Helper()
+		if err := st.PutSignInRecord(ctx, key, []byte("v"), expires); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const expired = 1234 // more than one batch
+	for i := range expired {
+		put(fmt.Sprintf("link/%04d", i), now.Add(-time.Duration(i+1)*time.Second))
+	}
+	put("flow/valid", now.Add(time.Minute))
+	put("conn/U1", time.Time{})
+	stats, err := svc.Track(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.SignInsSwept != expired {
+		t.Errorf("swept %d, want %d", stats.SignInsSwept, expired)
+	}
+	for _, k := range []string{"link/0000", fmt.Sprintf("link/%04d", expired-1)} {
+		if _, err := st.SignInRecord(ctx, k); !errors.Is(err, flows.ErrNotFound) {
+			t.Errorf("%s kept: %v", k, err)
+		}
+	}
+	for _, k := range []string{"flow/valid", "conn/U1"} {
+		if _, err := st.SignInRecord(ctx, k); err != nil {
+			t.Errorf("%s deleted: %v", k, err)
+		}
+	}
+	if stats, _ := svc.Track(ctx); stats.SignInsSwept != 0 {
+		t.Errorf("second cycle swept %d, want 0", stats.SignInsSwept)
+	}
+}
+
+// Ensure the background work (the leader's) sweeps on its own: a link
+// that expired is deleted by the tracker's first cycle.
+func TestBackgroundSweepsExpiredSignIns(t *testing.T) {
+	st := signInBackedStore{flowstest.NewStore(), &flowstest.SignInStore{}}
+	svc := flows.New(flows.Config{Directory: flowstest.NewDirectory(), Store: st, Notifier: &flowstest.Notifier{},
+		PollInterval: time.Hour})
+	t.Cleanup(svc.Close)
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	if err := st.PutSignInRecord(ctx, "link/old", []byte("v"), time.Now().Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Background(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := st.SignInRecord(ctx, "link/old"); errors.Is(err, flows.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the expired link was not deleted by the background work")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
 
 const bulkTwo = "email,send microsoft email\nbob@fabrikam.com,true\ncarol@fabrikam.com,false\n"

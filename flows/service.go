@@ -104,6 +104,9 @@ type Service struct {
 	// inviteAs and delegation decide who sends POST /invitations (sender).
 	inviteAs   InviteAs
 	delegation Delegation
+	// signIns is the store's sign-in records, if it keeps them: the
+	// tracker deletes the expired ones (sweepSignIns).
+	signIns SignInStore
 	// sponsors caches inviters' Entra accounts (SponsorTTL).
 	sponsors accounts
 	log      *slog.Logger
@@ -223,6 +226,7 @@ func New(cfg Config) *Service {
 		per = DefaultInviteWindow
 	}
 	s.raw = cfg.Directory
+	s.signIns, _ = cfg.Store.(SignInStore)
 	s.invites = newWindow(limit, per)
 	if w, ok := cfg.Store.(InviteWindow); ok {
 		s.invites.shared = w

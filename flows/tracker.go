@@ -22,7 +22,10 @@ type TrackStats struct {
 	ExpiryWarned, Expired int
 	// Deferred counts invitations whose refused writes were retried.
 	Deferred int
-	Duration time.Duration
+	// SignInsSwept counts expired sign-in records deleted (connect links
+	// and sign-ins in progress).
+	SignInsSwept int
+	Duration     time.Duration
 }
 
 // errUnchanged tells UpdateInvitation that nothing needs writing.
@@ -40,6 +43,7 @@ func (s *Service) Track(ctx context.Context) (TrackStats, error) {
 	began := time.Now()
 	s.resumeSignIns(ctx) // connected meanwhile, or waited too long
 	var st TrackStats
+	st.SignInsSwept = s.sweepSignIns(ctx)
 	invs, err := s.store.Invitations(ctx, InvitationFilter{Tracked: true})
 	if err != nil {
 		return st, fmt.Errorf("track: %w", err)
@@ -332,7 +336,7 @@ func (s *Service) trackLoop(ctx context.Context) {
 			lvl = "info"
 		}
 		args := []any{"pending", st.Pending, "requests", st.Requests, "accepted", st.Accepted,
-			"removed", st.Removed, "reminded", st.Reminded, "unread", st.Untimely, "took", st.Duration.Round(time.Millisecond)}
+			"removed", st.Removed, "reminded", st.Reminded, "unread", st.Untimely, "sign_ins_swept", st.SignInsSwept, "took", st.Duration.Round(time.Millisecond)}
 		switch lvl {
 		case "warn":
 			s.log.Warn("tracking cycle", append(args, "err", err)...)

@@ -65,6 +65,9 @@ type trap struct {
 	after bool
 	seen  int
 	fired chan struct{}
+	// release, if set, makes the trap a hold: the request waits until
+	// release is closed, then goes through (the child is not killed).
+	release chan struct{}
 }
 
 // String names the kill point without the occurrence, for the tally.
@@ -192,6 +195,18 @@ func (ic *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer ic.hub.leave()
 	if tr == nil {
 		ic.next.ServeHTTP(w, r)
+		return
+	}
+	if tr.release != nil {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		close(tr.fired)
+		select {
+		case <-tr.release:
+			ic.next.ServeHTTP(w, r)
+		case <-r.Context().Done():
+		case <-ic.hub.stop:
+		}
 		return
 	}
 	if tr.after {

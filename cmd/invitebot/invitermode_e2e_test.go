@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -276,5 +277,97 @@ func TestE2EWorkflowStepAsInviter(t *testing.T) {
 	}
 	if n := len(h.tenant.Invitations()); n != 2 {
 		t.Errorf("%d invitations, want Ann's 2", n)
+	}
+}
+
+// afterInvite calls fn once, after Graph has answered the first
+// POST /invitations.
+type afterInvite struct {
+	mu   sync.Mutex
+	fn   func()
+	done bool
+}
+
+func (a *afterInvite) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/invitations") {
+		a.mu.Lock()
+		if !a.done && a.fn != nil {
+			a.done = true
+			a.fn()
+		}
+		a.mu.Unlock()
+	}
+	return resp, err
+}
+
+// Ensure a sign-in Microsoft revokes during a bulk run (after its first
+// row was sent): the other rows wait (awaiting_sign_in in the results),
+// the run's final message carries the one Reconnect button (no DM per
+// row), and after reconnecting each waiting row is sent once, as the
+// person.
+func TestE2EBulkAsInviterRevokedDuringRun(t *testing.T) {
+	hook := &afterInvite{}
+	h := startWith(t, overHTTP, deps{pollInterval: -1, graphTransport: hook, userTokenLifetime: time.Minute, // refreshed at each use
+		env: map[string]string{"INVITEBOT_INVITE_AS": "inviter", "INVITEBOT_BULK_CONCURRENCY": "1"}})
+	h.slack.AddUser(ann, "ann@contoso.com", "Ann Inviter")
+	annEntra := h.tenant.AddUser(graphfake.User{DisplayName: "Ann Inviter", Mail: "ann@contoso.com", UserPrincipalName: "ann@contoso.com", UserType: "Member"})
+	r, err := h.player.CommandWithTrigger(h.ctx, ann, bot.Command, "connect", h.slack.NewTriggerID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	signIn := graphfake.SignedInUser{ObjectID: annEntra.ID, Username: "ann@contoso.com", Name: "Ann Inviter"}
+	h.sts.SignIn(signIn)
+	if status, page := h.browse(t, connectLinkRE.FindString(string(r.Body))); status != http.StatusOK {
+		t.Fatalf("connect: %d %s", status, page)
+	}
+	h.waitDM(t, 1) // "Connected as …"
+	hook.mu.Lock()
+	hook.fn = func() { h.sts.RevokeSignIns(annEntra.ID) }
+	hook.mu.Unlock()
+	const file = "email,send microsoft email\nbob@fabrikam.com,true\ncarol@fabrikam.com,true\ndave@fabrikam.com,true\n"
+	h.shareFile(t, ann, "three.csv", []byte(file))
+	f, rows := h.resultsFile(t, ann, 1)
+	if !strings.Contains(f.Comment, "1 invited, 2 awaiting sign in") || rows[1][3] != "invited" || rows[2][3] != "awaiting_sign_in" || rows[3][3] != "awaiting_sign_in" {
+		t.Fatalf("results %q:\n%s", f.Comment, f.Content)
+	}
+	prompts := h.connectPrompts(ann)
+	if len(prompts) != 1 || !strings.Contains(prompts[0].Text, "2 rows wait for you to reconnect your Microsoft account") {
+		t.Fatalf("connect prompts: %+v", prompts)
+	}
+	if n := len(h.tenant.Invitations()); n != 1 {
+		t.Fatalf("%d invitations sent, want bob's", n)
+	}
+
+	dms := len(h.dmsTo(ann))
+	h.sts.SignIn(signIn)
+	if status, page := h.browse(t, connectLinkRE.FindString(string(prompts[0].Blocks))); status != http.StatusOK {
+		t.Fatalf("reconnect: %d %s", status, page)
+	}
+	if dm := h.waitDM(t, dms+1); !strings.Contains(dm, "2 waiting invitation(s) go on now") {
+		t.Errorf("connected DM: %s", dm)
+	}
+	if err := poll(h.ctx, func() bool { return len(h.tenant.Invitations()) >= 3 }); err != nil {
+		t.Fatalf("the waiting rows were not sent: %v", err)
+	}
+	h.app.svc.Wait()
+	sent := h.tenant.Invitations()
+	if len(sent) != 3 {
+		t.Fatalf("%d invitations, want 3", len(sent))
+	}
+	for _, inv := range sent {
+		if inv.InvitedBy != annEntra.ID {
+			t.Errorf("%v sent by %q, want Ann", inv.Body["invitedUserEmailAddress"], inv.InvitedBy)
+		}
+	}
+	if n := len(h.connectPrompts(ann)); n != 1 {
+		t.Errorf("%d connect prompts, want 1", n)
+	}
+	h.shareFile(t, ann, "three.csv", []byte(file))
+	if f, _ := h.resultsFile(t, ann, 2); !strings.Contains(f.Comment, "3 invited.") {
+		t.Errorf("final results %q:\n%s", f.Comment, f.Content)
+	}
+	if n := len(h.tenant.Invitations()); n != 3 {
+		t.Errorf("%d invitations after the re-run, want 3", n)
 	}
 }

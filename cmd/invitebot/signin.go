@@ -34,13 +34,18 @@ func (d delegation) Ready(ctx context.Context, slackUserID string) error {
 	return err
 }
 
-// Invite implements flows.Delegation.
+// Invite implements flows.Delegation. signIn.Do sends the POST a second
+// time only after Graph answered 401 to the first: Graph refuses a token
+// before it processes the request, so the first created no invitation and
+// sent no Microsoft email, and the second cannot send one twice.
 func (d delegation) Invite(ctx context.Context, slackUserID string, inv flows.Invite) (flows.Invited, error) {
-	tok, err := d.signIn.Token(ctx, slackUserID)
-	if err != nil {
-		return flows.Invited{}, err
-	}
-	return d.dir.InviteAs(ctx, tok, inv)
+	var res flows.Invited
+	err := d.signIn.Do(ctx, slackUserID, func(ctx context.Context, tok string) error {
+		var err error
+		res, err = d.dir.InviteAs(ctx, tok, inv)
+		return err
+	})
+	return res, err
 }
 
 // newSignIn builds the inviters' sign-in when INVITEBOT_INVITE_AS is not

@@ -78,7 +78,7 @@ func (h *harness) elapse(t *testing.T, c *clock, slackUser string, d time.Durati
 	raw, _ = json.Marshal(cache)
 	rec["cache"], _ = json.Marshal(raw)
 	plain, _ = json.Marshal(rec)
-	if err := st.PutSignInRecord(h.ctx, owner, sealer.Seal(owner, plain)); err != nil {
+	if err := st.PutSignInRecord(h.ctx, owner, sealer.Seal(owner, plain), time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	return tok, expires

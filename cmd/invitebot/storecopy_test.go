@@ -43,7 +43,11 @@ func fillStore(t *testing.T, s flows.Store) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.(flows.SignInStore).PutSignInRecord(ctx, "conn/U1", []byte("sealed")); err != nil {
+	if err := s.(flows.SignInStore).PutSignInRecord(ctx, "conn/U1", []byte("sealed"), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	// A connect link: its expiry is copied with it.
+	if err := s.(flows.SignInStore).PutSignInRecord(ctx, "link/L1", []byte("link"), linkExpires); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.CreateInvitation(ctx, &flows.Invitation{ID: "inv-open", State: flows.StateInviting, CreatedAt: at.Add(time.Hour),
@@ -51,6 +55,10 @@ func fillStore(t *testing.T, s flows.Store) {
 		t.Fatal(err)
 	}
 }
+
+// linkExpires is when fillStore's connect link expires (whole
+// microseconds, as PostgreSQL keeps them).
+var linkExpires = time.Date(2026, 3, 1, 9, 10, 0, 0, time.UTC)
 
 func storeCopy(t *testing.T, from, to string) (string, error) {
 	t.Helper()
@@ -87,19 +95,20 @@ func TestStoreCopyRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := export(t, bolt)
-	if len(want.Invitations) != 6 || len(want.Guests) != 5 || len(want.Audit) != 10 || string(want.SignIn["conn/U1"]) != "sealed" {
+	if len(want.Invitations) != 6 || len(want.Guests) != 5 || len(want.Audit) != 10 || string(want.SignIn["conn/U1"]) != "sealed" ||
+		len(want.SignInExpires) != 1 || !want.SignInExpires["link/L1"].Equal(linkExpires) {
 		t.Fatalf("source holds %d, %d, %d", len(want.Invitations), len(want.Guests), len(want.Audit))
 	}
 
 	out, err := storeCopy(t, bolt, pg)
-	if err != nil || !strings.Contains(out, "copied 6 invitations, 5 guests, 10 audit events, 1 sign-in records") {
+	if err != nil || !strings.Contains(out, "copied 6 invitations, 5 guests, 10 audit events, 2 sign-in records") {
 		t.Fatalf("bbolt → PostgreSQL: %v\n%s", err, out)
 	}
 	if got := export(t, pg); !reflect.DeepEqual(got, want) {
 		t.Errorf("PostgreSQL holds\n%+v\nwant\n%+v", got, want)
 	}
 	out, err = storeCopy(t, pg, back)
-	if err != nil || !strings.Contains(out, "copied 6 invitations, 5 guests, 10 audit events, 1 sign-in records") {
+	if err != nil || !strings.Contains(out, "copied 6 invitations, 5 guests, 10 audit events, 2 sign-in records") {
 		t.Fatalf("PostgreSQL → bbolt: %v\n%s", err, out)
 	}
 	if got := export(t, back); !reflect.DeepEqual(got, want) {

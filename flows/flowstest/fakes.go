@@ -23,6 +23,7 @@
 package flowstest
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -32,7 +33,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/invitebot/invitebot/flows"
@@ -674,8 +674,10 @@ func (d *Delegation) Invite(ctx context.Context, slackUserID string, inv flows.I
 
 // SignInStore is an in-memory flows.SignInStore.
 type SignInStore struct {
-	mu sync.Mutex
-	m  map[string][]byte
+	mu      sync.Mutex
+	m       map[string][]byte
+	expires map[string]time.Time
+	locks   flows.KeyLocks
 }
 
 var _ flows.SignInStore = (*SignInStore)(nil)
@@ -692,13 +694,17 @@ func (s *SignInStore) SignInRecord(_ context.Context, key string) ([]byte, error
 }
 
 // PutSignInRecord implements flows.SignInStore.
-func (s *SignInStore) PutSignInRecord(_ context.Context, key string, value []byte) error {
+func (s *SignInStore) PutSignInRecord(_ context.Context, key string, value []byte, expires time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = map[string][]byte{}
+		s.m, s.expires = map[string][]byte{}, map[string]time.Time{}
 	}
 	s.m[key] = slices.Clone(value)
+	delete(s.expires, key)
+	if !expires.IsZero() {
+		s.expires[key] = expires
+	}
 	return nil
 }
 
@@ -711,6 +717,7 @@ func (s *SignInStore) TakeSignInRecord(_ context.Context, key string) ([]byte, e
 		return nil, flows.ErrNotFound
 	}
 	delete(s.m, key)
+	delete(s.expires, key)
 	return v, nil
 }
 
@@ -719,52 +726,33 @@ func (s *SignInStore) DeleteSignInRecord(_ context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.m, key)
+	delete(s.expires, key)
 	return nil
 }
 
-// TestSignInStore checks a flows.SignInStore's contract; newStore returns
-// an empty store.
-func TestSignInStore(t *testing.T, newStore func(t *testing.T) flows.SignInStore) {
-	t.Helper()
-	ctx := t.Context()
-	s := newStore(t)
-	if _, err := s.SignInRecord(ctx, "conn/U1"); !errors.Is(err, flows.ErrNotFound) {
-		t.Errorf("SignInRecord(missing) err = %v, want ErrNotFound", err)
+// LockSignInRecord implements flows.SignInStore: one process, so an
+// in-process lock.
+func (s *SignInStore) LockSignInRecord(ctx context.Context, key string) (flows.SignInLock, error) {
+	return flows.LockSignInRecordLocally(ctx, s, &s.locks, key)
+}
+
+// DeleteExpiredSignInRecords implements flows.SignInStore.
+func (s *SignInStore) DeleteExpiredSignInRecords(_ context.Context, before time.Time, limit int) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var due []string
+	for k, at := range s.expires {
+		if at.Before(before) {
+			due = append(due, k)
+		}
 	}
-	if _, err := s.TakeSignInRecord(ctx, "conn/U1"); !errors.Is(err, flows.ErrNotFound) {
-		t.Errorf("TakeSignInRecord(missing) err = %v, want ErrNotFound", err)
+	slices.SortFunc(due, func(a, b string) int { return cmp.Or(s.expires[a].Compare(s.expires[b]), strings.Compare(a, b)) })
+	if len(due) > limit {
+		due = due[:max(limit, 0)]
 	}
-	if err := s.DeleteSignInRecord(ctx, "conn/U1"); err != nil {
-		t.Errorf("DeleteSignInRecord(missing) = %v", err)
+	for _, k := range due {
+		delete(s.m, k)
+		delete(s.expires, k)
 	}
-	val := []byte("v1")
-	if err := s.PutSignInRecord(ctx, "conn/U1", val); err != nil {
-		t.Fatal(err)
-	}
-	val[0] = 'X' // the store keeps its own copy
-	if err := s.PutSignInRecord(ctx, "conn/U2", []byte("other")); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.SignInRecord(ctx, "conn/U1")
-	if err != nil || string(got) != "v1" {
-		t.Fatalf("SignInRecord = %q, %v; want v1", got, err)
-	}
-	if err := s.PutSignInRecord(ctx, "conn/U1", []byte("v2")); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := s.SignInRecord(ctx, "conn/U1"); string(got) != "v2" {
-		t.Errorf("after replace = %q, want v2", got)
-	}
-	if got, err := s.TakeSignInRecord(ctx, "conn/U1"); err != nil || string(got) != "v2" {
-		t.Errorf("TakeSignInRecord = %q, %v", got, err)
-	}
-	if _, err := s.TakeSignInRecord(ctx, "conn/U1"); !errors.Is(err, flows.ErrNotFound) {
-		t.Errorf("second TakeSignInRecord err = %v, want ErrNotFound (single use)", err)
-	}
-	if err := s.DeleteSignInRecord(ctx, "conn/U2"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.SignInRecord(ctx, "conn/U2"); !errors.Is(err, flows.ErrNotFound) {
-		t.Errorf("after delete err = %v, want ErrNotFound", err)
-	}
+	return len(due), nil
 }

@@ -236,26 +236,30 @@ func pkceOK(challenge, method, verifier string) bool {
 // refresh token (the old one is no longer accepted: rotation). One unused
 // past its inactivity lifetime answers AADSTS700082, as Entra does.
 func (s *STS) refreshToken(w http.ResponseWriter, f url.Values) {
+	now := s.now()
 	s.mu.Lock()
 	g := s.refresh[f.Get("refresh_token")]
 	s.refreshRequests++
-	s.mu.Unlock()
+	var refusal string
 	switch {
 	case g == nil:
-		grantError(w, "invalid_grant", "AADSTS9002313: Invalid request. Request is malformed or invalid.")
-		return
+		refusal = "AADSTS9002313: Invalid request. Request is malformed or invalid."
 	case g.revoked != "":
-		grantError(w, "invalid_grant", g.revoked)
-		return
-	case !s.now().Before(g.expires):
-		grantError(w, "invalid_grant", fmt.Sprintf("AADSTS700082: The refresh token has expired due to inactivity. The token was issued on %s and was inactive for %s.",
-			g.issued.UTC().Format("2006-01-02T15:04:05.0000000Z"), timeSpan(g.expires.Sub(g.issued))))
+		refusal = g.revoked
+	case !now.Before(g.expires):
+		refusal = fmt.Sprintf("AADSTS700082: The refresh token has expired due to inactivity. The token was issued on %s and was inactive for %s.",
+			g.issued.UTC().Format("2006-01-02T15:04:05.0000000Z"), timeSpan(g.expires.Sub(g.issued)))
+	default:
+		// Redeemed in the same critical section as it is checked: of two
+		// requests with one refresh token, only the first gets tokens.
+		delete(s.refresh, f.Get("refresh_token"))
+		s.refreshed++
+	}
+	s.mu.Unlock()
+	if refusal != "" {
+		grantError(w, "invalid_grant", refusal)
 		return
 	}
-	s.mu.Lock()
-	delete(s.refresh, f.Get("refresh_token"))
-	s.refreshed++
-	s.mu.Unlock()
 	s.userTokens(w, g.user, g.graphResource, true)
 }
 

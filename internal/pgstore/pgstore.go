@@ -40,6 +40,9 @@ type Options struct {
 type DB struct {
 	pool    *pgxpool.Pool
 	version int
+	// signInLocks queue a replica's own holders of a sign-in record's
+	// lock before they take its advisory lock (LockSignInRecord).
+	signInLocks flows.KeyLocks
 }
 
 var (

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -15,7 +16,7 @@ import (
 // Export reads everything the store holds, in one repeatable-read
 // transaction (a consistent snapshot while replicas write).
 func (db *DB) Export(ctx context.Context) (*flows.Snapshot, error) {
-	snap := &flows.Snapshot{SignIn: map[string][]byte{}}
+	snap := &flows.Snapshot{SignIn: map[string][]byte{}, SignInExpires: map[string]time.Time{}}
 	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, "SELECT doc FROM invitations ORDER BY created_ns, id")
 		if err != nil {
@@ -32,14 +33,18 @@ func (db *DB) Export(ctx context.Context) (*flows.Snapshot, error) {
 		if snap.Audit, err = collectDocs[flows.Event](ctx, tx, "SELECT doc FROM audit ORDER BY seq"); err != nil {
 			return err
 		}
-		rows, err = tx.Query(ctx, "SELECT key, value FROM signin")
+		rows, err = tx.Query(ctx, "SELECT key, value, expires FROM signin")
 		if err != nil {
 			return err
 		}
 		var key string
 		var value []byte
-		_, err = pgx.ForEachRow(rows, []any{&key, &value}, func() error {
+		var expires *time.Time
+		_, err = pgx.ForEachRow(rows, []any{&key, &value, &expires}, func() error {
 			snap.SignIn[key] = bytes.Clone(value)
+			if expires != nil {
+				snap.SignInExpires[key] = expires.UTC()
+			}
 			return nil
 		})
 		return err
@@ -104,7 +109,7 @@ func (db *DB) Import(ctx context.Context, snap *flows.Snapshot) error {
 			}
 		}
 		for k, v := range snap.SignIn {
-			if _, err := tx.Exec(ctx, "INSERT INTO signin (key, value) VALUES ($1, $2)", k, v); err != nil {
+			if _, err := tx.Exec(ctx, "INSERT INTO signin (key, value, expires) VALUES ($1, $2, $3)", k, v, nullTime(snap.SignInExpires[k])); err != nil {
 				return fmt.Errorf("sign-in record: %w", err)
 			}
 		}

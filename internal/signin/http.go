@@ -38,8 +38,9 @@ type flow struct {
 // account signed in must still be the person's own.
 func (s *Service) NewLink(ctx context.Context, slackUserID string) (string, error) {
 	nonce := random(24)
-	rec, _ := json.Marshal(link{SlackUser: slackUserID, Expires: s.now().Add(LinkTTL)})
-	if err := s.cfg.Store.PutSignInRecord(ctx, hashKey("link/", nonce), rec); err != nil {
+	expires := s.now().Add(LinkTTL)
+	rec, _ := json.Marshal(link{SlackUser: slackUserID, Expires: expires})
+	if err := s.cfg.Store.PutSignInRecord(ctx, hashKey("link/", nonce), rec, expires); err != nil {
 		return "", fmt.Errorf("connect link: %w", err)
 	}
 	return strings.TrimSuffix(s.cfg.PublicURL, "/") + StartPath + "?l=" + nonce, nil
@@ -77,9 +78,10 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state, verifier, browser := random(32), random(32), random(32)
-	sealedFlow, _ := json.Marshal(flow{SlackUser: l.SlackUser, Verifier: verifier, Browser: hashKey("", browser), Expires: s.now().Add(LinkTTL)})
+	expires := s.now().Add(LinkTTL)
+	sealedFlow, _ := json.Marshal(flow{SlackUser: l.SlackUser, Verifier: verifier, Browser: hashKey("", browser), Expires: expires})
 	key := hashKey("flow/", state)
-	if err := s.cfg.Store.PutSignInRecord(ctx, key, s.cfg.Sealer.Seal(key, sealedFlow)); err != nil {
+	if err := s.cfg.Store.PutSignInRecord(ctx, key, s.cfg.Sealer.Seal(key, sealedFlow), expires); err != nil {
 		s.log.ErrorContext(ctx, "record sign-in", "err", err)
 		page(w, http.StatusInternalServerError, "Something went wrong", "Nothing was connected. "+freshLink)
 		return
@@ -223,9 +225,11 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := connection{Connection: conn, HomeAccountID: res.Account.HomeAccountID, Cache: pc.data}
-	unlock := s.lock(f.SlackUser)
-	err = s.save(ctx, f.SlackUser, rec)
-	unlock()
+	l, err := s.lock(ctx, f.SlackUser)
+	if err == nil {
+		err = s.save(ctx, l, f.SlackUser, rec)
+		l.Unlock()
+	}
 	if err != nil {
 		s.log.ErrorContext(ctx, "store sign-in", "slack_user", f.SlackUser, "err", err)
 		page(w, http.StatusInternalServerError, "Something went wrong", "Your sign-in could not be saved. Nothing was connected. "+freshLink)

@@ -16,7 +16,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -74,14 +73,11 @@ type Service struct {
 	discovery bool
 	log       *slog.Logger
 	now       func() time.Time
-
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex // per person: one refresh at a time
 }
 
 // New returns a Service. It does not call the token service.
 func New(cfg Config) (*Service, error) {
-	s := &Service{cfg: cfg, log: cfg.Logger, now: cfg.Now, locks: map[string]*sync.Mutex{}}
+	s := &Service{cfg: cfg, log: cfg.Logger, now: cfg.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -175,23 +171,24 @@ type connection struct {
 
 func connKey(slackUserID string) string { return "conn/" + slackUserID }
 
-func (s *Service) lock(slackUserID string) func() {
-	s.mu.Lock()
-	l := s.locks[slackUserID]
-	if l == nil {
-		l = &sync.Mutex{}
-		s.locks[slackUserID] = l
+// lock takes the lock of the person's record (the store's, so it holds
+// across replicas): one refresh, connection or disconnection of a person
+// at a time. Their refresh token rotates at each use, so two refreshes at
+// once would redeem the same one and lose the new one. The record is read
+// and written through the lock while it is held.
+func (s *Service) lock(ctx context.Context, slackUserID string) (flows.SignInLock, error) {
+	l, err := s.cfg.Store.LockSignInRecord(ctx, connKey(slackUserID))
+	if err != nil {
+		return nil, fmt.Errorf("lock sign-in: %w", err)
 	}
-	s.mu.Unlock()
-	l.Lock()
-	return l.Unlock
+	return l, nil
 }
 
-// load reads and opens the person's record; a missing or unreadable one
-// is SignInNotConnected. stale reports it was sealed under the previous
-// key.
-func (s *Service) load(ctx context.Context, slackUserID string) (c connection, stale bool, err error) {
-	raw, err := s.cfg.Store.SignInRecord(ctx, connKey(slackUserID))
+// load reads and opens the person's record with read; a missing or
+// unreadable one is SignInNotConnected. stale reports it was sealed under
+// the previous key.
+func (s *Service) load(ctx context.Context, slackUserID string, read func(context.Context) ([]byte, error)) (c connection, stale bool, err error) {
+	raw, err := read(ctx)
 	if errors.Is(err, flows.ErrNotFound) {
 		return c, false, &flows.SignInError{Reason: flows.SignInNotConnected}
 	}
@@ -209,12 +206,15 @@ func (s *Service) load(ctx context.Context, slackUserID string) (c connection, s
 	return c, stale, nil
 }
 
-func (s *Service) save(ctx context.Context, slackUserID string, c connection) error {
+// save seals and stores the person's record, through their lock.
+func (s *Service) save(ctx context.Context, l flows.SignInLock, slackUserID string, c connection) error {
 	plain, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Store.PutSignInRecord(ctx, connKey(slackUserID), s.cfg.Sealer.Seal(connKey(slackUserID), plain)); err != nil {
+	// A connection never expires in the store: Microsoft decides when the
+	// refresh token stops working.
+	if err := l.Put(ctx, s.cfg.Sealer.Seal(connKey(slackUserID), plain), time.Time{}); err != nil {
 		return fmt.Errorf("store sign-in: %w", err)
 	}
 	return nil
@@ -222,16 +222,22 @@ func (s *Service) save(ctx context.Context, slackUserID string, c connection) er
 
 // Connection implements flows.Delegation.
 func (s *Service) Connection(ctx context.Context, slackUserID string) (flows.Connection, error) {
-	c, _, err := s.load(ctx, slackUserID)
+	c, _, err := s.load(ctx, slackUserID, func(ctx context.Context) ([]byte, error) {
+		return s.cfg.Store.SignInRecord(ctx, connKey(slackUserID))
+	})
 	return c.Connection, err
 }
 
 // Disconnect deletes the person's stored tokens. It reports whether they
 // were connected.
 func (s *Service) Disconnect(ctx context.Context, slackUserID string) (bool, error) {
-	defer s.lock(slackUserID)()
-	_, _, err := s.load(ctx, slackUserID)
-	if derr := s.cfg.Store.DeleteSignInRecord(ctx, connKey(slackUserID)); derr != nil {
+	l, err := s.lock(ctx, slackUserID)
+	if err != nil {
+		return false, fmt.Errorf("disconnect: %w", err)
+	}
+	defer l.Unlock()
+	_, _, err = s.load(ctx, slackUserID, l.Record)
+	if derr := l.Delete(ctx); derr != nil {
 		return false, fmt.Errorf("disconnect: %w", derr)
 	}
 	return err == nil, nil
@@ -242,10 +248,27 @@ func (s *Service) Disconnect(ctx context.Context, slackUserID string) (bool, err
 // and stored). A *flows.SignInError means they must (re)connect; a refused
 // refresh token is deleted, so they show as not connected.
 func (s *Service) Token(ctx context.Context, slackUserID string) (string, error) {
-	defer s.lock(slackUserID)()
-	c, stale, err := s.load(ctx, slackUserID)
+	return s.token(ctx, slackUserID, "")
+}
+
+// token is Token. refused, if not "", is an access token Graph did not
+// accept (401): it is dropped from the person's cache first, so that MSAL
+// redeems the refresh token for a new one (MSAL for Go's confidential
+// client has no forced refresh). If the cache holds another access token
+// by then (a concurrent call has refreshed it), that one is returned, with
+// no second refresh.
+func (s *Service) token(ctx context.Context, slackUserID, refused string) (string, error) {
+	l, err := s.lock(ctx, slackUserID)
 	if err != nil {
 		return "", err
+	}
+	defer l.Unlock()
+	c, stale, err := s.load(ctx, slackUserID, l.Record)
+	if err != nil {
+		return "", err
+	}
+	if refused != "" {
+		c.Cache, _ = dropAccessToken(c.Cache, refused)
 	}
 	pc := &personCache{data: c.Cache}
 	cl, err := s.client(pc)
@@ -254,7 +277,7 @@ func (s *Service) Token(ctx context.Context, slackUserID string) (string, error)
 	}
 	acct, err := cl.Account(ctx, c.HomeAccountID)
 	if err != nil || acct.HomeAccountID == "" {
-		_ = s.cfg.Store.DeleteSignInRecord(ctx, connKey(slackUserID))
+		_ = l.Delete(ctx)
 		return "", &flows.SignInError{Reason: flows.SignInNotConnected}
 	}
 	res, err := cl.AcquireTokenSilent(ctx, []string{s.cfg.Scope}, confidential.WithSilentAccount(acct))
@@ -262,18 +285,112 @@ func (s *Service) Token(ctx context.Context, slackUserID string) (string, error)
 		se := tokenError(err)
 		if se.reconnect {
 			s.log.InfoContext(ctx, "Microsoft refused the person's refresh token; they must reconnect", "slack_user", slackUserID, "code", se.code)
-			_ = s.cfg.Store.DeleteSignInRecord(ctx, connKey(slackUserID))
+			_ = l.Delete(ctx)
 			return "", &flows.SignInError{Reason: se.reason, Code: se.code}
 		}
 		return "", &flows.DirectoryError{Op: "sign-in token", Err: errors.New(se.String())}
 	}
 	if pc.changed || stale {
 		c.Cache = pc.data
-		if err := s.save(ctx, slackUserID, c); err != nil {
+		if err := s.save(ctx, l, slackUserID, c); err != nil {
 			return "", err
 		}
 	}
 	return res.AccessToken, nil
+}
+
+// Do runs call with the person's delegated access token (as from Token).
+// Graph answering 401 means it did not accept the token: it expired
+// before MSAL's cache says it does (the clocks disagree), or it was
+// revoked. Graph refuses such a request before acting on it, so calling
+// once more is safe (for POST /invitations: no second invitation, no
+// second Microsoft email): the refused token is dropped, a new one is
+// redeemed with the refresh token, and call runs once more with it. A
+// refresh Microsoft refuses is a *flows.SignInError, as from Token; so is
+// a second 401 (reason expired, Graph's error code), after which the
+// person's record is deleted: only a new sign-in can help. Any other error
+// of call is returned as it is.
+func (s *Service) Do(ctx context.Context, slackUserID string, call func(ctx context.Context, token string) error) error {
+	tok, err := s.Token(ctx, slackUserID)
+	if err != nil {
+		return err
+	}
+	err = call(ctx, tok)
+	if !tokenRefused(err) {
+		return err
+	}
+	s.log.InfoContext(ctx, "Graph refused the person's access token; refreshing it once", "slack_user", slackUserID, "err", err)
+	if tok, err = s.token(ctx, slackUserID, tok); err != nil {
+		return err
+	}
+	err = call(ctx, tok)
+	if !tokenRefused(err) {
+		return err
+	}
+	s.log.WarnContext(ctx, "Graph refused the person's refreshed access token too; they must reconnect", "slack_user", slackUserID, "err", err)
+	s.forget(ctx, slackUserID, tok)
+	var de *flows.DirectoryError
+	errors.As(err, &de)
+	return &flows.SignInError{Reason: flows.SignInExpired, Code: de.Code}
+}
+
+// tokenRefused reports whether err is Graph's 401 to a delegated call.
+// (CodeCredentialRejected is the token service refusing the app's own
+// credential, never a delegated call's.)
+func tokenRefused(err error) bool {
+	var de *flows.DirectoryError
+	return errors.As(err, &de) && de.Status == http.StatusUnauthorized && de.Code != flows.CodeCredentialRejected
+}
+
+// forget deletes the person's record if it still holds tok: not if they
+// reconnected (or another call refreshed) meanwhile.
+func (s *Service) forget(ctx context.Context, slackUserID, tok string) {
+	l, err := s.lock(ctx, slackUserID)
+	if err != nil {
+		return
+	}
+	defer l.Unlock()
+	c, _, err := s.load(ctx, slackUserID, l.Record)
+	if err != nil {
+		return
+	}
+	if _, held := dropAccessToken(c.Cache, tok); held {
+		_ = l.Delete(ctx)
+	}
+}
+
+// dropAccessToken removes the access token tok from an MSAL cache blob
+// (the token cache format MSAL libraries share: "AccessToken" maps keys
+// to entries whose "secret" is the token) and reports whether it was
+// there. Everything else, the refresh token included, is kept as it is.
+func dropAccessToken(blob []byte, tok string) ([]byte, bool) {
+	var cache map[string]json.RawMessage
+	var ats map[string]json.RawMessage
+	if json.Unmarshal(blob, &cache) != nil || json.Unmarshal(cache["AccessToken"], &ats) != nil {
+		return blob, false
+	}
+	held := false
+	for k, raw := range ats {
+		var at struct {
+			Secret string `json:"secret"`
+		}
+		if json.Unmarshal(raw, &at) == nil && at.Secret == tok {
+			delete(ats, k)
+			held = true
+		}
+	}
+	if !held {
+		return blob, false
+	}
+	var err error
+	if cache["AccessToken"], err = json.Marshal(ats); err != nil {
+		return blob, false
+	}
+	out, err := json.Marshal(cache)
+	if err != nil {
+		return blob, false
+	}
+	return out, true
 }
 
 // aadError is the token service's error answer, without anything secret.

@@ -49,15 +49,21 @@ type fixture struct {
 // recordingStore is the in-memory store, whose values a test can scan.
 type recordingStore struct {
 	flowstest.SignInStore
-	mu   sync.Mutex
-	puts [][]byte
+	mu    sync.Mutex
+	puts  [][]byte
+	locks flows.KeyLocks
 }
 
-func (r *recordingStore) PutSignInRecord(ctx context.Context, key string, v []byte) error {
+// LockSignInRecord locks as the in-memory store does, writing through r.
+func (r *recordingStore) LockSignInRecord(ctx context.Context, key string) (flows.SignInLock, error) {
+	return flows.LockSignInRecordLocally(ctx, r, &r.locks, key)
+}
+
+func (r *recordingStore) PutSignInRecord(ctx context.Context, key string, v []byte, expires time.Time) error {
 	r.mu.Lock()
 	r.puts = append(r.puts, bytes.Clone(v))
 	r.mu.Unlock()
-	return r.SignInStore.PutSignInRecord(ctx, key, v)
+	return r.SignInStore.PutSignInRecord(ctx, key, v, expires)
 }
 
 func newFixture(t *testing.T, lifetime time.Duration) *fixture {
@@ -77,12 +83,18 @@ func newFixture(t *testing.T, lifetime time.Duration) *fixture {
 
 func (f *fixture) service(t *testing.T, cur, prev []byte) *signin.Service {
 	t.Helper()
+	return f.serviceOn(t, f.store, cur, prev)
+}
+
+// serviceOn is service on another store (another replica's handle).
+func (f *fixture) serviceOn(t *testing.T, store flows.SignInStore, cur, prev []byte) *signin.Service {
+	t.Helper()
 	sealer, err := signin.NewSealer(cur, prev)
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc, err := signin.New(signin.Config{TenantID: tenantID, ClientID: clientID, ClientSecret: secret,
-		AuthorityHost: f.sts.URL, Scope: scope, PublicURL: f.public, Store: f.store, Sealer: sealer,
+		AuthorityHost: f.sts.URL, Scope: scope, PublicURL: f.public, Store: store, Sealer: sealer,
 		Account: func(_ context.Context, u string) (string, error) {
 			return map[string]string{"U1": dana.ObjectID, "U2": eve.ObjectID}[u], nil
 		},

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -30,12 +32,56 @@ func (o originV1) origin(inv *flows.Invitation) flows.Origin {
 }
 
 // migrate brings a file of schema version n up to schemaVersion, in the
-// transaction that opens it: version 1's invitations get their Origin, and
-// the indexes are rebuilt from the invitations.
-func migrate(tx *bolt.Tx, n uint64) error {
-	if n >= schemaVersion {
+// transaction that opens it (at now): version 1's invitations get their
+// Origin, the indexes of versions before 3 are rebuilt from the
+// invitations, and the sign-in records of versions before 4 get their
+// expiries.
+func migrate(tx *bolt.Tx, n uint64, now time.Time) error {
+	if n < 3 {
+		if err := migrateIndexes(tx, n); err != nil {
+			return err
+		}
+	}
+	if n < 4 {
+		return migrateSignInExpiry(tx, now)
+	}
+	return nil
+}
+
+// legacySignInTTL is how long the sign-in adapter's connect links and
+// sign-ins in progress lasted when version 3 wrote them without an expiry.
+const legacySignInTTL = 10 * time.Minute
+
+// migrateSignInExpiry gives the connect links ("link/…") and sign-ins in
+// progress ("flow/…") that version 3 stored without an expiry one: they
+// lasted legacySignInTTL at most, so now plus that covers any still valid.
+// The connections ("conn/…") are kept until deleted, as before.
+func migrateSignInExpiry(tx *bolt.Tx, now time.Time) error {
+	b := tx.Bucket(bucketSignIn)
+	if b == nil {
 		return nil
 	}
+	var keys []string
+	err := b.ForEach(func(k, _ []byte) error {
+		if bytes.HasPrefix(k, []byte("link/")) || bytes.HasPrefix(k, []byte("flow/")) {
+			keys = append(keys, string(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := setSignInExpiry(tx, k, now.Add(legacySignInTTL)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migrateIndexes gives version 1's invitations their Origin and rebuilds
+// the indexes from the invitations.
+func migrateIndexes(tx *bolt.Tx, n uint64) error {
 	b := tx.Bucket(bucketInvitations)
 	var invs []*flows.Invitation
 	err := b.ForEach(func(k, v []byte) error {

@@ -73,3 +73,61 @@ func TestMigrateVersion2TwoInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Ensure a version 3 file's connect links and sign-ins in progress, stored
+// without an expiry, get one that covers their 10 minutes, and its
+// connections none.
+func TestMigrateVersion3SignInExpiry(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v3.db")
+	db, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.db.Update(func(tx *bolt.Tx) error {
+		// Version 3 had the records' bucket only.
+		for _, name := range [][]byte{bucketSignInExpiry, bucketSignInExpires} {
+			if tx.Bucket(name) != nil {
+				if err := tx.DeleteBucket(name); err != nil {
+					return err
+				}
+			}
+		}
+		b, err := tx.CreateBucketIfNotExists(bucketSignIn)
+		if err != nil {
+			return err
+		}
+		for _, k := range []string{"conn/U1", "link/a", "flow/b"} {
+			if err := b.Put([]byte(k), []byte("v")); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keySchema, itob(3))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	opened := time.Now()
+	db, err = Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := t.Context()
+	if n, err := db.DeleteExpiredSignInRecords(ctx, opened.Add(legacySignInTTL-time.Second), 10); n != 0 || err != nil {
+		t.Errorf("expired within 10 minutes of the migration = %d, %v; want 0", n, err)
+	}
+	if n, err := db.DeleteExpiredSignInRecords(ctx, time.Now().Add(legacySignInTTL+time.Second), 10); n != 2 || err != nil {
+		t.Errorf("expired after 10 minutes = %d, %v; want 2 (the link and the sign-in)", n, err)
+	}
+	for k, want := range map[string]bool{"conn/U1": true, "link/a": false, "flow/b": false} {
+		if _, err := db.SignInRecord(ctx, k); (err == nil) != want {
+			t.Errorf("%s kept = %v, want %v", k, err == nil, want)
+		}
+	}
+	if err := db.Check(); err != nil {
+		t.Error(err)
+	}
+}

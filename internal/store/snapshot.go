@@ -3,9 +3,11 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -14,11 +16,15 @@ import (
 
 // Export reads everything the store holds, in one read transaction.
 func (db *DB) Export(_ context.Context) (*flows.Snapshot, error) {
-	snap := &flows.Snapshot{SignIn: map[string][]byte{}}
+	snap := &flows.Snapshot{SignIn: map[string][]byte{}, SignInExpires: map[string]time.Time{}}
 	err := db.db.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketSignIn); b != nil {
-			if err := b.ForEach(func(k, v []byte) error {
+		recs, _, exp, _ := signInBuckets(tx)
+		if recs != nil {
+			if err := recs.ForEach(func(k, v []byte) error {
 				snap.SignIn[string(k)] = bytes.Clone(v)
+				if at := getOrNil(exp, k); len(at) == 8 {
+					snap.SignInExpires[string(k)] = time.Unix(0, int64(binary.BigEndian.Uint64(at))).UTC()
+				}
 				return nil
 			}); err != nil {
 				return err
@@ -92,6 +98,9 @@ func (db *DB) Import(_ context.Context, snap *flows.Snapshot) error {
 			}
 			for k, v := range snap.SignIn {
 				if err := b.Put([]byte(k), v); err != nil {
+					return err
+				}
+				if err := setSignInExpiry(tx, k, snap.SignInExpires[k]); err != nil {
 					return err
 				}
 			}

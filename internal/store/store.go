@@ -22,8 +22,9 @@ import (
 // keeps an invitation's origin in Invitation.Origin (version 1 had a Slack
 // view ID and a bulk row instead); version 3 keeps the indexes below
 // (version 2's address index named each address's last written
-// invitation, not the one in flight). Open migrates an older file.
-const schemaVersion = 3
+// invitation, not the one in flight); version 4 keeps the sign-in
+// records' expiries (signin.go). Open migrates an older file.
+const schemaVersion = 4
 
 var (
 	bucketInvitations = []byte("invitations") // id → invitation
@@ -69,6 +70,8 @@ type DB struct {
 	db   *bolt.DB
 	path string
 	now  func() time.Time
+	// signInLocks are the sign-in records' locks (LockSignInRecord).
+	signInLocks flows.KeyLocks
 }
 
 var _ flows.Store = (*DB)(nil)
@@ -100,7 +103,7 @@ func Open(path string, opts Options) (*DB, error) {
 				return err
 			}
 			n := binary.BigEndian.Uint64(v)
-			if err := migrate(tx, n); err != nil {
+			if err := migrate(tx, n, time.Now()); err != nil {
 				return fmt.Errorf("migrate from schema version %d: %w", n, err)
 			}
 		}
