@@ -312,7 +312,7 @@ type SignInStore interface {
 	// DeleteSignInRecord deletes key; a missing key is not an error.
 	DeleteSignInRecord(ctx context.Context, key string) error
 	// DeleteExpiredSignInRecords deletes at most limit records whose
-	// expiry is before before, earliest expiry first, and returns how many
+	// expiry is earlier than before, earliest first, and returns how many
 	// it deleted. It finds them through an index of the expiries.
 	DeleteExpiredSignInRecords(ctx context.Context, before time.Time, limit int) (int, error)
 	// LockSignInRecord takes key's lock, waiting until ctx is done while

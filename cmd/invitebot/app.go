@@ -88,22 +88,14 @@ func newApp(cfg *config.Config, log *slog.Logger, d deps) (*app, error) {
 	m := metrics.New()
 	bi := readBuildInfo()
 	m.BuildInfo(bi.Version, bi.Revision, bi.GoVersion)
-	dir, err := graph.New(graph.Config{
-		TenantID: cfg.TenantID, ClientID: cfg.ClientID, ManagedIdentity: cfg.ManagedIdentity,
-		ClientSecret:    cfg.ClientSecret.Reveal(),
-		CertificatePath: cfg.CertificatePath, CertificatePassword: cfg.CertificatePassword.Reveal(),
-		Credential:    d.credential,
-		AuthorityHost: cfg.AuthorityHost, BaseURL: cfg.GraphBaseURL,
-		Transport: m.Graph(d.graphTransport), AuthHTTPClient: d.authHTTP,
-		Logger: log.With("component", "graph"),
-	})
+	gc := entraConfig(cfg, d)
+	gc.Transport, gc.Logger = m.Graph(d.graphTransport), log.With("component", "graph")
+	dir, err := graph.New(gc)
 	if err != nil {
 		return nil, fmt.Errorf("graph: %w", err)
 	}
-	so := storeOptions{noSync: d.storeNoSync}
-	if cfg.DBAzureAuth {
-		so.token = dir.TokenFor
-	}
+	so := storeOptions{noSync: d.storeNoSync, azureAuth: cfg.DBAzureAuth,
+		entra: func() (tokenFunc, error) { return dir.TokenFor, nil }}
 	openCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	db, err := openStore(openCtx, cfg.DBPath, so)
 	cancel()

@@ -26,7 +26,8 @@ detail. It reads the store at INVITEBOT_DB (default ` + config.DefaultDB + `) an
 other configuration. bbolt allows one process per file: stop a running
 invitebot first, or ask it from Slack with /invite-guest audit [days].
 On PostgreSQL (INVITEBOT_DB a postgres:// URL) it reads while invitebot
-runs; with INVITEBOT_DB_AZURE_AUTH use /invite-guest audit instead.
+runs; with INVITEBOT_DB_AZURE_AUTH=1 it signs in with a Microsoft Entra
+access token from the AZURE_* credential, as invitebot serve does.
 
 Flags:
 `
@@ -36,6 +37,10 @@ var errStoreInUse = errors.New("the store is in use by a running invitebot; stop
 
 // auditCmd is `invitebot audit export`.
 func auditCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runAudit(ctx, args, getenv, deps{}, stdout, stderr)
+}
+
+func runAudit(ctx context.Context, args []string, getenv func(string) string, d deps, stdout, stderr io.Writer) error {
 	fset := flag.NewFlagSet("audit export", flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	since := fset.Duration("since", 30*24*time.Hour, "export the events of this last `duration`")
@@ -67,10 +72,11 @@ func auditCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if _, err := os.Stat(path); !pg && errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("no invitebot store at %s (set INVITEBOT_DB to the file invitebot serve uses)", path)
 	}
-	if pg && getenv("INVITEBOT_DB_AZURE_AUTH") == "1" {
-		return errors.New("audit export: INVITEBOT_DB_AZURE_AUTH is not supported here (it needs the Entra credential); use /invite-guest audit")
+	so, err := storeEnv(getenv, d)
+	if err != nil {
+		return fmt.Errorf("audit export: %w", err)
 	}
-	db, err := openStore(ctx, path, storeOptions{})
+	db, err := openStore(ctx, path, so)
 	if errors.Is(err, store.ErrLocked) {
 		return errStoreInUse
 	}

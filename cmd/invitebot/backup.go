@@ -55,6 +55,10 @@ func backupCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if src == "" {
 		src = config.DefaultDB
 	}
+	if config.IsPostgresURL(src) {
+		// PostgreSQL has its own backups; this copies bbolt files.
+		return fmt.Errorf("backup: INVITEBOT_DB is a PostgreSQL database (%s): back it up with its own tools (pg_dump, or the backups of Azure Database for PostgreSQL), or copy it into a bbolt file with invitebot store copy", config.RedactDB(src))
+	}
 	dest := fs.Arg(0)
 	if sameFile(src, dest) {
 		return fmt.Errorf("backup: %s is the store itself; choose another file", dest)

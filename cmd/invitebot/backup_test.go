@@ -82,3 +82,23 @@ func TestBackup(t *testing.T) {
 		}
 	}
 }
+
+// backup copies bbolt files; on PostgreSQL it says what to use instead,
+// without the URL's password, and writes nothing.
+func TestBackupRefusesPostgres(t *testing.T) {
+	dest := filepath.Join(t.TempDir(), "copy.db")
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"backup", dest}, func(k string) string {
+		if k == "INVITEBOT_DB" {
+			return "postgres://invitebot:s3cret@db.example.com/invitebot"
+		}
+		return ""
+	}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "PostgreSQL database") || !strings.Contains(err.Error(), "store copy") ||
+		strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("backup on PostgreSQL: %v", err)
+	}
+	if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("backup wrote %s: %v", dest, err)
+	}
+}

@@ -115,12 +115,9 @@ func runDoctor(ctx context.Context, getenv func(string) string, d deps, stdout i
 	}
 
 	// Entra.
-	dir, err := graph.New(graph.Config{
-		TenantID: cfg.TenantID, ClientID: cfg.ClientID, ManagedIdentity: cfg.ManagedIdentity,
-		ClientSecret: cfg.ClientSecret.Reveal(), CertificatePath: cfg.CertificatePath, CertificatePassword: cfg.CertificatePassword.Reveal(),
-		Credential: d.credential, AuthorityHost: cfg.AuthorityHost, BaseURL: cfg.GraphBaseURL,
-		Transport: d.graphTransport, AuthHTTPClient: d.authHTTP, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	gc := entraConfig(cfg, d)
+	gc.Transport, gc.Logger = d.graphTransport, slog.New(slog.NewTextHandler(io.Discard, nil))
+	dir, err := graph.New(gc)
 	if err != nil {
 		doc.fail("entra credential", "%s: %v", cfg.CredentialKind(), err)
 	} else if tok, err := dir.Token(ctx); err != nil {
@@ -195,14 +192,11 @@ func doctorBolt(doc *doctor, cfg *config.Config) { doc.checkStore(cfg.DBPath) }
 // invitebot's version (Open migrates it), and who runs the background work.
 func doctorPostgres(ctx context.Context, doc *doctor, cfg *config.Config, dir *graph.Client) {
 	name := config.RedactDB(cfg.DBPath)
-	var so storeOptions
-	if cfg.DBAzureAuth {
-		if dir == nil {
-			doc.fail("store", "%s: INVITEBOT_DB_AZURE_AUTH needs the Entra credential, which failed above", name)
-			return
-		}
-		so.token = dir.TokenFor
+	if cfg.DBAzureAuth && dir == nil {
+		doc.fail("store", "%s: INVITEBOT_DB_AZURE_AUTH needs the Entra credential, which failed above", name)
+		return
 	}
+	so := storeOptions{azureAuth: cfg.DBAzureAuth, entra: func() (tokenFunc, error) { return dir.TokenFor, nil }}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	b, err := openStore(ctx, cfg.DBPath, so)

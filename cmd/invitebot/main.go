@@ -104,7 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "version":
 		return versionCmd(ctx, args[1:], stdout, stderr)
 	case "store":
-		return storeCmd(ctx, args[1:], stdout, stderr)
+		return storeCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

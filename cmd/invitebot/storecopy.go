@@ -25,6 +25,10 @@ or a postgres:// URL (libpq's PG* variables fill what a URL leaves out, as
 for INVITEBOT_DB), then reads TO back and checks the counts. Use it to move
 an installation between bbolt and PostgreSQL, or to back up a bbolt file.
 
+With INVITEBOT_DB_AZURE_AUTH=1, the password of FROM or TO, whichever is
+a postgres:// URL, is a Microsoft Entra access token from the AZURE_*
+credential, as for invitebot serve (Azure Database for PostgreSQL).
+
 It refuses while a running invitebot holds FROM or TO (bbolt: the file's
 lock; PostgreSQL: the unexpired lease of the replica running the background
 work): stop invitebot first. It refuses a TO that holds any record, and
@@ -44,7 +48,11 @@ var (
 )
 
 // storeCmd is `invitebot store copy FROM TO`.
-func storeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func storeCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runStore(ctx, args, getenv, deps{}, stdout, stderr)
+}
+
+func runStore(ctx context.Context, args []string, getenv func(string) string, d deps, stdout, stderr io.Writer) error {
 	fset := flag.NewFlagSet("store copy", flag.ContinueOnError)
 	fset.SetOutput(stderr)
 	fset.Usage = func() { fmt.Fprint(stderr, storeUsage) }
@@ -72,12 +80,17 @@ func storeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("store copy: FROM: no store at %s", from)
 		}
 	}
-	src, err := openIdle(ctx, "FROM", from)
+	so, err := storeEnv(getenv, d)
+	if err != nil {
+		return fmt.Errorf("store copy: %w", err)
+	}
+	so.lockTimeout = time.Second
+	src, err := openIdle(ctx, "FROM", from, so)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	dst, err := openIdle(ctx, "TO", to)
+	dst, err := openIdle(ctx, "TO", to, so)
 	if err != nil {
 		return err
 	}
@@ -108,9 +121,9 @@ func storeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // openIdle opens the store db for `store copy`, refusing one a running
 // invitebot holds.
-func openIdle(ctx context.Context, role, db string) (snapshotter, error) {
+func openIdle(ctx context.Context, role, db string, so storeOptions) (snapshotter, error) {
 	name := config.RedactDB(db)
-	b, err := openStore(ctx, db, storeOptions{lockTimeout: time.Second})
+	b, err := openStore(ctx, db, so)
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("store copy: %s %s is in use by a running invitebot (its file lock); stop it first", role, name)
 	}

@@ -231,13 +231,26 @@ var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[
 // Load reads the configuration through getenv (os.Getenv in main) and
 // validates it. The error lists every problem, one per line, each naming
 // its variable.
-func Load(getenv func(string) string) (*Config, error) { return load(getenv, true) }
+func Load(getenv func(string) string) (*Config, error) { return load(getenv, modeServe) }
 
 // LoadOutbound is Load for commands that call Slack but receive nothing
 // from it (invitebot bulk): SLACK_SIGNING_SECRET is not required.
-func LoadOutbound(getenv func(string) string) (*Config, error) { return load(getenv, false) }
+func LoadOutbound(getenv func(string) string) (*Config, error) { return load(getenv, modeOutbound) }
 
-func load(getenv func(string) string, inbound bool) (*Config, error) {
+// LoadStore is Load for the commands that only open stores (store copy,
+// audit export): it reads INVITEBOT_DB and INVITEBOT_DB_AZURE_AUTH and,
+// when that is on, the Entra credential's variables (AZURE_*), which the
+// database's tokens come from. Nothing else is read or required.
+func LoadStore(getenv func(string) string) (*Config, error) { return load(getenv, modeStore) }
+
+// What load is loading for.
+const (
+	modeServe    = iota // everything
+	modeOutbound        // no SLACK_SIGNING_SECRET (invitebot bulk)
+	modeStore           // the store and, with INVITEBOT_DB_AZURE_AUTH, the Entra credential
+)
+
+func load(getenv func(string) string, mode int) (*Config, error) {
 	getenv, errs := withSecretFiles(getenv)
 	get := func(k, def string) string {
 		if v := strings.TrimSpace(getenv(k)); v != "" {
@@ -281,7 +294,7 @@ func load(getenv func(string) string, inbound bool) (*Config, error) {
 	if tok := c.SlackAppToken.Reveal(); tok != "" && !strings.HasPrefix(tok, "xapp-") {
 		bad("SLACK_APP_TOKEN", "must start with xapp- (an app-level token with connections:write)")
 	}
-	if inbound && !c.SocketMode() && c.SlackSigningSecret == "" {
+	if mode == modeServe && !c.SocketMode() && c.SlackSigningSecret == "" {
 		bad("SLACK_SIGNING_SECRET", "required in HTTP mode (or set SLACK_APP_TOKEN for Socket Mode)")
 	}
 	checkURL(bad, "SLACK_API_URL", c.SlackAPIURL, true)
@@ -326,7 +339,7 @@ func load(getenv func(string) string, inbound bool) (*Config, error) {
 	case "", "0", "false":
 	case "1", "true":
 		c.DBAzureAuth = true
-		if !c.Postgres() {
+		if !c.Postgres() && mode != modeStore { // store copy names its stores itself
 			bad("INVITEBOT_DB_AZURE_AUTH", "needs INVITEBOT_DB to be a postgres:// URL")
 		}
 	default:
@@ -347,13 +360,20 @@ func load(getenv func(string) string, inbound bool) (*Config, error) {
 		bad("LOG_FORMAT", "json or text")
 	}
 	c.Policy = &Policy{}
-	if c.PolicyPath != "" {
+	if c.PolicyPath != "" && mode != modeStore {
 		p, err := LoadPolicy(c.PolicyPath)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("INVITEBOT_CONFIG: %w", err))
 		} else {
 			c.Policy = p
 		}
+	}
+	if mode == modeStore {
+		// Only the problems of what the store needs.
+		errs = slices.DeleteFunc(errs, func(err error) bool {
+			k := err.Error()
+			return !strings.HasPrefix(k, "INVITEBOT_DB") && !(c.DBAzureAuth && strings.HasPrefix(k, "AZURE_"))
+		})
 	}
 	// One line per problem, sorted: each starts with its variable.
 	slices.SortStableFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })

@@ -450,3 +450,30 @@ func TestCredentialSelection(t *testing.T) {
 		})
 	}
 }
+
+// LoadStore (store copy, audit export) requires nothing but what the
+// store needs: the Entra credential only with INVITEBOT_DB_AZURE_AUTH on.
+func TestLoadStore(t *testing.T) {
+	// No Slack, no Azure, a broken policy path: not the store's business.
+	c, err := config.LoadStore(env(map[string]string{"INVITEBOT_CONFIG": "/nonexistent/policy.yaml", "INVITEBOT_POLL_INTERVAL": "often"}))
+	if err != nil || c.DBAzureAuth || c.DBPath != config.DefaultDB {
+		t.Fatalf("LoadStore = %+v, %v", c, err)
+	}
+	// The switch without INVITEBOT_DB: store copy names its stores itself.
+	e := validEnv()
+	delete(e, "SLACK_BOT_TOKEN")
+	e["INVITEBOT_DB_AZURE_AUTH"] = "1"
+	if c, err := config.LoadStore(env(e)); err != nil || !c.DBAzureAuth || c.TenantID == "" || c.ClientSecret.Reveal() == "" {
+		t.Fatalf("LoadStore with the switch = %+v, %v", c, err)
+	}
+	// With it on, the credential's variables are required.
+	delete(e, "AZURE_CLIENT_SECRET")
+	if _, err := config.LoadStore(env(e)); err == nil || !strings.Contains(err.Error(), "AZURE_CLIENT_SECRET: required") ||
+		strings.Contains(err.Error(), "SLACK") {
+		t.Errorf("LoadStore without a credential = %v", err)
+	}
+	if _, err := config.LoadStore(env(map[string]string{"INVITEBOT_DB_AZURE_AUTH": "yes"})); err == nil ||
+		!strings.Contains(err.Error(), "INVITEBOT_DB_AZURE_AUTH: 1 or 0") {
+		t.Errorf("LoadStore with a bad switch = %v", err)
+	}
+}

@@ -49,7 +49,10 @@ const DefaultServicePrincipal = "33333333-4444-5555-6666-777777777777"
 // GET /{tenant}/v2.0/.well-known/openid-configuration and
 // POST /{tenant}/oauth2/v2.0/token; and for a person's sign-in (the
 // authorization code flow with PKCE): GET /{tenant}/oauth2/v2.0/authorize
-// and the authorization_code and refresh_token grants.
+// and the authorization_code and refresh_token grants. Client credentials
+// also get tokens for Azure Database for PostgreSQL (ResourceOSSRDBMS);
+// their tokens are signed with the key GET /{tenant}/discovery/v2.0/keys
+// publishes.
 type STS struct {
 	URL string // https://127.0.0.1:PORT
 	cfg STSConfig
@@ -67,6 +70,8 @@ type STS struct {
 	codesRedeemed, refreshed int
 	refreshRequests          int
 	issued                   []string
+
+	resourceLife time.Duration // the lifetime of tokens for other resources than Graph; zero: 1h
 }
 
 // NewSTS starts a token service.
@@ -138,6 +143,8 @@ func (s *STS) serve(w http.ResponseWriter, r *http.Request) {
 		s.token(w, r)
 	case "/" + tenant + "/oauth2/v2.0/authorize":
 		s.authorize(w, r)
+	case "/" + tenant + "/discovery/v2.0/keys":
+		keys(w)
 	default:
 		aadError(w, http.StatusBadRequest, "invalid_tenant", "AADSTS90002: Tenant not found.")
 	}
@@ -169,7 +176,14 @@ func (s *STS) token(w http.ResponseWriter, r *http.Request) {
 		aadError(w, http.StatusBadRequest, "unsupported_grant_type", "AADSTS70003: unsupported grant type")
 		return
 	case !slices.Contains(strings.Fields(f.Get("scope")), "https://graph.microsoft.com/.default"):
-		aadError(w, http.StatusBadRequest, "invalid_scope", "AADSTS1002012: The provided value for scope is not valid.")
+		if r, ok := resourceOf(f.Get("scope")); ok {
+			s.resourceToken(w, r)
+		} else if r != "" {
+			aadError(w, http.StatusBadRequest, "invalid_resource", "AADSTS500011: The resource principal named "+r+
+				" was not found in the tenant named "+s.cfg.TenantID+".")
+		} else {
+			aadError(w, http.StatusBadRequest, "invalid_scope", "AADSTS1002012: The provided value for scope is not valid.")
+		}
 		return
 	}
 	now := time.Now()
@@ -184,7 +198,7 @@ func (s *STS) token(w http.ResponseWriter, r *http.Request) {
 			c["wids"] = w
 		}
 	}
-	tok := jwt(c)
+	tok := sign(c)
 	s.mu.Lock()
 	s.tokens[tok] = true
 	s.mu.Unlock()
