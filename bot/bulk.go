@@ -60,7 +60,19 @@ func (b *Bot) fileShared(ctx context.Context, user, channel, fileID string) {
 			b.bulkMu.Unlock()
 		}()
 		// The run outlives the request, but its log lines keep its ID.
-		b.runBulkFile(WithRequestID(b.jobsCtx, RequestID(ctx)), user, channel, fileID)
+		ctx := WithRequestID(b.jobsCtx, RequestID(ctx))
+		// Slack may redeliver the event to another replica: one runs it.
+		release, err := b.svc.Hold(ctx, "bulk-file/"+fileID)
+		switch {
+		case errors.Is(err, flows.ErrLeaseHeld):
+			b.log.InfoContext(ctx, "bulk: the file runs on another replica", "file", fileID, "err", err)
+			return
+		case err != nil:
+			b.log.WarnContext(ctx, "bulk: could not tell whether another replica runs the file; running it here", "file", fileID, "err", err)
+		default:
+			defer release()
+		}
+		b.runBulkFile(ctx, user, channel, fileID)
 	}()
 }
 

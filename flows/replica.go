@@ -297,3 +297,48 @@ func (s *Service) adoptLoop(ctx context.Context) {
 		}
 	}
 }
+
+// Hold takes the lease name for this replica and keeps it, renewed every
+// ReplicaTTL/3, until release is called: work that Slack may deliver to
+// two replicas (a shared bulk file's event, redelivered to another one)
+// then runs on one of them. It returns a *LeaseHeldError if another
+// replica holds name; if that replica dies, the lease lapses within
+// ReplicaTTL. A process alone with its store holds nothing: its callers'
+// in-process guards suffice.
+func (s *Service) Hold(ctx context.Context, name string) (release func(), err error) {
+	if s.replica == "" {
+		return func() {}, nil
+	}
+	l, err := s.leaser.AcquireLease(ctx, name, s.replica, s.replicaTTL)
+	if err != nil {
+		return nil, err
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(s.replicaTTL / 3):
+			}
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.replicaTTL/3)
+			got, err := s.leaser.AcquireLease(cctx, name, s.replica, s.replicaTTL)
+			cancel()
+			if err != nil {
+				s.log.WarnContext(ctx, "renew lease", "lease", name, "err", err)
+				continue
+			}
+			l = got
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if err := s.leaser.ReleaseLease(cctx, l); err != nil {
+			s.log.WarnContext(ctx, "release lease", "lease", name, "err", err)
+		}
+	}, nil
+}

@@ -2,6 +2,7 @@ package flows_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -252,5 +253,40 @@ func TestReplicaTrackerLeavesALiveReplicasAction(t *testing.T) {
 	}
 	if got := r.invitation(t, inv.ID); got.State != flows.StateRevoked || got.Runner != "" {
 		t.Fatalf("state %s, runner %q; want revoked, no runner", got.State, got.Runner)
+	}
+}
+
+// Ensure Hold lets one replica at a time hold a name, and gives it up on
+// release.
+func TestReplicaHold(t *testing.T) {
+	r := newReplicas()
+	a := r.replica(t, "a", flowstest.NewDirectory(), time.Hour)
+	b := r.replica(t, "b", flowstest.NewDirectory(), time.Hour)
+	release, err := a.Hold(t.Context(), "bulk-file/F1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Hold(t.Context(), "bulk-file/F1"); !errors.Is(err, flows.ErrLeaseHeld) {
+		t.Fatalf("b's Hold while a holds it: %v, want ErrLeaseHeld", err)
+	}
+	other, err := b.Hold(t.Context(), "bulk-file/F2")
+	if err != nil {
+		t.Fatalf("another name: %v", err)
+	}
+	other()
+	release()
+	again, err := b.Hold(t.Context(), "bulk-file/F1")
+	if err != nil {
+		t.Fatalf("b's Hold after a released it: %v", err)
+	}
+	again()
+	alone := flows.New(flows.Config{Directory: flowstest.NewDirectory(), Store: flowstest.NewStore(), Notifier: &flowstest.Notifier{}})
+	defer alone.Close()
+	for range 2 {
+		rel, err := alone.Hold(t.Context(), "bulk-file/F1")
+		if err != nil {
+			t.Fatalf("a process alone: %v", err)
+		}
+		defer rel()
 	}
 }

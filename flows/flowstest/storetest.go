@@ -381,6 +381,7 @@ func testFilters(t *testing.T, s flows.Store) {
 	mustUpdate(t, s, "c", func(inv *flows.Invitation) { inv.State, inv.ObjectID = flows.StateNotified, "u-carol" })
 	mustUpdate(t, s, "e", func(inv *flows.Invitation) {
 		inv.State, inv.ObjectID, inv.Tracking.External = flows.StateNotified, "u-frank", flows.ExternalAccepted
+		inv.SponsorDue = true
 	})
 	for _, tc := range []struct {
 		name string
@@ -397,6 +398,7 @@ func testFilters(t *testing.T, s flows.Store) {
 		{"Unfinished", flows.InvitationFilter{Unfinished: true}, []string{"b", "d", "f"}},
 		// c: acceptance pending; f: waits for an approver; e accepted: no.
 		{"Tracked", flows.InvitationFilter{Tracked: true}, []string{"c", "f"}},
+		{"SponsorDue", flows.InvitationFilter{SponsorDue: true}, []string{"e"}},
 		{"Combined", flows.InvitationFilter{Inviter: "UALICE", Unfinished: true, OriginKind: flows.OriginBulk}, []string{"b"}},
 		{"LimitKeepsNewest", flows.InvitationFilter{Limit: 2}, []string{"e", "f"}},
 		{"LimitAfterFilter", flows.InvitationFilter{Inviter: "UALICE", Limit: 3}, []string{"c", "e", "f"}},

@@ -336,6 +336,9 @@ func (db *DB) Invitations(ctx context.Context, f flows.InvitationFilter) ([]*flo
 	if f.Tracked {
 		where = append(where, "tracked")
 	}
+	if f.SponsorDue {
+		where = append(where, "(doc->>'sponsorDue') = 'true'") // the partial index invitations_sponsor_due
+	}
 	filter := ""
 	if len(where) > 0 {
 		filter = " WHERE " + strings.Join(where, " AND ")
