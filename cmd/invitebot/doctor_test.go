@@ -115,6 +115,15 @@ func TestDoctor(t *testing.T) {
 		!strings.Contains(out, "ok    lease") || strings.Contains(out, "s3cret") {
 		t.Errorf("doctor on PostgreSQL: %v\n%s", err, out)
 	}
+	// On Azure with INVITEBOT_DB_AZURE_AUTH: it signs in with the app's
+	// Entra token; a role made for another identity refuses it.
+	front, _ := newEntraFront(t, h.sts)
+	azure := clone(clone(env, "INVITEBOT_DB", front.URL(pgRole)), "INVITEBOT_DB_AZURE_AUTH", "1")
+	out, err = h.doctor(t, azure, h.sts)
+	if ok, _ := accepted(front); err != nil || !strings.Contains(out, fmt.Sprintf("PostgreSQL, schema version %d", pgstore.SchemaVersion())) || len(ok) == 0 {
+		t.Errorf("doctor on Azure with Entra authentication: %v\n%s", err, out)
+	}
+	fails("Entra token refused", clone(azure, "INVITEBOT_DB", front.URL("someone")), h.sts, "store", "refused the Microsoft Entra access token")
 
 	held, err := store.Open(env["INVITEBOT_DB"], store.Options{})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os/exec"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/invitebot/invitebot/bot"
+	"github.com/invitebot/invitebot/flows"
 	"github.com/invitebot/invitebot/internal/pgstore/pgtest"
 	"github.com/invitebot/invitebot/internal/slackfake"
 )
@@ -33,14 +35,50 @@ type replica struct {
 	name string
 	addr string
 	logs *logBuffer
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
+	// graph is what this replica asked the emulated tenant: each replica
+	// has its own Graph endpoint (GRAPH_BASE_URL) in front of the one
+	// tenant, so a request tells which process sent it.
+	graph *callLog
+	cmd   *exec.Cmd
+	done  chan struct{} // closed when the process has exited
+}
+
+// callLog records the keys of the requests that passed through it.
+type callLog struct {
+	mu   sync.Mutex
+	keys []string
+}
+
+// front records each request's key, then hands it to next.
+func (c *callLog) front(key func(*http.Request) string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		c.keys = append(c.keys, key(r))
+		c.mu.Unlock()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// count is how many requests with key passed.
+func (c *callLog) count(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, k := range c.keys {
+		if k == key {
+			n++
+		}
+	}
+	return n
 }
 
 // replicaRig is a crash rig whose children share one PostgreSQL database.
 type replicaRig struct {
 	*crashRig
-	pg string
+	pg    string
+	store backend // the test's own connection to the database, for records
+	// invs are the inviters added besides Ann (replicas_more_e2e_test.go).
+	invs []string
 }
 
 func newReplicaRig(t *testing.T) *replicaRig {
@@ -48,13 +86,14 @@ func newReplicaRig(t *testing.T) *replicaRig {
 	return &replicaRig{crashRig: newCrashRig(t), pg: pgtest.URL(t)}
 }
 
-// replica starts a serve process on the shared database and waits until
-// it answers /healthz.
-func (r *replicaRig) replica(ctx context.Context, name string) *replica {
+// replica starts a serve process on the shared database, with env added
+// to (or replacing) the rig's, and waits until it answers /healthz.
+func (r *replicaRig) replica(ctx context.Context, name string, env ...string) *replica {
 	r.t.Helper()
-	rp := &replica{name: name, addr: freeAddr(r.t), logs: &logBuffer{}}
-	rp.cmd, rp.done = r.child(rp.logs, "INVITEBOT_DB="+r.pg, "INVITEBOT_ADDR="+rp.addr,
-		"INVITEBOT_LEASE_TTL="+replicaTTL.String())
+	rp := &replica{name: name, addr: freeAddr(r.t), logs: &logBuffer{}, graph: &callLog{}}
+	graph := r.hub.serve(r.t, graphKey, rp.graph.front(graphKey, r.tenant))
+	rp.cmd, rp.done = r.child(rp.logs, append([]string{"INVITEBOT_DB=" + r.pg, "INVITEBOT_ADDR=" + rp.addr,
+		"INVITEBOT_LEASE_TTL=" + replicaTTL.String(), "GRAPH_BASE_URL=" + graph.URL + "/v1.0"}, env...)...)
 	done := rp.done
 	r.t.Cleanup(func() {
 		_ = rp.cmd.Process.Kill()
@@ -124,13 +163,22 @@ type submission struct {
 
 func (r *replicaRig) submission(user, viewID string, values map[string]map[string]any) submission {
 	r.t.Helper()
+	sub, err := r.signedSubmission(user, viewID, values)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return sub
+}
+
+// signedSubmission is submission for any goroutine: it returns its error.
+func (r *replicaRig) signedSubmission(user, viewID string, values map[string]map[string]any) (submission, error) {
 	raw, ok := r.slack.View(viewID)
 	if !ok {
-		r.t.Fatalf("no view %s", viewID)
+		return submission{}, fmt.Errorf("no view %s", viewID)
 	}
 	var view map[string]any
 	if err := json.Unmarshal(raw, &view); err != nil {
-		r.t.Fatal(err)
+		return submission{}, err
 	}
 	view["state"] = map[string]any{"values": values}
 	payload, err := json.Marshal(map[string]any{
@@ -138,13 +186,13 @@ func (r *replicaRig) submission(user, viewID string, values map[string]map[strin
 		"api_app_id": slackfake.AppID, "trigger_id": r.slack.NewTriggerID(), "view": view,
 	})
 	if err != nil {
-		r.t.Fatal(err)
+		return submission{}, err
 	}
 	body := []byte(url.Values{"payload": {string(payload)}}.Encode())
 	req, _ := http.NewRequest(http.MethodPost, "http://unused/", nil)
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	slackfake.Sign(req, body, emuSigning, time.Now())
-	return submission{body: body, header: req.Header}
+	return submission{body: body, header: req.Header}, nil
 }
 
 // deliver posts s to rp's /slack/interactions and returns the status.
@@ -166,13 +214,99 @@ func (s submission) deliver(ctx context.Context, rp *replica) (int, error) {
 // openDialog runs /invite for email on rp and returns the view it opened.
 func (r *replicaRig) openDialog(ctx context.Context, rp *replica, email string) string {
 	r.t.Helper()
-	p := *r.player
-	p.BotURL = "http://" + rp.addr
-	resp, view, err := p.Command(ctx, ann, bot.Command, email)
-	if err != nil || resp.Status != http.StatusOK || view == "" {
-		r.t.Fatalf("command on %s: %v %d %s", rp.name, err, resp.Status, resp.Body)
+	view, err := r.dialog(ctx, rp, ann, email)
+	if err != nil {
+		r.t.Fatal(err)
 	}
 	return view
+}
+
+// dialog is openDialog for any goroutine and inviter: it returns its error.
+func (r *replicaRig) dialog(ctx context.Context, rp *replica, user, email string) (string, error) {
+	p := *r.player
+	p.BotURL = "http://" + rp.addr
+	resp, view, err := p.Command(ctx, user, bot.Command, email)
+	if err != nil || resp.Status != http.StatusOK || view == "" {
+		return "", fmt.Errorf("command on %s: %v %d %s", rp.name, err, resp.Status, resp.Body)
+	}
+	return view, nil
+}
+
+// ready waits until rp answers /readyz with 200.
+func (r *replicaRig) ready(ctx context.Context, rp *replica) {
+	r.t.Helper()
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 3 * time.Second}
+	err := poll(ctx, func() bool {
+		resp, err := c.Get("http://" + rp.addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if err != nil {
+		r.t.Fatalf("%s not ready: %v; log tail:\n%s", rp.name, err, tail(rp.logs.String(), 2000))
+	}
+}
+
+// records reads the shared database (the replicas may be running): every
+// invitation by email; two records for one address fail the test.
+func (r *replicaRig) records(ctx context.Context) map[string]*flows.Invitation {
+	r.t.Helper()
+	if r.store == nil {
+		db, err := openStore(ctx, r.pg, storeOptions{})
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		r.store = db
+		r.t.Cleanup(func() { db.Close() })
+	}
+	invs, err := r.store.Invitations(ctx, flows.InvitationFilter{})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	out := map[string]*flows.Invitation{}
+	for _, inv := range invs {
+		if out[inv.Request.Email] != nil {
+			r.t.Errorf("two invitation records for %s", inv.Request.Email)
+		}
+		out[inv.Request.Email] = inv
+	}
+	return out
+}
+
+// acceptDMs counts the acceptance DMs, to any inviter, per guest address
+// (the guests have display names: "*Name* (address) accepted your
+// invitation").
+func (r *replicaRig) acceptDMs() map[string]int {
+	out := map[string]int{}
+	for _, m := range r.slack.Messages() {
+		if m.Ephemeral {
+			continue
+		}
+		if before, _, ok := strings.Cut(m.Text, ") accepted your invitation"); ok {
+			if i := strings.LastIndex(before, "("); i >= 0 {
+				out[before[i+1:]]++
+			}
+		}
+	}
+	return out
+}
+
+// outcomeDMsToAll is outcomeDMs for every inviter.
+func (r *replicaRig) outcomeDMsToAll() map[string]int {
+	out := map[string]int{}
+	for _, m := range r.slack.Messages() {
+		if m.Ephemeral || !strings.HasPrefix(m.Channel, "D") {
+			continue
+		}
+		for _, p := range []string{"Invited ", "Could not invite "} {
+			if email, ok := strings.CutPrefix(m.Text, p); ok {
+				out[email]++
+			}
+		}
+	}
+	return out
 }
 
 // The same signed submission, delivered to both replicas at once (Slack
