@@ -27,7 +27,7 @@ func TestBackgroundStopsItsRunsAndAnotherReplicaFinishes(t *testing.T) {
 		return dir.DefaultInvite(ctx, inv)
 	}
 	newReplica := func() *flows.Service {
-		svc := flows.New(flows.Config{Directory: dir, Store: st, Notifier: note, PollInterval: -1,
+		svc := flows.New(flows.Config{Directory: dir, Store: st, Notifier: note, PollInterval: -1, StopGrace: -1,
 			Policy: flows.Policy{DefaultRedirectURL: "https://myapplications.microsoft.com"},
 			Sleep:  func(ctx context.Context, _ time.Duration) error { return ctx.Err() }})
 		t.Cleanup(svc.Close)

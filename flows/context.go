@@ -1,6 +1,9 @@
 package flows
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 type ctxKey int
 
@@ -17,4 +20,32 @@ func WithInvitationID(ctx context.Context, id string) context.Context {
 func InvitationID(ctx context.Context) string {
 	id, _ := ctx.Value(invitationKey).(string)
 	return id
+}
+
+// linger returns a context that carries ctx's values and deadline but is
+// cancelled only grace after ctx is (or when cancel is called): a Graph
+// call or store write in flight when the service stops (SIGTERM, a lost
+// lease) finishes, within the grace, and its result is recorded, rather
+// than being cut off after Graph acted, which would make the resumed
+// invitation repeat it. Waits (Retry-After, pacing) still end with ctx.
+// A grace of zero or less returns ctx itself.
+func linger(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	if grace <= 0 {
+		return ctx, func() {}
+	}
+	d, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	if dl, ok := ctx.Deadline(); ok {
+		var c2 context.CancelFunc
+		d, c2 = context.WithDeadline(d, dl)
+		c1 := cancel
+		cancel = func() { c2(); c1() }
+	}
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(grace, cancel)
+		context.AfterFunc(d, func() { t.Stop() })
+	})
+	return d, func() {
+		stop()
+		cancel()
+	}
 }

@@ -163,7 +163,9 @@ func (s *Service) sendInvite(ctx context.Context, sd *sender, in Invite) (Invite
 		return s.dir.Invite(ctx, in)
 	}
 	s.gate.enter()
-	res, err := s.delegation.Invite(ctx, sd.person, in)
+	lctx, cancel := linger(ctx, s.grace) // as interactive's calls
+	res, err := s.delegation.Invite(lctx, sd.person, in)
+	cancel()
 	s.gate.leave(err, s.now())
 	if errors.Is(err, ErrSignInNeeded) && s.inviteAs == InviteAsInviterOrApp {
 		s.log.InfoContext(ctx, "inviter's sign-in no longer usable; sending as the app", "slack_user", sd.person, "err", err)

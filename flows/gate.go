@@ -101,67 +101,80 @@ type interactive struct {
 	g       *gate
 	invites *window // told of a throttled POST /invitations
 	now     func() time.Time
+	grace   time.Duration // how long a call outlives its context (linger)
+}
+
+// begin enters the gate for a call and lets the call outlive its
+// context's cancellation by the grace (a stop must not cut off a Graph
+// write whose result the step is about to record); end(err) leaves.
+func (d interactive) begin(ctx context.Context) (context.Context, func(error)) {
+	d.g.enter()
+	ctx, cancel := linger(ctx, d.grace)
+	return ctx, func(err error) {
+		cancel()
+		d.g.leave(err, d.now())
+	}
 }
 
 func (d interactive) VerifiedDomains(ctx context.Context) (out []string, err error) {
-	d.g.enter()
-	defer func() { d.g.leave(err, d.now()) }()
+	ctx, end := d.begin(ctx)
+	defer func() { end(err) }()
 	return d.Directory.VerifiedDomains(ctx)
 }
 
 func (d interactive) FindUsers(ctx context.Context, email string, withUPN bool) (out []DirectoryUser, err error) {
-	d.g.enter()
-	defer func() { d.g.leave(err, d.now()) }()
+	ctx, end := d.begin(ctx)
+	defer func() { end(err) }()
 	return d.Directory.FindUsers(ctx, email, withUPN)
 }
 
 func (d interactive) Invite(ctx context.Context, inv Invite) (out Invited, err error) {
-	d.g.enter()
+	ctx, end := d.begin(ctx)
 	defer func() {
-		d.g.leave(err, d.now())
+		end(err)
 		d.invites.throttled(ctx, err)
 	}()
 	return d.Directory.Invite(ctx, inv)
 }
 
 func (d interactive) UpdateUser(ctx context.Context, userID string, attrs Attributes) (err error) {
-	d.g.enter()
-	defer func() { d.g.leave(err, d.now()) }()
+	ctx, end := d.begin(ctx)
+	defer func() { end(err) }()
 	return d.Directory.UpdateUser(ctx, userID, attrs)
 }
 
 func (d interactive) AddGroupMember(ctx context.Context, groupID, userID string) (err error) {
-	d.g.enter()
-	defer func() { d.g.leave(err, d.now()) }()
+	ctx, end := d.begin(ctx)
+	defer func() { end(err) }()
 	return d.Directory.AddGroupMember(ctx, groupID, userID)
 }
 
 func (d interactive) RemoveGroupMember(ctx context.Context, groupID, userID string) (err error) {
-	d.g.enter()
-	defer func() { d.g.leave(err, d.now()) }()
+	ctx, end := d.begin(ctx)
+	defer func() { end(err) }()
 	return d.Directory.RemoveGroupMember(ctx, groupID, userID)
 }
 
 func (d interactive) DeleteUser(ctx context.Context, userID string) (err error) {
-	d.g.enter()
-	defer func() { d.g.leave(err, d.now()) }()
+	ctx, end := d.begin(ctx)
+	defer func() { end(err) }()
 	return d.Directory.DeleteUser(ctx, userID)
 }
 
 func (d interactive) DisableUser(ctx context.Context, userID string) (err error) {
-	d.g.enter()
-	defer func() { d.g.leave(err, d.now()) }()
+	ctx, end := d.begin(ctx)
+	defer func() { end(err) }()
 	return d.Directory.DisableUser(ctx, userID)
 }
 
 func (d interactive) AddSponsor(ctx context.Context, userID, sponsorID string) (err error) {
-	d.g.enter()
-	defer func() { d.g.leave(err, d.now()) }()
+	ctx, end := d.begin(ctx)
+	defer func() { end(err) }()
 	return d.Directory.AddSponsor(ctx, userID, sponsorID)
 }
 
 func (d interactive) User(ctx context.Context, idOrUPN string) (out DirectoryUser, err error) {
-	d.g.enter()
-	defer func() { d.g.leave(err, d.now()) }()
+	ctx, end := d.begin(ctx)
+	defer func() { end(err) }()
 	return d.Directory.User(ctx, idOrUPN)
 }

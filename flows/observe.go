@@ -61,10 +61,15 @@ func (nopObserver) PendingChanged(int)               {}
 // once, whichever code path made it.
 type observedStore struct {
 	Store
-	obs Observer
+	obs   Observer
+	grace time.Duration // how long a write outlives its context (linger)
 }
 
+// UpdateInvitation records a step's result: it outlives the stop of its
+// run by the grace, so a Graph call that finished is recorded.
 func (o observedStore) UpdateInvitation(ctx context.Context, id string, fn func(*Invitation) error) (*Invitation, error) {
+	ctx, cancel := linger(ctx, o.grace)
+	defer cancel()
 	var (
 		from    State
 		pending bool

@@ -128,7 +128,7 @@ func (s *Service) startBeat() {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.beat(s.ctx)
+			s.beat(s.beatCtx)
 		}()
 	})
 }

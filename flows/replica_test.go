@@ -45,7 +45,7 @@ func (r *replicas) advance(d time.Duration) {
 func (r *replicas) replica(t *testing.T, name string, dir *flowstest.Directory, ttl time.Duration) *flows.Service {
 	t.Helper()
 	svc := flows.New(flows.Config{Directory: dir, Store: r.store, Notifier: r.note, PollInterval: -1,
-		Replica: name, ReplicaTTL: ttl,
+		Replica: name, ReplicaTTL: ttl, StopGrace: -1, // the stops here cut calls off: TestStopGrace tests the grace
 		Policy: flows.Policy{Groups: []flows.Group{{Name: "Portal", ID: "g1"}, {Name: "Wiki", ID: "g2"}},
 			DefaultRedirectURL: "https://myapplications.microsoft.com"},
 		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }})
@@ -197,9 +197,7 @@ func TestReplicaStoppedWorkAdoptedByLeader(t *testing.T) {
 	inv := submit(t, b)
 	<-bentered
 	b.Close() // the run stops in its lookup; the claim stays, the lease goes
-	if got := r.invitation(t, inv.ID); got.Runner != "b" || got.State != flows.StateChecking {
-		t.Fatalf("after b stopped: state %s, runner %q; want checking, b", got.State, got.Runner)
-	}
+	// (The leader may adopt it from here on: what b left is not checked.)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	if err := r.note.WaitFor(ctx, func(ns []flows.Notice) bool {

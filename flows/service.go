@@ -73,6 +73,12 @@ type Config struct {
 	// zero: DefaultScopedWriteBackoff.
 	ScopedWriteBackoff Backoff
 
+	// StopGrace is how long a Graph call or store write in flight may
+	// outlive the stop of its run (Close, SIGTERM, a lost lease), so that
+	// what Graph did is recorded rather than repeated by the resumed
+	// invitation; zero: DefaultStopGrace; negative: calls are cut off.
+	StopGrace time.Duration
+
 	// Replica names this replica among several that share Store, which
 	// must then also be a Leaser; "" (the default) when the process is
 	// alone with its store. See replica.go: which replica runs an
@@ -140,6 +146,7 @@ type Service struct {
 	// the runs on this replica per claimed invitation; beating says
 	// whether the liveness lease is held, firstBeat is closed once it was
 	// first tried.
+	grace      time.Duration // Config.StopGrace; 0: none
 	replica    string
 	leaser     Leaser
 	replicaTTL time.Duration
@@ -147,6 +154,8 @@ type Service struct {
 	beating    atomic.Bool
 	firstBeat  chan struct{}
 	beatOnce   sync.Once
+	beatCtx    context.Context // the liveness lease's: ends after the runs (Close)
+	stopBeat   context.CancelFunc
 }
 
 // New returns a Service. Call Start to load the tenant's domains and resume
@@ -170,7 +179,13 @@ func New(cfg Config) *Service {
 	if s.obs == nil {
 		s.obs = nopObserver{}
 	}
-	s.store = observedStore{Store: cfg.Store, obs: s.obs}
+	switch {
+	case cfg.StopGrace == 0:
+		s.grace = DefaultStopGrace
+	case cfg.StopGrace > 0:
+		s.grace = cfg.StopGrace
+	}
+	s.store = observedStore{Store: cfg.Store, obs: s.obs, grace: s.grace}
 	if s.replica != "" {
 		l, ok := cfg.Store.(Leaser)
 		if !ok {
@@ -234,15 +249,20 @@ func New(cfg Config) *Service {
 			s.log.Warn("shared invitation window: store failed; pacing in this replica only", "err", err)
 		}
 	}
-	s.dir = interactive{Directory: cfg.Directory, g: &s.gate, invites: s.invites, now: s.now}
+	s.dir = interactive{Directory: cfg.Directory, g: &s.gate, invites: s.invites, now: s.now, grace: s.grace}
 	s.bulkDMs = newWindow(1, BulkDMEvery)
 	s.invites.waited = func(d time.Duration) { s.obs.Waited(WaitInviteLimit, d) }
 	s.bulkDMs.waited = func(d time.Duration) { s.obs.Waited(WaitBulkDM, d) }
 	p := cfg.Policy
 	s.policy.Store(&p)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.beatCtx, s.stopBeat = context.WithCancel(context.Background())
 	return s
 }
+
+// DefaultStopGrace is Config.StopGrace's default: within Kubernetes'
+// default termination grace period (30 s) with the HTTP server's 10 s.
+const DefaultStopGrace = 10 * time.Second
 
 // BulkDMEvery is the pace of the DMs bulk rows send: at most one per
 // BulkDMEvery, so 50 a minute.
@@ -326,10 +346,19 @@ func (s *Service) Background(ctx context.Context) error {
 	return nil
 }
 
+// Stop asks the background work to stop and returns: every run stops
+// before its next step (a Graph call or store write in flight finishes
+// within Config.StopGrace and is recorded), and no new run starts.
+func (s *Service) Stop() { s.cancel() }
+
 // Close stops background work and waits for it. Unfinished invitations keep
-// their last recorded state and are resumed by the next Start.
+// their last recorded state and are resumed by the next Start (or, with
+// replicas, by the leader: this replica's liveness lease is released only
+// once its runs have ended, so none is adopted while it still runs).
 func (s *Service) Close() {
 	s.cancel()
+	s.Wait()
+	s.stopBeat()
 	s.wg.Wait()
 }
 

@@ -86,6 +86,7 @@ func (e *env) start(t *testing.T) *flows.Service {
 		PollInterval:      -1, // tests run Track themselves
 		RemindAfter:       e.remind,
 		ScopedWriteWindow: e.window,
+		StopGrace:         -1, // Close plays a crash: calls in flight are cut off (TestStopGrace tests the grace)
 	})
 	if _, err := svc.Start(t.Context()); err != nil {
 		t.Fatal(err)

@@ -292,6 +292,11 @@ wait:
 	if serr := srv.Shutdown(sctx); serr != nil && err == nil {
 		err = serr
 	}
+	// Every run (this replica's, and the background work's) stops before
+	// its next step; the calls in flight finish within flows'
+	// StopGrace, together, and are recorded.
+	a.svc.Stop()
+	a.log.Info("stopping: invitations in progress stop after their current step")
 	stop()
 	<-led // the background work stopped and the lease is released; Close must not race it
 	<-identified

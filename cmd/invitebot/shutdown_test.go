@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -10,10 +11,11 @@ import (
 	"github.com/invitebot/invitebot/flows"
 )
 
-// SIGTERM while an invitation's POST /invitations is in flight: invitebot
-// stops accepting, abandons the call, leaves the record checkpointed in
-// its last state, closes bbolt cleanly and exits 0; the next start
-// finishes the invitation (one guest, one outcome DM).
+// SIGTERM while an invitation's POST /invitations is in flight and Graph
+// never answers: invitebot stops accepting, waits for the call for the
+// stop grace (flows.DefaultStopGrace), then abandons it, leaves the
+// record checkpointed in its last state, closes bbolt cleanly and exits 0;
+// the next start finishes the invitation (one guest, one outcome DM).
 func TestGracefulShutdownMidFlow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
@@ -73,5 +75,63 @@ func TestGracefulShutdownMidFlow(t *testing.T) {
 	}
 	if n != 1 || r.outcomeDMs()["bob@fabrikam.com"] != 1 {
 		t.Errorf("%d guests and %d outcome DMs, want 1 and 1", n, r.outcomeDMs()["bob@fabrikam.com"])
+	}
+}
+
+// SIGTERM while an invitation's POST /invitations is in flight and Graph
+// answers during the stop: the call finishes, its result is recorded (the
+// invitation stops after that step), invitebot exits 0, and the next start
+// goes on from there: one POST /invitations, one guest, one outcome DM.
+// Cutting the call off instead would make the resumed invitation POST
+// again (a new redeem link; with Microsoft's email, a lookup first).
+func TestGracefulShutdownFinishesCallInFlight(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	r := newCrashRig(t)
+	r.start()
+	r.healthy(ctx)
+	tr := &trap{key: "POST /invitations", n: 1, release: make(chan struct{})}
+	r.hub.arm(tr)
+	_, view, err := r.player.Command(ctx, ann, bot.Command, "")
+	if err != nil || view == "" {
+		t.Fatalf("command: %v", err)
+	}
+	if _, err := r.player.Submit(ctx, ann, view, inviteValues("bob@fabrikam.com", "Bob", "slack_link", emuPortal)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-tr.fired:
+	case <-ctx.Done():
+		t.Fatal("the invitation never reached POST /invitations")
+	}
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := poll(ctx, func() bool { return strings.Contains(r.logs.String(), "stopping: invitations in progress stop") }); err != nil {
+		t.Fatalf("the child did not start stopping: %v", err)
+	}
+	close(tr.release) // Graph answers while the runs are stopping
+	r.stop(ctx)       // already signalled: waits for exit 0
+	recs, _ := r.records(ctx)
+	if rec := recs["bob@fabrikam.com"]; rec == nil || rec.State != flows.StateInvited || rec.ObjectID == "" {
+		t.Fatalf("record after SIGTERM = %+v, want invited with the guest's object ID (the POST's result recorded)", rec)
+	}
+	r.start()
+	r.healthy(ctx)
+	if err := poll(ctx, func() bool { return r.outcomeDMs()["bob@fabrikam.com"] > 0 }); err != nil {
+		t.Fatalf("no outcome DM after the restart: %v", err)
+	}
+	r.stop(ctx)
+	n := 0
+	for _, k := range r.hub.keysSince(0) {
+		if k == "POST /invitations" {
+			n++
+		}
+	}
+	if n != 1 || len(r.tenant.Invitations()) != 1 {
+		t.Errorf("%d POST /invitations (%d reached Entra), want 1", n, len(r.tenant.Invitations()))
+	}
+	if got := r.outcomeDMs()["bob@fabrikam.com"]; got != 1 {
+		t.Errorf("%d outcome DMs, want 1", got)
 	}
 }
