@@ -87,6 +87,32 @@ func (r *replicas) invitation(t *testing.T, id string) *flows.Invitation {
 	return inv
 }
 
+// submit has svc take the usual request.
+func submit(t *testing.T, svc *flows.Service) *flows.Invitation {
+	t.Helper()
+	inv, err := svc.Submit(t.Context(), "V1", inviter, request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
+// finished checks that id was notified once and has no runner left, and
+// that the leader (adir) and b (bdir) sent the POST /invitations wanted.
+func (r *replicas) finished(t *testing.T, id string, adir, bdir *flowstest.Directory, wantLeader, wantB int) {
+	t.Helper()
+	got := r.invitation(t, id)
+	if got.State != flows.StateNotified || got.Runner != "" {
+		t.Fatalf("state %s, runner %q; want notified, no runner", got.State, got.Runner)
+	}
+	if na, nb := adir.Count("Invite"), bdir.Count("Invite"); na != wantLeader || nb != wantB {
+		t.Fatalf("POST /invitations: leader %d, b %d; want %d and %d", na, nb, wantLeader, wantB)
+	}
+	if n := r.note.Count(flows.NoticeDone, id); n != 1 {
+		t.Fatalf("%d done notices, want 1", n)
+	}
+}
+
 // Ensure the leader leaves alone an invitation that another live replica
 // runs: Resume starts nothing, and the replica finishes it alone.
 func TestReplicaLeaderLeavesALiveReplicasRun(t *testing.T) {
@@ -96,10 +122,7 @@ func TestReplicaLeaderLeavesALiveReplicasRun(t *testing.T) {
 	a := r.replica(t, "a", adir, time.Hour)
 	b := r.replica(t, "b", bdir, time.Hour)
 
-	inv, err := b.Submit(t.Context(), "V1", inviter, request())
-	if err != nil {
-		t.Fatal(err)
-	}
+	inv := submit(t, b)
 	<-entered // b runs it, inside its directory lookup
 	if got := r.invitation(t, inv.ID).Runner; got != "b" {
 		t.Fatalf("Runner = %q while b runs it, want b", got)
@@ -111,16 +134,7 @@ func TestReplicaLeaderLeavesALiveReplicasRun(t *testing.T) {
 	close(release)
 	b.Wait()
 	a.Wait()
-	got := r.invitation(t, inv.ID)
-	if got.State != flows.StateNotified || got.Runner != "" {
-		t.Fatalf("state %s, runner %q; want notified, no runner", got.State, got.Runner)
-	}
-	if na, nb := adir.Count("Invite"), bdir.Count("Invite"); na != 0 || nb != 1 {
-		t.Fatalf("POST /invitations: leader %d, b %d; want 0 and 1", na, nb)
-	}
-	if n := r.note.Count(flows.NoticeDone, inv.ID); n != 1 {
-		t.Fatalf("%d done notices, want 1", n)
-	}
+	r.finished(t, inv.ID, adir, bdir, 0, 1)
 }
 
 // Ensure a replica whose liveness lease lapsed (it was paused or cut off
@@ -135,10 +149,7 @@ func TestReplicaAdoptedRunIsFenced(t *testing.T) {
 	a := r.replica(t, "a", adir, time.Hour)
 	b := r.replica(t, "b", bdir, time.Hour)
 
-	inv, err := b.Submit(t.Context(), "V1", inviter, request())
-	if err != nil {
-		t.Fatal(err)
-	}
+	inv := submit(t, b)
 	<-bentered
 	r.advance(2 * time.Hour) // b's liveness lease lapses: it renews hourly
 	n, err := a.Resume(t.Context())
@@ -156,16 +167,7 @@ func TestReplicaAdoptedRunIsFenced(t *testing.T) {
 	}
 	close(arelease)
 	a.Wait()
-	got := r.invitation(t, inv.ID)
-	if got.State != flows.StateNotified || got.Runner != "" {
-		t.Fatalf("state %s, runner %q; want notified, no runner", got.State, got.Runner)
-	}
-	if na, nb := adir.Count("Invite"), bdir.Count("Invite"); na != 1 || nb != 0 {
-		t.Fatalf("POST /invitations: leader %d, b %d; want 1 and 0", na, nb)
-	}
-	if n := r.note.Count(flows.NoticeDone, inv.ID); n != 1 {
-		t.Fatalf("%d done notices, want 1", n)
-	}
+	r.finished(t, inv.ID, adir, bdir, 1, 0)
 	if n := r.note.Count(flows.NoticeFailed, inv.ID); n != 0 {
 		t.Fatalf("%d failure notices, want none (b was fenced, not failed)", n)
 	}
@@ -192,10 +194,7 @@ func TestReplicaStoppedWorkAdoptedByLeader(t *testing.T) {
 		}
 	}()
 
-	inv, err := b.Submit(t.Context(), "V1", inviter, request())
-	if err != nil {
-		t.Fatal(err)
-	}
+	inv := submit(t, b)
 	<-bentered
 	b.Close() // the run stops in its lookup; the claim stays, the lease goes
 	if got := r.invitation(t, inv.ID); got.Runner != "b" || got.State != flows.StateChecking {
@@ -224,10 +223,7 @@ func TestReplicaTrackerLeavesALiveReplicasAction(t *testing.T) {
 	adir, bdir := flowstest.NewDirectory(), flowstest.NewDirectory()
 	a := r.replica(t, "a", adir, time.Hour)
 	b := r.replica(t, "b", bdir, time.Hour)
-	inv, err := b.Submit(t.Context(), "V1", inviter, request())
-	if err != nil {
-		t.Fatal(err)
-	}
+	inv := submit(t, b)
 	b.Wait()
 	entered, release := make(chan struct{}, 1), make(chan struct{})
 	bdir.RemoveGroupMemberFunc = func(ctx context.Context, gid, uid string) error {

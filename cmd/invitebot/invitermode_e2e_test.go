@@ -43,7 +43,8 @@ func (h *harness) connectPrompts(user string) []slackfake.Message {
 // connected the same file is sent as them; and a sign-in Microsoft no
 // longer accepts refuses the next file the same way.
 func TestE2EBulkAsInviter(t *testing.T) {
-	h, annEntra := startAsInviter(t, overHTTP, "inviter", time.Minute) // the token is refreshed at each use
+	rig := startInviterRig(t, overHTTP, deps{userTokenLifetime: time.Minute}) // the token is refreshed at each use
+	h, annEntra := rig.h, rig.ann
 	if err := poll(h.ctx, func() bool { return strings.Contains(h.logs.String(), `"msg":"slack identity"`) }); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func TestE2EBulkAsInviter(t *testing.T) {
 		t.Errorf("chat.postMessage %d, chat.update %d; want the one refusal", n, u)
 	}
 
-	h.sts.SignIn(graphfake.SignedInUser{ObjectID: annEntra.ID, Username: "ann@contoso.com", Name: "Ann Inviter"})
+	rig.signIn()
 	if status, page := h.browse(t, link); status != http.StatusOK {
 		t.Fatalf("connect: %d %s", status, page)
 	}
@@ -144,7 +145,8 @@ func TestE2EBulkInviterOrApp(t *testing.T) {
 // inviter mode, and refuses the file (nothing recorded or sent, no
 // results file) while they are not connected.
 func TestBulkCLIAsInviter(t *testing.T) {
-	h, annEntra := startAsInviter(t, overHTTP, "inviter", 0)
+	rig := startInviterRig(t, overHTTP, deps{})
+	h, annEntra := rig.h, rig.ann
 	if err := h.stopApp(); err != nil { // the CLI runs with the bot stopped
 		t.Fatal(err)
 	}
@@ -178,14 +180,7 @@ func TestBulkCLIAsInviter(t *testing.T) {
 	if err := h.startApp(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := h.player.CommandWithTrigger(h.ctx, ann, bot.Command, "connect", h.slack.NewTriggerID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.sts.SignIn(graphfake.SignedInUser{ObjectID: annEntra.ID, Username: "ann@contoso.com", Name: "Ann Inviter"})
-	if status, page := h.browse(t, connectLinkRE.FindString(string(r.Body))); status != http.StatusOK {
-		t.Fatalf("connect: %d %s", status, page)
-	}
+	rig.connect()
 	if err := h.stopApp(); err != nil {
 		t.Fatal(err)
 	}
@@ -206,9 +201,8 @@ func TestBulkCLIAsInviter(t *testing.T) {
 // who never connects has the step completed with an error after 24 hours.
 func TestE2EWorkflowStepAsInviter(t *testing.T) {
 	c := &clock{}
-	h := startWith(t, overHTTP, deps{pollInterval: -1, now: c.now, env: map[string]string{"INVITEBOT_INVITE_AS": "inviter"}})
-	h.slack.AddUser(ann, "ann@contoso.com", "Ann Inviter")
-	annEntra := h.tenant.AddUser(graphfake.User{DisplayName: "Ann Inviter", Mail: "ann@contoso.com", UserPrincipalName: "ann@contoso.com", UserType: "Member"})
+	rig := startInviterRig(t, overHTTP, deps{now: c.now})
+	h, annEntra := rig.h, rig.ann
 	const carl = "U0CARL"
 	h.slack.AddUser(carl, "carl@contoso.com", "Carl Never")
 
@@ -228,7 +222,7 @@ func TestE2EWorkflowStepAsInviter(t *testing.T) {
 		t.Fatalf("%d invitations sent before anyone connected", n)
 	}
 
-	h.sts.SignIn(graphfake.SignedInUser{ObjectID: annEntra.ID, Username: "ann@contoso.com", Name: "Ann Inviter"})
+	rig.signIn()
 	if status, page := h.browse(t, link); status != http.StatusOK {
 		t.Fatalf("connect: %d %s", status, page)
 	}
@@ -308,19 +302,10 @@ func (a *afterInvite) RoundTrip(r *http.Request) (*http.Response, error) {
 // person.
 func TestE2EBulkAsInviterRevokedDuringRun(t *testing.T) {
 	hook := &afterInvite{}
-	h := startWith(t, overHTTP, deps{pollInterval: -1, graphTransport: hook, userTokenLifetime: time.Minute, // refreshed at each use
-		env: map[string]string{"INVITEBOT_INVITE_AS": "inviter", "INVITEBOT_BULK_CONCURRENCY": "1"}})
-	h.slack.AddUser(ann, "ann@contoso.com", "Ann Inviter")
-	annEntra := h.tenant.AddUser(graphfake.User{DisplayName: "Ann Inviter", Mail: "ann@contoso.com", UserPrincipalName: "ann@contoso.com", UserType: "Member"})
-	r, err := h.player.CommandWithTrigger(h.ctx, ann, bot.Command, "connect", h.slack.NewTriggerID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	signIn := graphfake.SignedInUser{ObjectID: annEntra.ID, Username: "ann@contoso.com", Name: "Ann Inviter"}
-	h.sts.SignIn(signIn)
-	if status, page := h.browse(t, connectLinkRE.FindString(string(r.Body))); status != http.StatusOK {
-		t.Fatalf("connect: %d %s", status, page)
-	}
+	rig := startInviterRig(t, overHTTP, deps{graphTransport: hook, userTokenLifetime: time.Minute, // refreshed at each use
+		env: map[string]string{"INVITEBOT_BULK_CONCURRENCY": "1"}})
+	h, annEntra := rig.h, rig.ann
+	rig.connect()
 	h.waitDM(t, 1) // "Connected as …"
 	hook.mu.Lock()
 	hook.fn = func() { h.sts.RevokeSignIns(annEntra.ID) }
@@ -340,7 +325,7 @@ func TestE2EBulkAsInviterRevokedDuringRun(t *testing.T) {
 	}
 
 	dms := len(h.dmsTo(ann))
-	h.sts.SignIn(signIn)
+	rig.signIn()
 	if status, page := h.browse(t, connectLinkRE.FindString(string(prompts[0].Blocks))); status != http.StatusOK {
 		t.Fatalf("reconnect: %d %s", status, page)
 	}

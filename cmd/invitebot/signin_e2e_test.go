@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"regexp"
@@ -20,10 +21,94 @@ var connectLinkRE = regexp.MustCompile(`http://127\.0\.0\.1:[0-9]+/auth/start\?l
 // Slack and in Entra (a member account with her Slack email).
 func startAsInviter(t *testing.T, tr transport, mode string, lifetime time.Duration) (*harness, graphfake.User) {
 	t.Helper()
-	h := startWith(t, tr, deps{pollInterval: -1, env: map[string]string{"INVITEBOT_INVITE_AS": mode}, userTokenLifetime: lifetime})
+	r := startInviterRig(t, tr, deps{env: map[string]string{"INVITEBOT_INVITE_AS": mode}, userTokenLifetime: lifetime})
+	return r.h, r.ann
+}
+
+// inviterRig is invitebot in inviter mode with Ann in Slack and in Entra,
+// and the steps and checks the inviter-mode tests share.
+type inviterRig struct {
+	t   *testing.T
+	h   *harness
+	ann graphfake.User // Ann's Entra account
+}
+
+// startInviterRig runs invitebot over tr with d, with no background
+// tracking and INVITEBOT_INVITE_AS=inviter unless d.env says otherwise,
+// with Ann in Slack and in Entra (a member account with her Slack email).
+func startInviterRig(t *testing.T, tr transport, d deps) *inviterRig {
+	t.Helper()
+	env := map[string]string{"INVITEBOT_INVITE_AS": "inviter"}
+	maps.Copy(env, d.env)
+	d.env, d.pollInterval = env, -1
+	h := startWith(t, tr, d)
 	h.slack.AddUser(ann, "ann@contoso.com", "Ann Inviter")
 	annEntra := h.tenant.AddUser(graphfake.User{DisplayName: "Ann Inviter", Mail: "ann@contoso.com", UserPrincipalName: "ann@contoso.com", UserType: "Member"})
-	return h, annEntra
+	return &inviterRig{t: t, h: h, ann: annEntra}
+}
+
+// signIn has Ann be the one who signs in at the token service next.
+func (r *inviterRig) signIn() {
+	r.h.sts.SignIn(graphfake.SignedInUser{ObjectID: r.ann.ID, Username: "ann@contoso.com", Name: "Ann Inviter"})
+}
+
+// connect runs /invite-guest connect as Ann and signs her in through the
+// link it answers with, in the browser.
+func (r *inviterRig) connect() {
+	r.t.Helper()
+	h := r.h
+	res, err := h.player.CommandWithTrigger(h.ctx, ann, bot.Command, "connect", h.slack.NewTriggerID())
+	link := connectLinkRE.FindString(string(res.Body))
+	if err != nil || link == "" {
+		r.t.Fatalf("/invite-guest connect: %v %s", err, res.Body)
+	}
+	r.signIn()
+	if status, page := h.browse(r.t, link); status != http.StatusOK {
+		r.t.Fatalf("connect: %d %s", status, page)
+	}
+}
+
+// invite submits the dialog for email as Ann and returns the DM that
+// answers it.
+func (r *inviterRig) invite(email string) string {
+	r.t.Helper()
+	h := r.h
+	dms := len(h.dmsTo(ann))
+	view := h.open(r.t, "")
+	h.submit(r.t, view, inviteValues(email, "Guest", "slack_link"))
+	return h.waitDM(r.t, dms+1)
+}
+
+// sentAsAnn checks that email's invitation is notified with no failure,
+// sent once, by Ann.
+func (r *inviterRig) sentAsAnn(email string) {
+	r.t.Helper()
+	if inv := r.h.invitationFor(r.t, email); inv.State != flows.StateNotified || inv.Failure != nil {
+		r.t.Fatalf("%s: %s %+v", email, inv.State, inv.Failure)
+	}
+	n := 0
+	for _, inv := range r.h.tenant.Invitations() {
+		if inv.Body["invitedUserEmailAddress"] == email {
+			n++
+			if inv.InvitedBy != r.ann.ID {
+				r.t.Fatalf("%s sent by %q, want Ann", email, inv.InvitedBy)
+			}
+		}
+	}
+	if n != 1 {
+		r.t.Fatalf("%s invited %d times, want once", email, n)
+	}
+}
+
+// grants checks the token service's count of sign-ins (authorization
+// codes redeemed) and of refreshes granted of those asked for.
+func (r *inviterRig) grants(wantCodes, wantRefreshes, wantRequests int) {
+	r.t.Helper()
+	codes, refreshes := r.h.sts.Grants()
+	if asked := r.h.sts.RefreshRequests(); codes != wantCodes || refreshes != wantRefreshes || asked != wantRequests {
+		r.t.Fatalf("token service: %d sign-ins, %d refreshes granted of %d asked; want %d, %d of %d",
+			codes, refreshes, asked, wantCodes, wantRefreshes, wantRequests)
+	}
 }
 
 // browse opens u in a browser-like client (cookies, redirects followed,
@@ -147,7 +232,8 @@ func testInviteAsInviter(t *testing.T, h *harness, annEntra graphfake.User) {
 // revoked refresh token makes the invitation wait for a reconnect, after
 // which it is sent once (the token is refreshed at each use here).
 func TestE2EInviteAsInviterRefusals(t *testing.T) {
-	h, annEntra := startAsInviter(t, overHTTP, "inviter", time.Minute)
+	rig := startInviterRig(t, overHTTP, deps{userTokenLifetime: time.Minute})
+	h, annEntra := rig.h, rig.ann
 	eve := h.tenant.AddUser(graphfake.User{DisplayName: "Eve", Mail: "eve@contoso.com", UserPrincipalName: "eve@contoso.com", UserType: "Member"})
 	r, err := h.player.CommandWithTrigger(h.ctx, ann, bot.Command, "connect", h.slack.NewTriggerID())
 	link := connectLinkRE.FindString(string(r.Body))
@@ -162,11 +248,7 @@ func TestE2EInviteAsInviterRefusals(t *testing.T) {
 		t.Fatalf("link used twice: %d %s", status, page)
 	}
 
-	r, _ = h.player.CommandWithTrigger(h.ctx, ann, bot.Command, "connect", h.slack.NewTriggerID())
-	h.sts.SignIn(graphfake.SignedInUser{ObjectID: annEntra.ID, Username: "ann@contoso.com", Name: "Ann Inviter"})
-	if status, page := h.browse(t, connectLinkRE.FindString(string(r.Body))); status != http.StatusOK {
-		t.Fatalf("Ann's own account: %d %s", status, page)
-	}
+	rig.connect() // Ann's own account
 	dms := len(h.dmsTo(ann))
 
 	h.tenant.SetAllowInvitesFrom(graphfake.InvitesFromAdminsAndGuestInviters)

@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/invitebot/invitebot/bot"
 	"github.com/invitebot/invitebot/flows"
-	"github.com/invitebot/invitebot/internal/graphfake"
 	"github.com/invitebot/invitebot/internal/signin"
 )
 
@@ -92,55 +90,13 @@ func (h *harness) elapse(t *testing.T, c *clock, slackUser string, d time.Durati
 // emulated Graph checks their exp against the emulators' clock.
 func TestE2EInviteAsInviterTokenExpiry(t *testing.T) {
 	c := &clock{}
-	h := startWith(t, overHTTP, deps{pollInterval: -1, now: c.now, env: map[string]string{"INVITEBOT_INVITE_AS": "inviter"}})
-	h.slack.AddUser(ann, "ann@contoso.com", "Ann Inviter")
-	annEntra := h.tenant.AddUser(graphfake.User{DisplayName: "Ann Inviter", Mail: "ann@contoso.com", UserPrincipalName: "ann@contoso.com", UserType: "Member"})
-	invite := func(email string) string {
-		t.Helper()
-		dms := len(h.dmsTo(ann))
-		view := h.open(t, "")
-		h.submit(t, view, inviteValues(email, "Guest", "slack_link"))
-		return h.waitDM(t, dms+1)
-	}
-	sentAsAnn := func(email string) {
-		t.Helper()
-		if inv := h.invitationFor(t, email); inv.State != flows.StateNotified {
-			t.Fatalf("%s: %s %+v", email, inv.State, inv.Failure)
-		}
-		n := 0
-		for _, inv := range h.tenant.Invitations() {
-			if inv.Body["invitedUserEmailAddress"] == email {
-				n++
-				if inv.InvitedBy != annEntra.ID {
-					t.Fatalf("%s sent by %q, want Ann", email, inv.InvitedBy)
-				}
-			}
-		}
-		if n != 1 {
-			t.Fatalf("%s invited %d times, want once", email, n)
-		}
-	}
-	grants := func(wantCodes, wantRefreshes, wantRequests int) {
-		t.Helper()
-		codes, refreshes := h.sts.Grants()
-		if codes != wantCodes || refreshes != wantRefreshes || h.sts.RefreshRequests() != wantRequests {
-			t.Fatalf("token service: %d sign-ins, %d refreshes granted of %d asked; want %d, %d of %d",
-				codes, refreshes, h.sts.RefreshRequests(), wantCodes, wantRefreshes, wantRequests)
-		}
-	}
+	rig := startInviterRig(t, overHTTP, deps{now: c.now})
+	h := rig.h
 
-	r, err := h.player.CommandWithTrigger(h.ctx, ann, bot.Command, "connect", h.slack.NewTriggerID())
-	link := connectLinkRE.FindString(string(r.Body))
-	if err != nil || link == "" {
-		t.Fatalf("/invite-guest connect: %v %s", err, r.Body)
-	}
-	h.sts.SignIn(graphfake.SignedInUser{ObjectID: annEntra.ID, Username: "ann@contoso.com", Name: "Ann Inviter"})
-	if status, page := h.browse(t, link); status != http.StatusOK {
-		t.Fatalf("connect: %d %s", status, page)
-	}
-	invite("bob@fabrikam.com")
-	sentAsAnn("bob@fabrikam.com")
-	grants(1, 0, 0) // the one-hour token from the sign-in
+	rig.connect()
+	rig.invite("bob@fabrikam.com")
+	rig.sentAsAnn("bob@fabrikam.com")
+	rig.grants(1, 0, 0) // the one-hour token from the sign-in
 
 	// Two hours later the access token is past its exp, for Graph and MSAL.
 	old, expires := h.elapse(t, c, ann, 2*time.Hour)
@@ -151,13 +107,13 @@ func TestE2EInviteAsInviterTokenExpiry(t *testing.T) {
 		!strings.Contains(body, `"InvalidAuthenticationToken"`) || !strings.Contains(body, "the token is expired") {
 		t.Fatalf("the expired token at Graph: %d %s", status, body)
 	}
-	invite("carol@fabrikam.com")
-	sentAsAnn("carol@fabrikam.com")
-	grants(1, 1, 1)
+	rig.invite("carol@fabrikam.com")
+	rig.sentAsAnn("carol@fabrikam.com")
+	rig.grants(1, 1, 1)
 	// The refreshed token serves the next one as it is (one hour again).
-	invite("dave@fabrikam.com")
-	sentAsAnn("dave@fabrikam.com")
-	grants(1, 1, 1)
+	rig.invite("dave@fabrikam.com")
+	rig.sentAsAnn("dave@fabrikam.com")
+	rig.grants(1, 1, 1)
 	if n := len(h.sts.AuthorizeRequests()); n != 1 {
 		t.Errorf("%d sign-ins at the token service, want 1", n)
 	}
@@ -165,8 +121,8 @@ func TestE2EInviteAsInviterTokenExpiry(t *testing.T) {
 	// 91 days on the refresh token has expired from disuse (AADSTS700082):
 	// the next invitation waits and Ann is asked to reconnect.
 	h.elapse(t, c, ann, 91*24*time.Hour)
-	dm := invite("erin@fabrikam.com")
-	grants(1, 1, 2)
+	dm := rig.invite("erin@fabrikam.com")
+	rig.grants(1, 1, 2)
 	relink := connectLinkRE.FindString(dm)
 	if !strings.Contains(dm, "Reconnect your Microsoft account") || relink == "" {
 		t.Fatalf("after the refresh token expired: %s", dm)
@@ -185,8 +141,8 @@ func TestE2EInviteAsInviterTokenExpiry(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("not sent after reconnecting: %v", err)
 	}
-	sentAsAnn("erin@fabrikam.com")
-	grants(2, 1, 2)
+	rig.sentAsAnn("erin@fabrikam.com")
+	rig.grants(2, 1, 2)
 }
 
 // postInvitation sends POST /invitations to the emulated Graph with tok,

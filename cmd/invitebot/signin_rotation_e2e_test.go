@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
-	"net/http"
 	"testing"
 	"time"
 
-	"github.com/invitebot/invitebot/bot"
 	"github.com/invitebot/invitebot/flows"
 	"github.com/invitebot/invitebot/internal/config"
-	"github.com/invitebot/invitebot/internal/graphfake"
 	"github.com/invitebot/invitebot/internal/signin"
 )
 
@@ -22,7 +19,8 @@ import (
 // one minute, inside MSAL's refresh margin: every invitation after the
 // first refreshes it with the stored refresh token, never a new sign-in.
 func TestE2EInviteAsInviterKeyRotation(t *testing.T) {
-	h, annEntra := startAsInviter(t, overHTTP, "inviter", time.Minute)
+	rig := startInviterRig(t, overHTTP, deps{userTokenLifetime: time.Minute})
+	h := rig.h
 	keyA := h.cfg.TokenKey
 	rawA, _ := config.DecodeTokenKey(keyA.Reveal())
 	rawB := bytes.Repeat([]byte{0xb0}, 32)
@@ -34,30 +32,14 @@ func TestE2EInviteAsInviterKeyRotation(t *testing.T) {
 		}
 		return hex.EncodeToString(rec[1:5])
 	}
+	// invite has email invited as Ann and checks it was sent once, as her.
 	invite := func(email string) {
 		t.Helper()
-		dms := len(h.dmsTo(ann))
-		view := h.open(t, "")
-		h.submit(t, view, inviteValues(email, "Guest", "slack_link"))
-		h.waitDM(t, dms+1)
-		if inv := h.invitationFor(t, email); inv.State != flows.StateNotified {
-			t.Fatalf("%s: %s %+v", email, inv.State, inv.Failure)
-		}
-		sent := h.tenant.Invitations()
-		if last := sent[len(sent)-1]; last.Body["invitedUserEmailAddress"] != email || last.InvitedBy != annEntra.ID {
-			t.Fatalf("%s: last invitation %v sent by %q, want Ann", email, last.Body["invitedUserEmailAddress"], last.InvitedBy)
-		}
+		rig.invite(email)
+		rig.sentAsAnn(email)
 	}
 
-	r, err := h.player.CommandWithTrigger(h.ctx, ann, bot.Command, "connect", h.slack.NewTriggerID())
-	link := connectLinkRE.FindString(string(r.Body))
-	if err != nil || link == "" {
-		t.Fatalf("/invite-guest connect: %v %s", err, r.Body)
-	}
-	h.sts.SignIn(graphfake.SignedInUser{ObjectID: annEntra.ID, Username: "ann@contoso.com", Name: "Ann Inviter"})
-	if status, page := h.browse(t, link); status != http.StatusOK {
-		t.Fatalf("connect: %d %s", status, page)
-	}
+	rig.connect()
 	invite("bob@fabrikam.com")
 	if got := sealedUnder(); got != signin.KeyID(rawA) {
 		t.Fatalf("sealed under %s, want key A %s", got, signin.KeyID(rawA))
