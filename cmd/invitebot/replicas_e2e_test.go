@@ -265,14 +265,7 @@ func (r *replicaRig) records(ctx context.Context) map[string]*flows.Invitation {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	out := map[string]*flows.Invitation{}
-	for _, inv := range invs {
-		if out[inv.Request.Email] != nil {
-			r.t.Errorf("two invitation records for %s", inv.Request.Email)
-		}
-		out[inv.Request.Email] = inv
-	}
-	return out
+	return byEmail(r.t, invs)
 }
 
 // acceptDMs counts the acceptance DMs, to any inviter, per guest address
