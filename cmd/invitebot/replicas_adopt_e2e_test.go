@@ -49,6 +49,16 @@ func (r *replicaRig) heldAtGroupStep(ctx context.Context, rep *replica, email st
 	}
 }
 
+// kill SIGKILLs rp, waits until it has exited, and returns when.
+func (r *replicaRig) kill(rp *replica) time.Time {
+	r.t.Helper()
+	if err := rp.cmd.Process.Kill(); err != nil {
+		r.t.Fatal(err)
+	}
+	<-rp.done
+	return time.Now()
+}
+
 // The follower's invitation waits in its group request for more than two
 // lease TTLs, during which the leader looks for orphaned invitations at
 // least twice: it must leave the invitation to the live follower, which
@@ -108,11 +118,7 @@ func TestReplicasFollowerKilled(t *testing.T) {
 	a, b := r.leaderAndFollower(ctx)
 
 	r.heldAtGroupStep(ctx, b, email, nil)
-	if err := b.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-b.done
-	killed := time.Now()
+	killed := r.kill(b)
 
 	// B's liveness lease lapses at most a TTL after the kill, and A looks
 	// every TTL: it adopts within about two TTLs.

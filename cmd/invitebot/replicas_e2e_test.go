@@ -368,11 +368,7 @@ func TestReplicasLeaderKilled(t *testing.T) {
 	a, b := r.leaderAndFollower(ctx)
 
 	r.heldAtGroupStep(ctx, a, email, nil)
-	if err := a.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-a.done
-	killed := time.Now()
+	killed := r.kill(a)
 
 	// The lease lapses at most a TTL after the kill; B tries every third
 	// of it.
