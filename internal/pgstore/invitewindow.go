@@ -17,7 +17,7 @@ var _ flows.InviteWindow = (*DB)(nil)
 // an open throttling window, or limit slots already taken within per, make
 // it record nothing and say how long until the next slot frees.
 func (db *DB) TakeInviteSlot(ctx context.Context, limit int, per time.Duration) (wait time.Duration, err error) {
-	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+	err = db.tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		var throttled int64 // microseconds
 		// clock_timestamp, not now(): the lock may have been waited for.
 		if err := tx.QueryRow(ctx, `SELECT `+micros("throttled_until - clock_timestamp()")+`
@@ -61,8 +61,11 @@ func micros(iv string) string {
 // ThrottleInvites implements flows.InviteWindow: every replica's next
 // TakeInviteSlot waits until d from now, unless a later end is recorded.
 func (db *DB) ThrottleInvites(ctx context.Context, d time.Duration) error {
-	_, err := db.pool.Exec(ctx, `UPDATE invite_window
-		SET throttled_until = greatest(throttled_until, clock_timestamp() + $1 * interval '1 microsecond') WHERE id = 1`, d.Microseconds())
+	err := db.tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE invite_window
+			SET throttled_until = greatest(throttled_until, clock_timestamp() + $1 * interval '1 microsecond') WHERE id = 1`, d.Microseconds())
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("record invitation throttling: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/invitebot/invitebot/flows"
 )
@@ -14,34 +15,42 @@ import (
 // AcquireLease implements flows.Leaser with one upsert on the database's
 // clock: it takes a free or expired lease (epoch + 1 for a new holder) or
 // renews the holder's own (epoch kept), and changes nothing otherwise.
+// It is a transaction (tx), so that a renewal that finds its connection
+// dead is made on another one.
 func (db *DB) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (flows.Lease, error) {
-	l := flows.Lease{Name: name}
-	err := db.pool.QueryRow(ctx, `INSERT INTO leases AS l (name, holder, epoch, expires)
+	var l, cur flows.Lease
+	var taken bool
+	err := db.tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		l, cur = flows.Lease{Name: name}, flows.Lease{Name: name}
+		err := tx.QueryRow(ctx, `INSERT INTO leases AS l (name, holder, epoch, expires)
 		VALUES ($1, $2, 1, now() + $3 * interval '1 microsecond')
 		ON CONFLICT (name) DO UPDATE
 			SET holder = EXCLUDED.holder, expires = EXCLUDED.expires,
 				epoch = l.epoch + CASE WHEN l.holder = EXCLUDED.holder THEN 0 ELSE 1 END
 			WHERE l.expires <= now() OR l.holder = EXCLUDED.holder
 		RETURNING holder, epoch, expires`, name, holder, ttl.Microseconds()).Scan(&l.Holder, &l.Epoch, &l.Expires)
-	if err == nil {
-		return l, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
+		if taken = err == nil; !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		return tx.QueryRow(ctx, "SELECT holder, epoch, expires FROM leases WHERE name = $1", name).Scan(&cur.Holder, &cur.Epoch, &cur.Expires)
+	})
+	switch {
+	case err != nil:
 		return flows.Lease{}, fmt.Errorf("acquire lease %q: %w", name, err)
+	case !taken:
+		return flows.Lease{}, &flows.LeaseHeldError{Current: cur}
 	}
-	cur := flows.Lease{Name: name}
-	err = db.pool.QueryRow(ctx, "SELECT holder, epoch, expires FROM leases WHERE name = $1", name).Scan(&cur.Holder, &cur.Epoch, &cur.Expires)
-	if err != nil {
-		return flows.Lease{}, fmt.Errorf("acquire lease %q: %w", name, err)
-	}
-	return flows.Lease{}, &flows.LeaseHeldError{Current: cur}
+	return l, nil
 }
 
 // ReleaseLease implements flows.Leaser. The released lease has no holder,
 // so whoever takes it next (even the same replica) gets a new epoch.
 func (db *DB) ReleaseLease(ctx context.Context, l flows.Lease) error {
-	_, err := db.pool.Exec(ctx, `UPDATE leases SET holder = '', expires = now()
-		WHERE name = $1 AND holder = $2 AND epoch = $3`, l.Name, l.Holder, l.Epoch)
+	err := db.tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE leases SET holder = '', expires = now()
+			WHERE name = $1 AND holder = $2 AND epoch = $3`, l.Name, l.Holder, l.Epoch)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("release lease %q: %w", l.Name, err)
 	}
@@ -53,8 +62,10 @@ func (db *DB) ReleaseLease(ctx context.Context, l flows.Lease) error {
 // `store copy`.
 func (db *DB) Lease(ctx context.Context, name string) (l flows.Lease, held bool, err error) {
 	l.Name = name
-	err = db.pool.QueryRow(ctx, "SELECT holder, epoch, expires, holder <> '' AND expires > now() FROM leases WHERE name = $1", name).
-		Scan(&l.Holder, &l.Epoch, &l.Expires, &held)
+	err = db.read(ctx, func(c *pgxpool.Conn) error {
+		return c.QueryRow(ctx, "SELECT holder, epoch, expires, holder <> '' AND expires > now() FROM leases WHERE name = $1", name).
+			Scan(&l.Holder, &l.Epoch, &l.Expires, &held)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return l, false, nil
 	}

@@ -70,17 +70,32 @@ const migrateLockKey = 0x696e76697465626f
 
 // migrate brings the schema up to date. It holds a session advisory lock
 // on one connection for the whole run, so concurrent starts wait for the
-// first and then find nothing to do.
+// first and then find nothing to do. A run whose connection turned out
+// dead is made again on another (as many times as tx would): it starts
+// from the version schema_migrations holds, which a migration's own
+// transaction records, so a migration whose COMMIT was lost with the
+// connection is not applied twice, and the lock died with the session.
 func migrate(ctx context.Context, pool *pgxpool.Pool) (version int, err error) {
 	ms, err := migrations()
 	if err != nil {
 		return 0, err
 	}
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return 0, err
+	for try := 1; ; try++ {
+		conn, err := pool.Acquire(ctx)
+		if err != nil {
+			return 0, err
+		}
+		version, err = migrateOn(ctx, conn, ms)
+		again := dead(ctx, conn, err) && try < int(pool.Config().MaxConns)+1
+		conn.Release()
+		if !again {
+			return version, err
+		}
 	}
-	defer conn.Release()
+}
+
+// migrateOn is one run of migrate on conn.
+func migrateOn(ctx context.Context, conn *pgxpool.Conn, ms []migration) (version int, err error) {
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(migrateLockKey)); err != nil {
 		return 0, fmt.Errorf("take the migration lock: %w", err)
 	}

@@ -34,6 +34,11 @@ type Options struct {
 	// TokenLifetime bounds a connection's age when Password is set, so no
 	// connection outlives the token it was opened with; zero means 30m.
 	TokenLifetime time.Duration
+
+	// noIdlePing turns off pgxpool's ping of connections idle for over a
+	// second, for tests: every dead connection is then found by a
+	// statement (retry.go).
+	noIdlePing bool
 }
 
 // DB is the PostgreSQL-backed store.
@@ -73,6 +78,9 @@ func Open(ctx context.Context, dbURL string, opts Options) (*DB, error) {
 			cfg.MaxConnLifetime = 30 * time.Minute
 		}
 	}
+	if opts.noIdlePing {
+		cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -95,7 +103,9 @@ func (db *DB) Close() error {
 func (db *DB) Version() int { return db.version }
 
 // Ping checks that the database answers.
-func (db *DB) Ping(ctx context.Context) error { return db.pool.Ping(ctx) }
+func (db *DB) Ping(ctx context.Context) error {
+	return db.read(ctx, func(c *pgxpool.Conn) error { return c.Ping(ctx) })
+}
 
 // ns is t as Unix nanoseconds, ordered like time.Time (the zero time
 // first).
@@ -121,12 +131,13 @@ func uniqueViolation(err error) (constraint string, ok bool) {
 	return "", false
 }
 
-// write runs fn in a transaction, after checking ctx's fence (WithFence)
-// in it: the lease row is locked for share, so a takeover waits for this
+// write runs fn in a transaction (tx: tried again only if BEGIN found the
+// connection dead), after checking ctx's fence (WithFence) in it: the
+// lease row is locked for share, so a takeover waits for this
 // transaction, and a write by a replica that lost the lease fails with
 // flows.ErrFenced.
 func (db *DB) write(ctx context.Context, fn func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+	return db.tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
 		if l, ok := flows.Fence(ctx); ok {
 			var held bool
 			err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM leases
@@ -265,7 +276,12 @@ var errRetry = errors.New("retry")
 
 // Invitation implements flows.Store.
 func (db *DB) Invitation(ctx context.Context, id string) (*flows.Invitation, error) {
-	return scanInvitation(db.pool.QueryRow(ctx, "SELECT doc FROM invitations WHERE id = $1", id))
+	var inv *flows.Invitation
+	err := db.read(ctx, func(c *pgxpool.Conn) (err error) {
+		inv, err = scanInvitation(c.QueryRow(ctx, "SELECT doc FROM invitations WHERE id = $1", id))
+		return err
+	})
+	return inv, err
 }
 
 // UpdateInvitation implements flows.Store.
@@ -349,11 +365,16 @@ func (db *DB) Invitations(ctx context.Context, f flows.InvitationFilter) ([]*flo
 		sql = fmt.Sprintf(`SELECT doc FROM (SELECT doc, created_ns, id FROM invitations%s
 			ORDER BY created_ns DESC, id DESC LIMIT $%d) AS newest ORDER BY created_ns, id`, filter, len(args))
 	}
-	rows, err := db.pool.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*flows.Invitation, error) { return scanInvitation(row) })
+	var invs []*flows.Invitation
+	err := db.read(ctx, func(c *pgxpool.Conn) error {
+		rows, err := c.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		invs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (*flows.Invitation, error) { return scanInvitation(row) })
+		return err
+	})
+	return invs, err
 }
 
 // SaveGuest implements flows.Store.
@@ -372,7 +393,9 @@ func (db *DB) SaveGuest(ctx context.Context, g flows.Guest) error {
 // Guest implements flows.Store.
 func (db *DB) Guest(ctx context.Context, objectID string) (*flows.Guest, error) {
 	var doc []byte
-	err := db.pool.QueryRow(ctx, "SELECT doc FROM guests WHERE object_id = $1", objectID).Scan(&doc)
+	err := db.read(ctx, func(c *pgxpool.Conn) error {
+		return c.QueryRow(ctx, "SELECT doc FROM guests WHERE object_id = $1", objectID).Scan(&doc)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, flows.ErrNotFound
 	}
@@ -388,18 +411,23 @@ func (db *DB) Guest(ctx context.Context, objectID string) (*flows.Guest, error) 
 
 // AuditLog implements flows.Store.
 func (db *DB) AuditLog(ctx context.Context, since time.Time) ([]flows.Event, error) {
-	rows, err := db.pool.Query(ctx, "SELECT doc FROM audit WHERE at_ns >= $1 ORDER BY seq", ns(since))
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (flows.Event, error) {
-		var doc []byte
-		var ev flows.Event
-		if err := row.Scan(&doc); err != nil {
-			return ev, err
+	var evs []flows.Event
+	err := db.read(ctx, func(c *pgxpool.Conn) error {
+		rows, err := c.Query(ctx, "SELECT doc FROM audit WHERE at_ns >= $1 ORDER BY seq", ns(since))
+		if err != nil {
+			return err
 		}
-		return ev, json.Unmarshal(doc, &ev)
+		evs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (flows.Event, error) {
+			var doc []byte
+			var ev flows.Event
+			if err := row.Scan(&doc); err != nil {
+				return ev, err
+			}
+			return ev, json.Unmarshal(doc, &ev)
+		})
+		return err
 	})
+	return evs, err
 }
 
 // Stats counts the records, for metrics and doctor.
@@ -408,7 +436,9 @@ type Stats struct{ Invitations, Guests, AuditEntries int }
 // Stats returns the record counts.
 func (db *DB) Stats(ctx context.Context) (Stats, error) {
 	var s Stats
-	err := db.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM invitations),
-		(SELECT count(*) FROM guests), (SELECT count(*) FROM audit)`).Scan(&s.Invitations, &s.Guests, &s.AuditEntries)
+	err := db.read(ctx, func(c *pgxpool.Conn) error {
+		return c.QueryRow(ctx, `SELECT (SELECT count(*) FROM invitations),
+			(SELECT count(*) FROM guests), (SELECT count(*) FROM audit)`).Scan(&s.Invitations, &s.Guests, &s.AuditEntries)
+	})
 	return s, err
 }

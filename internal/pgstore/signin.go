@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -23,7 +24,12 @@ type querier interface {
 
 // SignInRecord implements flows.SignInStore.
 func (db *DB) SignInRecord(ctx context.Context, key string) ([]byte, error) {
-	return signInRecord(ctx, db.pool, key)
+	var v []byte
+	err := db.read(ctx, func(c *pgxpool.Conn) (err error) {
+		v, err = signInRecord(ctx, c, key)
+		return err
+	})
+	return v, err
 }
 
 func signInRecord(ctx context.Context, q querier, key string) ([]byte, error) {
@@ -37,7 +43,7 @@ func signInRecord(ctx context.Context, q querier, key string) ([]byte, error) {
 
 // PutSignInRecord implements flows.SignInStore.
 func (db *DB) PutSignInRecord(ctx context.Context, key string, value []byte, expires time.Time) error {
-	return putSignInRecord(ctx, db.pool, key, value, expires)
+	return db.tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error { return putSignInRecord(ctx, tx, key, value, expires) })
 }
 
 func putSignInRecord(ctx context.Context, q querier, key string, value []byte, expires time.Time) error {
@@ -58,7 +64,9 @@ func nullTime(t time.Time) *time.Time {
 // so of two replicas taking the same key one gets it.
 func (db *DB) TakeSignInRecord(ctx context.Context, key string) ([]byte, error) {
 	var v []byte
-	err := db.pool.QueryRow(ctx, "DELETE FROM signin WHERE key = $1 RETURNING value", key).Scan(&v)
+	err := db.tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, "DELETE FROM signin WHERE key = $1 RETURNING value", key).Scan(&v)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, flows.ErrNotFound
 	}
@@ -67,20 +75,27 @@ func (db *DB) TakeSignInRecord(ctx context.Context, key string) ([]byte, error) 
 
 // DeleteSignInRecord implements flows.SignInStore.
 func (db *DB) DeleteSignInRecord(ctx context.Context, key string) error {
-	_, err := db.pool.Exec(ctx, "DELETE FROM signin WHERE key = $1", key)
-	return err
+	return db.tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "DELETE FROM signin WHERE key = $1", key)
+		return err
+	})
 }
 
 // DeleteExpiredSignInRecords implements flows.SignInStore, through the
 // index on expires. Rows another transaction holds are left for the next
 // call.
 func (db *DB) DeleteExpiredSignInRecords(ctx context.Context, before time.Time, limit int) (int, error) {
-	tag, err := db.pool.Exec(ctx, `DELETE FROM signin WHERE key IN (
-		SELECT key FROM signin WHERE expires < $1 ORDER BY expires LIMIT $2 FOR UPDATE SKIP LOCKED)`, before, max(limit, 0))
+	var n int
+	err := db.tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM signin WHERE key IN (
+			SELECT key FROM signin WHERE expires < $1 ORDER BY expires LIMIT $2 FOR UPDATE SKIP LOCKED)`, before, max(limit, 0))
+		n = int(tag.RowsAffected())
+		return err
+	})
 	if err != nil {
 		return 0, err
 	}
-	return int(tag.RowsAffected()), nil
+	return n, nil
 }
 
 // signInLockClass is the first key of the sign-in records' advisory locks
@@ -96,25 +111,51 @@ const signInLockClass int32 = 0x7369676e
 // and a replica that dies releases its locks with its session. Within a
 // replica the holders of a key first queue in-process, so that waiters do
 // not each take a connection from the pool.
+//
+// Taking the lock is tried again on another connection when its
+// connection turned out dead (a dead session holds no lock). Once taken,
+// the lock lives and dies with its session: if that connection breaks
+// (a failover), the lock is gone, and every later Record, Put and Delete
+// fails with errSignInLockLost rather than being made on another
+// connection without the lock.
 func (db *DB) LockSignInRecord(ctx context.Context, key string) (flows.SignInLock, error) {
 	local, err := db.signInLocks.Lock(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := db.pool.Acquire(ctx)
-	if err != nil {
-		local()
-		return nil, err
-	}
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", signInLockClass, key); err != nil {
+	for try := 1; ; try++ {
+		conn, err := db.pool.Acquire(ctx)
+		if err != nil {
+			local()
+			return nil, err
+		}
+		_, err = conn.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext($2))", signInLockClass, key)
+		if err == nil {
+			return &signInLock{conn: conn, key: key, local: local}, nil
+		}
+		again := dead(ctx, conn, err) && try < db.tries()
 		// Whether the lock was granted before the error is not known:
 		// end the session, which releases it.
 		_ = conn.Conn().Close(context.WithoutCancel(ctx))
 		conn.Release()
-		local()
-		return nil, err
+		if !again {
+			local()
+			return nil, err
+		}
 	}
-	return &signInLock{conn: conn, key: key, local: local}, nil
+}
+
+// errSignInLockLost says a sign-in lock's connection broke, which ended
+// its session and so released the lock.
+var errSignInLockLost = errors.New("the sign-in record's lock was lost with its database connection")
+
+// lost is err, said to have lost the lock if the lock's connection is
+// closed after it.
+func (l *signInLock) lost(err error) error {
+	if err != nil && l.conn.Conn().IsClosed() {
+		return fmt.Errorf("%w: %w", errSignInLockLost, err)
+	}
+	return err
 }
 
 // signInLock is a held sign-in record lock.
@@ -126,16 +167,17 @@ type signInLock struct {
 }
 
 func (l *signInLock) Record(ctx context.Context) ([]byte, error) {
-	return signInRecord(ctx, l.conn, l.key)
+	v, err := signInRecord(ctx, l.conn, l.key)
+	return v, l.lost(err)
 }
 
 func (l *signInLock) Put(ctx context.Context, value []byte, expires time.Time) error {
-	return putSignInRecord(ctx, l.conn, l.key, value, expires)
+	return l.lost(putSignInRecord(ctx, l.conn, l.key, value, expires))
 }
 
 func (l *signInLock) Delete(ctx context.Context) error {
 	_, err := l.conn.Exec(ctx, "DELETE FROM signin WHERE key = $1", l.key)
-	return err
+	return l.lost(err)
 }
 
 // Unlock releases the advisory lock and returns the connection to the

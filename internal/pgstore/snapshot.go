@@ -17,7 +17,7 @@ import (
 // transaction (a consistent snapshot while replicas write).
 func (db *DB) Export(ctx context.Context) (*flows.Snapshot, error) {
 	snap := &flows.Snapshot{SignIn: map[string][]byte{}, SignInExpires: map[string]time.Time{}}
-	err := pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err := db.tx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, "SELECT doc FROM invitations ORDER BY created_ns, id")
 		if err != nil {
 			return err
