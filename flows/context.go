@@ -2,6 +2,7 @@ package flows
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -28,7 +29,9 @@ func InvitationID(ctx context.Context) string {
 // lease) finishes, within the grace, and its result is recorded, rather
 // than being cut off after Graph acted, which would make the resumed
 // invitation repeat it. Waits (Retry-After, pacing) still end with ctx.
-// A grace of zero or less returns ctx itself.
+// A grace of zero or less returns ctx itself. A context cancelled because
+// the lease was lost (cause ErrLeaseLost) is not given the grace: the
+// writes are fenced off, and the new leader runs the work.
 func linger(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
 	if grace <= 0 {
 		return ctx, func() {}
@@ -41,6 +44,10 @@ func linger(ctx context.Context, grace time.Duration) (context.Context, context.
 		cancel = func() { c2(); c1() }
 	}
 	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(context.Cause(ctx), ErrLeaseLost) {
+			cancel() // another replica leads now: no grace
+			return
+		}
 		t := time.AfterFunc(grace, cancel)
 		context.AfterFunc(d, func() { t.Stop() })
 	})

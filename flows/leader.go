@@ -110,7 +110,7 @@ func (ld Leader) acquire(ctx context.Context, every time.Duration) (Lease, error
 func (ld Leader) lead(ctx context.Context, log *slog.Logger, l Lease, every time.Duration, work func(context.Context) error) {
 	log.Info("leading: running the background work", "epoch", l.Epoch)
 	ld.Changed(true, l)
-	wctx, stop := context.WithCancel(WithFence(ctx, l))
+	wctx, stop := context.WithCancelCause(WithFence(ctx, l))
 	done := make(chan error, 1)
 	go func() { done <- work(wctx) }()
 	lastOK := ld.Now() // when the last successful acquisition or renewal began
@@ -154,7 +154,17 @@ loop:
 			log.Warn("renew lease; trying again", "err", err)
 		}
 	}
-	stop()
+	if why == "shutting down" {
+		// The work's calls in flight finish within their stop grace
+		// (linger): keep the lease meanwhile, so that their writes,
+		// fenced with it, record what they did.
+		stop(context.Canceled)
+		l = ld.drain(ctx, l, every, done)
+	} else {
+		// Lost: the writes are fenced off already; a call in flight
+		// would only run beside the new leader's. Cut it off.
+		stop(ErrLeaseLost)
+	}
 	<-done
 	ld.Changed(false, l)
 	log.Info("stopped leading", "epoch", l.Epoch, "why", why)
@@ -162,6 +172,25 @@ loop:
 	defer cancel()
 	if err := ld.Leaser.ReleaseLease(rctx, l); err != nil {
 		log.Warn("release lease", "err", err)
+	}
+}
+
+// drain renews lease l every interval until the work ends (done, which it
+// leaves readable), and returns the lease as last renewed.
+func (ld Leader) drain(ctx context.Context, l Lease, every time.Duration, done chan error) Lease {
+	for {
+		select {
+		case err := <-done:
+			done <- err
+			return l
+		case <-ld.After(every):
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
+		nl, err := ld.Leaser.AcquireLease(rctx, ld.Name, ld.Holder, ld.TTL)
+		cancel()
+		if err == nil && nl.Epoch == l.Epoch {
+			l = nl
+		}
 	}
 }
 

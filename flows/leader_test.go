@@ -259,3 +259,83 @@ func TestLeaderStopsWhenLeaseTaken(t *testing.T) {
 	clk.waitTimers(t, 1) // a tried again and was refused
 	a.mustNotRun(t)
 }
+
+// Ensure a leader shutting down keeps its lease renewed while the work
+// drains (its calls in flight finish within their grace, their writes
+// fenced with the lease), cancels the work with a plain cancellation,
+// and releases the lease once the work returned; and that a lease lost
+// to another replica cancels the work with ErrLeaseLost, so its calls are
+// cut off at once.
+func TestLeaderDrainsOnShutdown(t *testing.T) {
+	clk := newFakeClock()
+	leaser := &flows.LocalLeaser{Now: clk.Now}
+	ctx, cancel := context.WithCancel(t.Context())
+	started, causes, finish := make(chan flows.Lease, 1), make(chan error, 1), make(chan struct{})
+	done := make(chan struct{})
+	ld := flows.Leader{Leaser: leaser, Holder: "a", TTL: 15 * time.Second, After: clk.After, Now: clk.Now}
+	go func() {
+		defer close(done)
+		_ = ld.Run(ctx, func(ctx context.Context) error {
+			l, _ := flows.Fence(ctx)
+			started <- l
+			<-ctx.Done()
+			causes <- context.Cause(ctx)
+			<-finish // a call in flight, finishing within its grace
+			return nil
+		})
+	}()
+	l := <-started
+	clk.waitTimers(t, 1)
+	cancel() // SIGTERM
+	if cause := <-causes; !errors.Is(cause, context.Canceled) || errors.Is(cause, flows.ErrLeaseLost) {
+		t.Fatalf("work cancelled with %v on shutdown, want context.Canceled", cause)
+	}
+	for range 4 { // 20 s of draining: past the 15 s TTL, still held
+		clk.waitTimers(t, 1)
+		clk.Advance(5 * time.Second)
+	}
+	clk.waitTimers(t, 1)
+	if !leaser.Holds(l) {
+		t.Fatal("the lease lapsed while the work drained")
+	}
+	close(finish)
+	<-done
+	if _, err := leaser.AcquireLease(t.Context(), flows.LeaseBackground, "b", 15*time.Second); err != nil {
+		t.Fatalf("the lease was not released after the drain: %v", err)
+	}
+
+	// b leads now; a lease taken away from it cancels its work with
+	// ErrLeaseLost.
+	clk2 := newFakeClock()
+	lost := &flakyLeaser{LocalLeaser: &flows.LocalLeaser{Now: clk2.Now}, fail: map[string]bool{}}
+	ctx2, cancel2 := context.WithCancel(t.Context())
+	defer cancel2()
+	done2 := make(chan struct{})
+	ld2 := flows.Leader{Leaser: lost, Holder: "b", TTL: 15 * time.Second, After: clk2.After, Now: clk2.Now}
+	go func() {
+		defer close(done2)
+		_ = ld2.Run(ctx2, func(ctx context.Context) error {
+			started <- flows.Lease{}
+			<-ctx.Done()
+			causes <- context.Cause(ctx)
+			return nil
+		})
+	}()
+	<-started
+	clk2.waitTimers(t, 1)
+	lost.setFailing("b", true) // renewals fail: two in a row lose the lease
+	for i := 0; i < 3; i++ {
+		clk2.Advance(5 * time.Second)
+		select {
+		case cause := <-causes:
+			if !errors.Is(cause, flows.ErrLeaseLost) {
+				t.Fatalf("work cancelled with %v when the lease was lost, want ErrLeaseLost", cause)
+			}
+			cancel2()
+			<-done2
+			return
+		case <-clk2.added:
+		}
+	}
+	t.Fatal("the work was not stopped after renewals failed")
+}

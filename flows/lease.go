@@ -33,6 +33,11 @@ var ErrLeaseHeld = errors.New("lease held by another replica")
 // lost the lease and must not write as the leader.
 var ErrFenced = errors.New("lease lost: write fenced off")
 
+// ErrLeaseLost is the cause (context.Cause) with which a Leader cancels
+// the work's context when this replica lost the lease: calls in flight
+// are then cut off at once, not given the stop grace.
+var ErrLeaseLost = errors.New("background lease lost")
+
 // LeaseHeldError says who holds a lease another replica asked for.
 type LeaseHeldError struct{ Current Lease }
 

@@ -107,6 +107,20 @@ func TestStopGrace(t *testing.T) {
 			t.Fatalf("POST /invitations %d times, want 1", n)
 		}
 	})
+	t.Run("a lost lease cuts the call off at once", func(t *testing.T) {
+		r := newStopRig(t)
+		ctx, lose := context.WithCancelCause(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- r.service(t, time.Hour).Background(ctx) }()
+		<-r.entered
+		lose(flows.ErrLeaseLost) // as Leader does: another replica leads now
+		if err := <-done; err != nil { // an hour's grace would time the test out
+			t.Fatalf("Background: %v", err)
+		}
+		if got := r.state(t); got != flows.StateInviting {
+			t.Fatalf("state after the lease was lost = %s, want inviting (the new leader goes on)", got)
+		}
+	})
 	t.Run("past the grace the call is cut off", func(t *testing.T) {
 		r := newStopRig(t)
 		cancel, wait := background(t, r.service(t, time.Millisecond))
