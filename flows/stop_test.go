@@ -113,7 +113,7 @@ func TestStopGrace(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- r.service(t, time.Hour).Background(ctx) }()
 		<-r.entered
-		lose(flows.ErrLeaseLost) // as Leader does: another replica leads now
+		lose(flows.ErrLeaseLost)       // as Leader does: another replica leads now
 		if err := <-done; err != nil { // an hour's grace would time the test out
 			t.Fatalf("Background: %v", err)
 		}
