@@ -451,18 +451,25 @@ func (r *crashRig) records(ctx context.Context) (map[string]*flows.Invitation, [
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	out := map[string]*flows.Invitation{}
-	for _, inv := range invs {
-		if out[inv.Request.Email] != nil {
-			r.t.Errorf("two invitation records for %s", inv.Request.Email)
-		}
-		out[inv.Request.Email] = inv
-	}
 	audit, err := db.AuditLog(ctx, time.Time{})
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	return out, audit
+	return byEmail(r.t, invs), audit
+}
+
+// byEmail maps invs by guest address; an address with two records is an
+// error.
+func byEmail(t *testing.T, invs []*flows.Invitation) map[string]*flows.Invitation {
+	t.Helper()
+	out := map[string]*flows.Invitation{}
+	for _, inv := range invs {
+		if out[inv.Request.Email] != nil {
+			t.Errorf("two invitation records for %s", inv.Request.Email)
+		}
+		out[inv.Request.Email] = inv
+	}
+	return out
 }
 
 // outcomeDMs counts the outcome DMs to Ann per guest address.

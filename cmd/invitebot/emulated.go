@@ -197,9 +197,13 @@ func inviteValues(email, name, delivery string, groups ...string) map[string]map
 }
 
 // dmsTo returns the messages posted to a user's DM with the bot.
-func (e *emulated) dmsTo(user string) []slackfake.Message {
+func (e *emulated) dmsTo(user string) []slackfake.Message { return dmsIn(e.slack, user) }
+
+// dmsIn returns the messages posted to a user's DM with the bot on s
+// (latest versions).
+func dmsIn(s *slackfake.Server, user string) []slackfake.Message {
 	var out []slackfake.Message
-	for _, m := range e.slack.Messages() {
+	for _, m := range s.Messages() {
 		if m.Channel == slackfake.DMChannel(user) && !m.Ephemeral {
 			out = append(out, m)
 		}

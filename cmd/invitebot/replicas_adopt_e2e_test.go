@@ -30,6 +30,35 @@ func (r *replicaRig) leaderAndFollower(ctx context.Context) (a, b *replica) {
 	return a, b
 }
 
+// heldAtGroupStep arms a trap on the first group request (a hold until
+// release is closed, if release is not nil; else a kill point), submits
+// the dialog for email as Ann on rep, and waits until the invitation's
+// group request reaches the trap.
+func (r *replicaRig) heldAtGroupStep(ctx context.Context, rep *replica, email string, release chan struct{}) {
+	r.t.Helper()
+	tr := &trap{key: "POST /groups/{id}/members", n: 1, release: release}
+	r.hub.arm(tr)
+	sub := r.submission(ann, r.openDialog(ctx, rep, email), inviteValues(email, "Bob", "slack_link", emuPortal))
+	if st, err := sub.deliver(ctx, rep); err != nil || st != http.StatusOK {
+		r.t.Fatalf("submission: %d %v", st, err)
+	}
+	select {
+	case <-tr.fired:
+	case <-ctx.Done():
+		r.t.Fatalf("the invitation never reached the group step; log tail:\n%s", tail(rep.logs.String(), 3000))
+	}
+}
+
+// kill SIGKILLs rp, waits until it has exited, and returns when.
+func (r *replicaRig) kill(rp *replica) time.Time {
+	r.t.Helper()
+	if err := rp.cmd.Process.Kill(); err != nil {
+		r.t.Fatal(err)
+	}
+	<-rp.done
+	return time.Now()
+}
+
 // The follower's invitation waits in its group request for more than two
 // lease TTLs, during which the leader looks for orphaned invitations at
 // least twice: it must leave the invitation to the live follower, which
@@ -41,17 +70,8 @@ func TestReplicasLeaderLeavesLiveFollowersInvitation(t *testing.T) {
 	const email = "bob@fabrikam.com"
 	a, b := r.leaderAndFollower(ctx)
 
-	tr := &trap{key: "POST /groups/{id}/members", n: 1, release: make(chan struct{})}
-	r.hub.arm(tr)
-	sub := r.submission(ann, r.openDialog(ctx, b, email), inviteValues(email, "Bob", "slack_link", emuPortal))
-	if st, err := sub.deliver(ctx, b); err != nil || st != http.StatusOK {
-		t.Fatalf("submission: %d %v", st, err)
-	}
-	select {
-	case <-tr.fired:
-	case <-ctx.Done():
-		t.Fatalf("the invitation never reached the group step; log tail:\n%s", tail(b.logs.String(), 3000))
-	}
+	release := make(chan struct{})
+	r.heldAtGroupStep(ctx, b, email, release)
 	// The leader looks every TTL; the follower renews its liveness every
 	// TTL/3. Two looks and a margin, counted by the clock, not asserted
 	// on it: what is checked is what the leader did meanwhile.
@@ -64,7 +84,7 @@ func TestReplicasLeaderLeavesLiveFollowersInvitation(t *testing.T) {
 	if n := r.count("POST /groups/{id}/members"); n != 1 {
 		t.Fatalf("%d group requests while the follower's was held, want 1 (the leader must not run it too)", n)
 	}
-	close(tr.release)
+	close(release)
 	if err := poll(ctx, func() bool {
 		return r.outcomeDMs()[email] >= 1 && r.count("POST /users/{id}/sponsors") >= 1
 	}); err != nil {
@@ -97,22 +117,8 @@ func TestReplicasFollowerKilled(t *testing.T) {
 	const email = "bob@fabrikam.com"
 	a, b := r.leaderAndFollower(ctx)
 
-	tr := &trap{key: "POST /groups/{id}/members", n: 1}
-	r.hub.arm(tr)
-	sub := r.submission(ann, r.openDialog(ctx, b, email), inviteValues(email, "Bob", "slack_link", emuPortal))
-	if st, err := sub.deliver(ctx, b); err != nil || st != http.StatusOK {
-		t.Fatalf("submission: %d %v", st, err)
-	}
-	select {
-	case <-tr.fired:
-	case <-ctx.Done():
-		t.Fatalf("the invitation never reached the group step; log tail:\n%s", tail(b.logs.String(), 3000))
-	}
-	if err := b.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-b.done
-	killed := time.Now()
+	r.heldAtGroupStep(ctx, b, email, nil)
+	killed := r.kill(b)
 
 	// B's liveness lease lapses at most a TTL after the kill, and A looks
 	// every TTL: it adopts within about two TTLs.

@@ -265,14 +265,7 @@ func (r *replicaRig) records(ctx context.Context) map[string]*flows.Invitation {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	out := map[string]*flows.Invitation{}
-	for _, inv := range invs {
-		if out[inv.Request.Email] != nil {
-			r.t.Errorf("two invitation records for %s", inv.Request.Email)
-		}
-		out[inv.Request.Email] = inv
-	}
-	return out
+	return byEmail(r.t, invs)
 }
 
 // acceptDMs counts the acceptance DMs, to any inviter, per guest address
@@ -372,31 +365,10 @@ func TestReplicasLeaderKilled(t *testing.T) {
 	defer cancel()
 	r := newReplicaRig(t)
 	const email = "bob@fabrikam.com"
-	a := r.replica(ctx, "replica A")
-	if err := poll(ctx, func() bool { return a.leading() }); err != nil {
-		t.Fatalf("replica A did not take the lease: %v", err)
-	}
-	b := r.replica(ctx, "replica B")
-	if err := poll(ctx, func() bool { return strings.Contains(b.logs.String(), "another replica runs the background work") }); err != nil {
-		t.Fatalf("replica B did not find the lease held: %v; log tail:\n%s", err, tail(b.logs.String(), 2000))
-	}
+	a, b := r.leaderAndFollower(ctx)
 
-	tr := &trap{key: "POST /groups/{id}/members", n: 1}
-	r.hub.arm(tr)
-	sub := r.submission(ann, r.openDialog(ctx, a, email), inviteValues(email, "Bob", "slack_link", emuPortal))
-	if st, err := sub.deliver(ctx, a); err != nil || st != http.StatusOK {
-		t.Fatalf("submission: %d %v", st, err)
-	}
-	select {
-	case <-tr.fired:
-	case <-ctx.Done():
-		t.Fatalf("the invitation never reached the group step; log tail:\n%s", tail(a.logs.String(), 3000))
-	}
-	if err := a.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-a.done
-	killed := time.Now()
+	r.heldAtGroupStep(ctx, a, email, nil)
+	killed := r.kill(a)
 
 	// The lease lapses at most a TTL after the kill; B tries every third
 	// of it.

@@ -268,10 +268,7 @@ func testLeaderKilledWithAcceptance(t *testing.T, after bool) {
 	case <-ctx.Done():
 		t.Fatalf("replica A posted no acceptance DM; log tail:\n%s", tail(a.logs.String(), 3000))
 	}
-	if err := a.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-a.done
+	r.kill(a)
 	if got := r.records(ctx)[email]; got.State != flows.StateAccepted || len(got.Outbox) != 1 || got.Outbox[0].Kind != flows.NoticeAccepted {
 		t.Fatalf("after the kill: state %s, outbox %+v; want accepted with the acceptance notice not yet recorded as sent", got.State, got.Outbox)
 	}

@@ -41,15 +41,7 @@ func (r *replicaRig) setPolicy(yaml string) {
 }
 
 // dmsTo is the bot's messages in user's DM, latest versions.
-func (r *replicaRig) dmsTo(user string) []slackfake.Message {
-	var out []slackfake.Message
-	for _, m := range r.slack.Messages() {
-		if m.Channel == slackfake.DMChannel(user) && !m.Ephemeral {
-			out = append(out, m)
-		}
-	}
-	return out
-}
+func (r *replicaRig) dmsTo(user string) []slackfake.Message { return dmsIn(r.slack, user) }
 
 func (r *replicaRig) countDMs(user, text string) int {
 	n := 0

@@ -68,6 +68,22 @@ func (r *inviterRig) connect() {
 	}
 }
 
+// reconnect signs Ann in again through link and checks that email's
+// invitation, which waited for it, is then sent once, as her.
+func (r *inviterRig) reconnect(link, email string) {
+	r.t.Helper()
+	h := r.h
+	if status, page := h.browse(r.t, link); status != http.StatusOK {
+		r.t.Fatalf("reconnect: %d %s", status, page)
+	}
+	if err := h.slack.WaitFor(h.ctx, func() bool {
+		return h.invitationFor(r.t, email).State == flows.StateNotified
+	}); err != nil {
+		r.t.Fatalf("not sent after reconnecting: %v", err)
+	}
+	r.sentAsAnn(email)
+}
+
 // invite submits the dialog for email as Ann and returns the DM that
 // answers it.
 func (r *inviterRig) invite(email string) string {

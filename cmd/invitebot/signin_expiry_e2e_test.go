@@ -133,15 +133,7 @@ func TestE2EInviteAsInviterTokenExpiry(t *testing.T) {
 	if n := len(h.tenant.Invitations()); n != 3 {
 		t.Fatalf("%d invitations sent, want 3 (Erin's waits)", n)
 	}
-	if status, page := h.browse(t, relink); status != http.StatusOK {
-		t.Fatalf("reconnect: %d %s", status, page)
-	}
-	if err := h.slack.WaitFor(h.ctx, func() bool {
-		return h.invitationFor(t, "erin@fabrikam.com").State == flows.StateNotified
-	}); err != nil {
-		t.Fatalf("not sent after reconnecting: %v", err)
-	}
-	rig.sentAsAnn("erin@fabrikam.com")
+	rig.reconnect(relink, "erin@fabrikam.com")
 	rig.grants(2, 1, 2)
 }
 

@@ -90,15 +90,7 @@ func TestE2EInviteAsInviterTokenRefused(t *testing.T) {
 		t.Fatalf("after the refresh was refused: %s %+v", inv.State, inv.Failure)
 	}
 	noFailureDM()
-	if status, page := h.browse(t, relink); status != http.StatusOK {
-		t.Fatalf("reconnect: %d %s", status, page)
-	}
-	if err := h.slack.WaitFor(h.ctx, func() bool {
-		return h.invitationFor(t, "erin@fabrikam.com").State == flows.StateNotified
-	}); err != nil {
-		t.Fatalf("not sent after reconnecting: %v", err)
-	}
-	rig.sentAsAnn("erin@fabrikam.com")
+	rig.reconnect(relink, "erin@fabrikam.com")
 	rig.grants(2, 1, 2)
 	posts(2, 4)
 	noFailureDM()

@@ -1,13 +1,11 @@
 package signin_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -35,16 +33,7 @@ func newGraphRig(t *testing.T, valid func(string) bool) *graphRig {
 	t.Helper()
 	g := &graphRig{}
 	clock := func() time.Time { g.clk.Lock(); defer g.clk.Unlock(); return time.Now().Add(g.skew) }
-	f := &fixture{store: &recordingStore{}, log: &bytes.Buffer{}, now: time.Now(), key: bytes.Repeat([]byte{7}, 32)}
-	var h http.Handler
-	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
-	t.Cleanup(web.Close)
-	f.public = web.URL
-	f.sts = graphfake.NewSTS(graphfake.STSConfig{TenantID: tenantID, ClientID: clientID, ClientSecret: secret,
-		RedirectURIs: []string{web.URL + "/auth/callback"}, Now: clock}) // one-hour tokens: MSAL uses its cached one
-	t.Cleanup(f.sts.Close)
-	f.svc = f.service(t, f.key, nil)
-	h = f.svc.Handler()
+	f := newFixtureAt(t, 0, clock) // one-hour tokens: MSAL uses its cached one
 	if valid == nil {
 		valid = f.sts.ValidToken
 	}
@@ -134,9 +123,7 @@ func TestDoRefreshesARefusedToken(t *testing.T) {
 	if len(used) != 2 || used[0] == used[1] {
 		t.Fatalf("calls = %d (distinct tokens: %v); want 2, the second with a new token", len(used), len(used) == 2 && used[0] != used[1])
 	}
-	if _, refreshes := g.sts.Grants(); refreshes != 1 || g.sts.RefreshRequests() != 1 {
-		t.Errorf("refreshes: %d granted of %d asked; want 1 of 1", refreshes, g.sts.RefreshRequests())
-	}
+	g.wantRefreshes(t, 1, 1)
 	used = nil
 	if err := g.svc.Do(t.Context(), "U1", g.invite(t, "dave@fabrikam.com", &used)); err != nil || len(used) != 1 {
 		t.Fatalf("Do after the refresh: %v, %d calls", err, len(used))
@@ -181,9 +168,7 @@ func TestDoRefusedTokenConcurrent(t *testing.T) {
 			t.Errorf("Do #%d: %v", i, err)
 		}
 	}
-	if _, refreshes := g.sts.Grants(); refreshes != 1 || g.sts.RefreshRequests() != 1 {
-		t.Errorf("refreshes: %d granted of %d asked; want 1 of 1", refreshes, g.sts.RefreshRequests())
-	}
+	g.wantRefreshes(t, 1, 1)
 	if n := g.sentAs(t); n != 4 {
 		t.Errorf("%d invitations; want 4", n)
 	}
@@ -201,19 +186,12 @@ func TestDoRefusedTokenRevoked(t *testing.T) {
 	g.sts.RevokeSignIns(dana.ObjectID)
 	var used []string
 	err := g.svc.Do(t.Context(), "U1", g.invite(t, "bob@fabrikam.com", &used))
-	var se *flows.SignInError
-	if !errors.As(err, &se) || se.Reason != flows.SignInExpired || se.Code != "AADSTS50173" {
-		t.Fatalf("Do: %v; want a SignInError expired AADSTS50173", err)
-	}
+	wantExpired(t, err, "AADSTS50173", "Do")
 	if len(used) != 1 || g.sentAs(t) != 0 {
 		t.Errorf("%d calls, %d invitations; want 1 call (refused), none sent", len(used), g.sentAs(t))
 	}
-	if _, refreshes := g.sts.Grants(); refreshes != 0 || g.sts.RefreshRequests() != 1 {
-		t.Errorf("refreshes: %d granted of %d asked; want 0 of 1", refreshes, g.sts.RefreshRequests())
-	}
-	if _, err := g.svc.Connection(t.Context(), "U1"); !errors.Is(err, flows.ErrSignInNeeded) {
-		t.Errorf("still connected: %v", err)
-	}
+	g.wantRefreshes(t, 0, 1)
+	g.wantDisconnected(t, "still connected")
 	if _, code, body := g.connect(t, "U1", dana); code != http.StatusOK {
 		t.Fatalf("reconnect: %d %s", code, body)
 	}
@@ -233,19 +211,12 @@ func TestDoRefusedTwice(t *testing.T) {
 	g := newGraphRig(t, func(string) bool { return false }) // Graph accepts no token
 	var used []string
 	err := g.svc.Do(t.Context(), "U1", g.invite(t, "bob@fabrikam.com", &used))
-	var se *flows.SignInError
-	if !errors.As(err, &se) || se.Reason != flows.SignInExpired || se.Code != "InvalidAuthenticationToken" {
-		t.Fatalf("Do: %v; want a SignInError expired InvalidAuthenticationToken", err)
-	}
+	wantExpired(t, err, "InvalidAuthenticationToken", "Do")
 	if len(used) != 2 || used[0] == used[1] {
 		t.Errorf("calls = %d; want 2, the second with a new token", len(used))
 	}
-	if _, refreshes := g.sts.Grants(); refreshes != 1 || g.sts.RefreshRequests() != 1 {
-		t.Errorf("refreshes: %d granted of %d asked; want 1 of 1", refreshes, g.sts.RefreshRequests())
-	}
-	if _, err := g.svc.Connection(t.Context(), "U1"); !errors.Is(err, flows.ErrSignInNeeded) {
-		t.Errorf("still connected after Graph refused a fresh token: %v", err)
-	}
+	g.wantRefreshes(t, 1, 1)
+	g.wantDisconnected(t, "still connected after Graph refused a fresh token")
 	if g.sentAs(t) != 0 {
 		t.Error("an invitation was sent")
 	}

@@ -68,17 +68,52 @@ func (r *recordingStore) PutSignInRecord(ctx context.Context, key string, v []by
 
 func newFixture(t *testing.T, lifetime time.Duration) *fixture {
 	t.Helper()
+	return newFixtureAt(t, lifetime, nil)
+}
+
+// newFixtureAt is newFixture with the token service on clock (nil: the
+// wall clock); MSAL keeps the process's clock.
+func newFixtureAt(t *testing.T, lifetime time.Duration, clock func() time.Time) *fixture {
+	t.Helper()
 	f := &fixture{store: &recordingStore{}, log: &bytes.Buffer{}, now: time.Now(), key: bytes.Repeat([]byte{7}, 32)}
 	var h http.Handler
 	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
 	t.Cleanup(web.Close)
 	f.public = web.URL
 	f.sts = graphfake.NewSTS(graphfake.STSConfig{TenantID: tenantID, ClientID: clientID, ClientSecret: secret,
-		RedirectURIs: []string{web.URL + "/auth/callback"}, UserTokenLifetime: lifetime})
+		RedirectURIs: []string{web.URL + "/auth/callback"}, UserTokenLifetime: lifetime, Now: clock})
 	t.Cleanup(f.sts.Close)
 	f.svc = f.service(t, f.key, nil)
 	h = f.svc.Handler()
 	return f
+}
+
+// wantExpired fails t unless err is a SignInError that asks the person
+// to reconnect, with code.
+func wantExpired(t *testing.T, err error, code, what string) {
+	t.Helper()
+	var se *flows.SignInError
+	if !errors.As(err, &se) || se.Reason != flows.SignInExpired || se.Code != code {
+		t.Fatalf("%s: %v; want a SignInError expired %s", what, err, code)
+	}
+}
+
+// wantDisconnected checks that U1's sign-in was forgotten; complaint
+// says why it should have been.
+func (f *fixture) wantDisconnected(t *testing.T, complaint string) {
+	t.Helper()
+	if _, err := f.svc.Connection(t.Context(), "U1"); !errors.Is(err, flows.ErrSignInNeeded) {
+		t.Errorf("%s: %v", complaint, err)
+	}
+}
+
+// wantRefreshes checks the refresh grants the token service gave and the
+// refresh requests it was asked.
+func (f *fixture) wantRefreshes(t *testing.T, granted, asked int) {
+	t.Helper()
+	if _, refreshes := f.sts.Grants(); refreshes != granted || f.sts.RefreshRequests() != asked {
+		t.Errorf("refreshes: %d granted of %d asked; want %d of %d", refreshes, f.sts.RefreshRequests(), granted, asked)
+	}
 }
 
 func (f *fixture) service(t *testing.T, cur, prev []byte) *signin.Service {
@@ -233,13 +268,8 @@ func TestRevokedRefreshToken(t *testing.T) {
 	}
 	f.sts.RevokeSignIns(dana.ObjectID)
 	_, err := f.svc.Token(t.Context(), "U1")
-	var se *flows.SignInError
-	if !errors.As(err, &se) || se.Reason != flows.SignInExpired || se.Code != "AADSTS50173" {
-		t.Fatalf("Token after revocation: %v; want a SignInError expired AADSTS50173", err)
-	}
-	if _, err := f.svc.Connection(t.Context(), "U1"); !errors.Is(err, flows.ErrSignInNeeded) {
-		t.Errorf("still connected after the refresh token was refused: %v", err)
-	}
+	wantExpired(t, err, "AADSTS50173", "Token after revocation")
+	f.wantDisconnected(t, "still connected after the refresh token was refused")
 	if _, code, _ := f.connect(t, "U1", dana); code != http.StatusOK {
 		t.Fatal(code)
 	}
