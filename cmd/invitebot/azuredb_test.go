@@ -181,19 +181,10 @@ func TestE2EAzureEntraPostgres(t *testing.T) {
 	if err := poll(ctx, func() bool { return time.Now().After(first.Expires) }); err != nil {
 		t.Fatal(err)
 	}
+	// At once, as after a failover: the pool still holds the dropped
+	// connections, and the store makes each statement that finds one dead
+	// on a new connection, so the submission succeeds.
 	front.DropConnections()
-	dropped := time.Now()
-	// As after a failover, the pool finds its dropped connections dead when
-	// it next uses them: a statement on one fails once (Slack would show
-	// the inviter an error). pgxpool pings a connection idle for over a
-	// second before handing it out, so past that the dead ones are
-	// replaced unseen; and the lease's renewal opens a new connection.
-	if err := poll(ctx, func() bool {
-		ok, _ := accepted(front)
-		return time.Since(dropped) > 1100*time.Millisecond && ok[len(ok)-1].At.After(dropped)
-	}); err != nil {
-		t.Fatalf("no new connection after the drop: %v", err)
-	}
 	invite("carol@fabrikam.com")
 	ok, refused = accepted(front)
 	if len(refused) != 0 {
