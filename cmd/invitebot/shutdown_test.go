@@ -20,22 +20,7 @@ func TestGracefulShutdownMidFlow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	r := newCrashRig(t)
-	r.start()
-	r.healthy(ctx)
-	tr := &trap{key: "POST /invitations", n: 1}
-	r.hub.arm(tr)
-	_, view, err := r.player.Command(ctx, ann, bot.Command, "")
-	if err != nil || view == "" {
-		t.Fatalf("command: %v", err)
-	}
-	if _, err := r.player.Submit(ctx, ann, view, inviteValues("bob@fabrikam.com", "Bob", "slack_link", emuPortal)); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-tr.fired:
-	case <-ctx.Done():
-		t.Fatal("the invitation never reached POST /invitations")
-	}
+	inviteHeld(ctx, r, &trap{key: "POST /invitations", n: 1})
 	began := time.Now()
 	r.stop(ctx) // SIGTERM; fails the test unless it exits 0
 	t.Logf("stopped %s after SIGTERM", time.Since(began).Round(time.Millisecond))
@@ -88,22 +73,8 @@ func TestGracefulShutdownFinishesCallInFlight(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	r := newCrashRig(t)
-	r.start()
-	r.healthy(ctx)
 	tr := &trap{key: "POST /invitations", n: 1, release: make(chan struct{})}
-	r.hub.arm(tr)
-	_, view, err := r.player.Command(ctx, ann, bot.Command, "")
-	if err != nil || view == "" {
-		t.Fatalf("command: %v", err)
-	}
-	if _, err := r.player.Submit(ctx, ann, view, inviteValues("bob@fabrikam.com", "Bob", "slack_link", emuPortal)); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-tr.fired:
-	case <-ctx.Done():
-		t.Fatal("the invitation never reached POST /invitations")
-	}
+	inviteHeld(ctx, r, tr)
 	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -133,5 +104,26 @@ func TestGracefulShutdownFinishesCallInFlight(t *testing.T) {
 	}
 	if got := r.outcomeDMs()["bob@fabrikam.com"]; got != 1 {
 		t.Errorf("%d outcome DMs, want 1", got)
+	}
+}
+
+// inviteHeld starts r's child, arms tr and has Ann invite bob@fabrikam.com,
+// returning once tr holds the request.
+func inviteHeld(ctx context.Context, r *crashRig, tr *trap) {
+	r.t.Helper()
+	r.start()
+	r.healthy(ctx)
+	r.hub.arm(tr)
+	_, view, err := r.player.Command(ctx, ann, bot.Command, "")
+	if err != nil || view == "" {
+		r.t.Fatalf("command: %v", err)
+	}
+	if _, err := r.player.Submit(ctx, ann, view, inviteValues("bob@fabrikam.com", "Bob", "slack_link", emuPortal)); err != nil {
+		r.t.Fatal(err)
+	}
+	select {
+	case <-tr.fired:
+	case <-ctx.Done():
+		r.t.Fatalf("the invitation never reached %s", tr.key)
 	}
 }
