@@ -62,17 +62,18 @@ func (b *Bot) fileShared(ctx context.Context, user, channel, fileID string) {
 		// The run outlives the request, but its log lines keep its ID.
 		ctx := WithRequestID(b.jobsCtx, RequestID(ctx))
 		// Slack may redeliver the event to another replica: one runs it.
-		release, err := b.svc.Hold(ctx, "bulk-file/"+fileID)
+		held, release, err := b.svc.Hold(ctx, "bulk-file/"+fileID)
 		switch {
 		case errors.Is(err, flows.ErrLeaseHeld):
 			b.log.InfoContext(ctx, "bulk: the file runs on another replica", "file", fileID, "err", err)
 			return
 		case err != nil:
 			b.log.WarnContext(ctx, "bulk: could not tell whether another replica runs the file; running it here", "file", fileID, "err", err)
+			held = ctx
 		default:
 			defer release()
 		}
-		b.runBulkFile(ctx, user, channel, fileID)
+		b.runBulkFile(held, user, channel, fileID)
 	}()
 }
 

@@ -33,6 +33,15 @@ func InvitationID(ctx context.Context) string {
 // the lease was lost (cause ErrLeaseLost) is not given the grace: the
 // writes are fenced off, and the new leader runs the work.
 func linger(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	if ctx.Err() != nil {
+		return ctx, func() {} // a call not started when the stop came does not start
+	}
+	return lingerWrite(ctx, grace)
+}
+
+// lingerWrite is linger for a store write, which may begin after the stop:
+// it records the result of a call that finished within the grace.
+func lingerWrite(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
 	if grace <= 0 {
 		return ctx, func() {}
 	}

@@ -162,11 +162,8 @@ func (s *Service) sendInvite(ctx context.Context, sd *sender, in Invite) (Invite
 	if sd.person == "" {
 		return s.dir.Invite(ctx, in)
 	}
-	s.gate.enter()
-	lctx, cancel := linger(ctx, s.grace) // as interactive's calls
-	res, err := s.delegation.Invite(lctx, sd.person, in)
-	cancel()
-	s.gate.leave(err, s.now())
+	res, err := call(interactive{g: &s.gate, now: s.now, grace: s.grace}, ctx, // as the app's calls
+		func(ctx context.Context) (Invited, error) { return s.delegation.Invite(ctx, sd.person, in) })
 	if errors.Is(err, ErrSignInNeeded) && s.inviteAs == InviteAsInviterOrApp {
 		s.log.InfoContext(ctx, "inviter's sign-in no longer usable; sending as the app", "slack_user", sd.person, "err", err)
 		*sd = sender{}

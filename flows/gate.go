@@ -104,77 +104,72 @@ type interactive struct {
 	grace   time.Duration // how long a call outlives its context (linger)
 }
 
-// begin enters the gate for a call and lets the call outlive its
-// context's cancellation by the grace (a stop must not cut off a Graph
-// write whose result the step is about to record); end(err) leaves.
-func (d interactive) begin(ctx context.Context) (context.Context, func(error)) {
+// call runs one Graph call through the gate, letting it outlive its
+// context's cancellation by the grace (linger: a stop must not cut off a
+// Graph write whose result the step is about to record). A call not yet
+// started when its context ended does not start.
+func call[T any](d interactive, ctx context.Context, fn func(context.Context) (T, error)) (out T, err error) {
+	if err = ctx.Err(); err != nil {
+		return out, err
+	}
 	d.g.enter()
-	ctx, cancel := linger(ctx, d.grace)
-	return ctx, func(err error) {
+	lctx, cancel := linger(ctx, d.grace)
+	defer func() {
 		cancel()
 		d.g.leave(err, d.now())
-	}
-}
-
-func (d interactive) VerifiedDomains(ctx context.Context) (out []string, err error) {
-	ctx, end := d.begin(ctx)
-	defer func() { end(err) }()
-	return d.Directory.VerifiedDomains(ctx)
-}
-
-func (d interactive) FindUsers(ctx context.Context, email string, withUPN bool) (out []DirectoryUser, err error) {
-	ctx, end := d.begin(ctx)
-	defer func() { end(err) }()
-	return d.Directory.FindUsers(ctx, email, withUPN)
-}
-
-func (d interactive) Invite(ctx context.Context, inv Invite) (out Invited, err error) {
-	ctx, end := d.begin(ctx)
-	defer func() {
-		end(err)
-		d.invites.throttled(ctx, err)
 	}()
-	return d.Directory.Invite(ctx, inv)
+	return fn(lctx)
 }
 
-func (d interactive) UpdateUser(ctx context.Context, userID string, attrs Attributes) (err error) {
-	ctx, end := d.begin(ctx)
-	defer func() { end(err) }()
-	return d.Directory.UpdateUser(ctx, userID, attrs)
+// noResult adapts a call that returns only an error to call.
+func noResult(fn func(context.Context) error) func(context.Context) (struct{}, error) {
+	return func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx) }
 }
 
-func (d interactive) AddGroupMember(ctx context.Context, groupID, userID string) (err error) {
-	ctx, end := d.begin(ctx)
-	defer func() { end(err) }()
-	return d.Directory.AddGroupMember(ctx, groupID, userID)
+func (d interactive) VerifiedDomains(ctx context.Context) ([]string, error) {
+	return call(d, ctx, d.Directory.VerifiedDomains)
 }
 
-func (d interactive) RemoveGroupMember(ctx context.Context, groupID, userID string) (err error) {
-	ctx, end := d.begin(ctx)
-	defer func() { end(err) }()
-	return d.Directory.RemoveGroupMember(ctx, groupID, userID)
+func (d interactive) FindUsers(ctx context.Context, email string, withUPN bool) ([]DirectoryUser, error) {
+	return call(d, ctx, func(ctx context.Context) ([]DirectoryUser, error) { return d.Directory.FindUsers(ctx, email, withUPN) })
 }
 
-func (d interactive) DeleteUser(ctx context.Context, userID string) (err error) {
-	ctx, end := d.begin(ctx)
-	defer func() { end(err) }()
-	return d.Directory.DeleteUser(ctx, userID)
+func (d interactive) Invite(ctx context.Context, inv Invite) (Invited, error) {
+	out, err := call(d, ctx, func(ctx context.Context) (Invited, error) { return d.Directory.Invite(ctx, inv) })
+	d.invites.throttled(ctx, err)
+	return out, err
 }
 
-func (d interactive) DisableUser(ctx context.Context, userID string) (err error) {
-	ctx, end := d.begin(ctx)
-	defer func() { end(err) }()
-	return d.Directory.DisableUser(ctx, userID)
+func (d interactive) UpdateUser(ctx context.Context, userID string, attrs Attributes) error {
+	_, err := call(d, ctx, noResult(func(ctx context.Context) error { return d.Directory.UpdateUser(ctx, userID, attrs) }))
+	return err
 }
 
-func (d interactive) AddSponsor(ctx context.Context, userID, sponsorID string) (err error) {
-	ctx, end := d.begin(ctx)
-	defer func() { end(err) }()
-	return d.Directory.AddSponsor(ctx, userID, sponsorID)
+func (d interactive) AddGroupMember(ctx context.Context, groupID, userID string) error {
+	_, err := call(d, ctx, noResult(func(ctx context.Context) error { return d.Directory.AddGroupMember(ctx, groupID, userID) }))
+	return err
 }
 
-func (d interactive) User(ctx context.Context, idOrUPN string) (out DirectoryUser, err error) {
-	ctx, end := d.begin(ctx)
-	defer func() { end(err) }()
-	return d.Directory.User(ctx, idOrUPN)
+func (d interactive) RemoveGroupMember(ctx context.Context, groupID, userID string) error {
+	_, err := call(d, ctx, noResult(func(ctx context.Context) error { return d.Directory.RemoveGroupMember(ctx, groupID, userID) }))
+	return err
+}
+
+func (d interactive) DeleteUser(ctx context.Context, userID string) error {
+	_, err := call(d, ctx, noResult(func(ctx context.Context) error { return d.Directory.DeleteUser(ctx, userID) }))
+	return err
+}
+
+func (d interactive) DisableUser(ctx context.Context, userID string) error {
+	_, err := call(d, ctx, noResult(func(ctx context.Context) error { return d.Directory.DisableUser(ctx, userID) }))
+	return err
+}
+
+func (d interactive) AddSponsor(ctx context.Context, userID, sponsorID string) error {
+	_, err := call(d, ctx, noResult(func(ctx context.Context) error { return d.Directory.AddSponsor(ctx, userID, sponsorID) }))
+	return err
+}
+
+func (d interactive) User(ctx context.Context, idOrUPN string) (DirectoryUser, error) {
+	return call(d, ctx, func(ctx context.Context) (DirectoryUser, error) { return d.Directory.User(ctx, idOrUPN) })
 }

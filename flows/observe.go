@@ -68,7 +68,7 @@ type observedStore struct {
 // UpdateInvitation records a step's result: it outlives the stop of its
 // run by the grace, so a Graph call that finished is recorded.
 func (o observedStore) UpdateInvitation(ctx context.Context, id string, fn func(*Invitation) error) (*Invitation, error) {
-	ctx, cancel := linger(ctx, o.grace)
+	ctx, cancel := lingerWrite(ctx, o.grace)
 	defer cancel()
 	var (
 		from    State

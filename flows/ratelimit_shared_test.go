@@ -3,6 +3,7 @@ package flows_test
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,9 +18,14 @@ type sharedWindow struct {
 	at      []time.Time
 	until   time.Time
 	refused chan time.Duration // each refusal's wait
+	// throttles counts the 429s recorded (with a live context).
+	throttles atomic.Int32
 }
 
-func (w *sharedWindow) TakeInviteSlot(_ context.Context, limit int, per time.Duration) (time.Duration, error) {
+func (w *sharedWindow) TakeInviteSlot(ctx context.Context, limit int, per time.Duration) (time.Duration, error) {
+	if err := ctx.Err(); err != nil { // as a database would
+		return 0, err
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	now := time.Now()
@@ -43,7 +49,11 @@ func (w *sharedWindow) TakeInviteSlot(_ context.Context, limit int, per time.Dur
 	return d, nil
 }
 
-func (w *sharedWindow) ThrottleInvites(_ context.Context, d time.Duration) error {
+func (w *sharedWindow) ThrottleInvites(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil { // as a database would
+		return err
+	}
+	w.throttles.Add(1)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if t := time.Now().Add(d); t.After(w.until) {
@@ -123,5 +133,26 @@ func TestInviteWindowSharedByReplicas(t *testing.T) {
 	}
 	if n := dir.Count("Invite"); n != 3 {
 		t.Errorf("%d POST /invitations, want 3 (two, then the one answered 429)", n)
+	}
+}
+
+// Ensure a 429 on POST /invitations is recorded in the shared window with
+// a live context (the call's own context has ended by then).
+func TestSharedWindowRecordsThrottling(t *testing.T) {
+	win := &sharedWindow{refused: make(chan time.Duration, 10)}
+	dir, note := flowstest.NewDirectory(), &flowstest.Notifier{}
+	dir.InviteFunc = func(context.Context, flows.Invite) (flows.Invited, error) {
+		return flows.Invited{}, throttled(time.Second)
+	}
+	svc := flows.New(flows.Config{Directory: dir, Store: windowStore{Store: flowstest.NewStore(), sharedWindow: win}, Notifier: note,
+		PollInterval: -1, Policy: flows.Policy{DefaultRedirectURL: "https://myapplications.microsoft.com"},
+		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }})
+	t.Cleanup(svc.Close)
+	if _, err := svc.Submit(t.Context(), "V1", inviter, flows.Request{Email: "d@fabrikam.com"}); err != nil {
+		t.Fatal(err)
+	}
+	svc.Wait()
+	if n := win.throttles.Load(); n == 0 {
+		t.Fatal("the 429 was not recorded in the shared window")
 	}
 }

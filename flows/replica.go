@@ -125,10 +125,16 @@ func (s *Service) beat(ctx context.Context) {
 // startBeat starts beat once, on the service's context.
 func (s *Service) startBeat() {
 	s.beatOnce.Do(func() {
-		s.wg.Add(1)
+		s.wg.Add(2)
 		go func() {
 			defer s.wg.Done()
 			s.beat(s.beatCtx)
+		}()
+		go func() {
+			defer s.wg.Done()
+			for SleepContext(s.ctx, s.replicaTTL) == nil {
+				s.ownRuns(s.ctx)
+			}
 		}()
 	})
 }
@@ -171,7 +177,12 @@ func (s *Service) claim(ctx context.Context, id string) (_ context.Context, rele
 	s.mu.Unlock()
 	if n == 0 {
 		if !s.beating.Load() {
+			// Not alive to the others: leave the invitation to the
+			// leader, without this replica's stamp from its creation
+			// (which, once this replica is alive again, would keep the
+			// leader off it).
 			s.log.WarnContext(ctx, "not running an invitation: this replica's liveness lease is not held", "invitation_id", id)
+			s.unstamp(id)
 			return ctx, nil, false
 		}
 		if !s.takeRun(ctx, id) {
@@ -246,22 +257,62 @@ func (s *Service) unclaim(id string) {
 	if !last || s.ctx.Err() != nil {
 		return
 	}
-	// On the process's own context: ctx may be the scope of a lease
-	// this replica lost (cancelled, or fenced off), and the record must be
-	// cleared all the same, or the invitation would wait for this live
-	// replica.
+	s.unstamp(id)
+}
+
+// unstamp clears invitation id's Runner if it is this replica, on the
+// process's own context (the run's may be the scope of a lease this
+// replica lost: cancelled, or fenced off), trying a few times: a stamp
+// left on a live replica keeps the others off the invitation until
+// ownRuns finds it.
+func (s *Service) unstamp(id string) {
 	ctx := WithInvitationID(s.ctx, id)
-	cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
-	defer cancel()
-	_, err := s.store.UpdateInvitation(cctx, id, func(c *Invitation) error {
-		if c.Runner != s.replica {
-			return errUnchanged
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 && SleepContext(ctx, time.Second) != nil {
+			return
 		}
-		c.Runner = ""
-		return nil
-	})
-	if err != nil && !errors.Is(err, errUnchanged) {
-		s.log.WarnContext(ctx, "release invitation", "invitation_id", id, "err", err)
+		cctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+		_, err = s.store.UpdateInvitation(cctx, id, func(c *Invitation) error {
+			if c.Runner != s.replica {
+				return errUnchanged
+			}
+			c.Runner = ""
+			return nil
+		})
+		cancel()
+		if err == nil || errors.Is(err, errUnchanged) {
+			return
+		}
+	}
+	s.log.ErrorContext(ctx, "release invitation", "invitation_id", id, "err", err)
+}
+
+// ownRuns looks for unfinished invitations stamped with this replica
+// that no run here claims (a stamp whose release failed, or a run that
+// ended on a store error): it runs those that can go on and releases those
+// that wait for a person. Every replica does it every ReplicaTTL, since
+// the leader leaves a live replica's invitations alone.
+func (s *Service) ownRuns(ctx context.Context) {
+	invs, err := s.store.Invitations(ctx, InvitationFilter{Unfinished: true})
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.WarnContext(ctx, "list this replica's invitations", "err", err)
+		}
+		return
+	}
+	for _, inv := range invs {
+		s.mu.Lock()
+		claimed := s.claims[inv.ID] > 0 || s.running[inv.ID]
+		s.mu.Unlock()
+		switch {
+		case inv.Runner != s.replica || claimed:
+		case inv.State.Waiting():
+			s.unstamp(inv.ID)
+		default:
+			s.log.InfoContext(ctx, "resuming an invitation this replica had left", "invitation", inv)
+			s.start(ctx, inv.ID)
+		}
 	}
 }
 
@@ -304,40 +355,53 @@ func (s *Service) adoptLoop(ctx context.Context) {
 // Hold takes the lease name for this replica and keeps it, renewed every
 // ReplicaTTL/3, until release is called: work that Slack may deliver to
 // two replicas (a shared bulk file's event, redelivered to another one)
-// then runs on one of them. It returns a *LeaseHeldError if another
-// replica holds name; if that replica dies, the lease lapses within
-// ReplicaTTL. A process alone with its store holds nothing: its callers'
-// in-process guards suffice.
-func (s *Service) Hold(ctx context.Context, name string) (release func(), err error) {
+// then runs on one of them. The work runs under the returned context,
+// which ends if the lease is lost (another replica took it after a
+// lapse, or renewals failed for two thirds of the TTL), so that the two
+// never run on. It returns a *LeaseHeldError if another replica holds
+// name; if that replica dies, the lease lapses within ReplicaTTL. A
+// process alone with its store holds nothing: its callers' in-process
+// guards suffice.
+func (s *Service) Hold(ctx context.Context, name string) (held context.Context, release func(), err error) {
 	if s.replica == "" {
-		return func() {}, nil
+		return ctx, func() {}, nil
 	}
 	l, err := s.leaser.AcquireLease(ctx, name, s.replica, s.replicaTTL)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	held, lose := context.WithCancelCause(ctx)
+	every := s.replicaTTL / 3
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
+		lastOK := time.Now()
 		for {
 			select {
 			case <-stop:
 				return
-			case <-time.After(s.replicaTTL / 3):
+			case <-time.After(every):
 			}
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.replicaTTL/3)
+			began := time.Now()
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), every)
 			got, err := s.leaser.AcquireLease(cctx, name, s.replica, s.replicaTTL)
 			cancel()
-			if err != nil {
-				s.log.WarnContext(ctx, "renew lease", "lease", name, "err", err)
+			switch {
+			case err == nil:
+				l, lastOK = got, began
 				continue
+			case errors.Is(err, ErrLeaseHeld), began.Sub(lastOK) >= 2*every:
+				s.log.ErrorContext(ctx, "lease lost: stopping its work", "lease", name, "err", err)
+				lose(fmt.Errorf("lease %s lost: %w", name, err))
+				return
 			}
-			l = got
+			s.log.WarnContext(ctx, "renew lease; trying again", "lease", name, "err", err)
 		}
 	}()
-	return func() {
+	return held, func() {
 		close(stop)
 		<-done
+		lose(context.Canceled)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		if err := s.leaser.ReleaseLease(cctx, l); err != nil {

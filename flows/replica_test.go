@@ -256,20 +256,23 @@ func TestReplicaHold(t *testing.T) {
 	r := newReplicas()
 	a := r.replica(t, "a", flowstest.NewDirectory(), time.Hour)
 	b := r.replica(t, "b", flowstest.NewDirectory(), time.Hour)
-	release, err := a.Hold(t.Context(), "bulk-file/F1")
+	held, release, err := a.Hold(t.Context(), "bulk-file/F1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Hold(t.Context(), "bulk-file/F1"); !errors.Is(err, flows.ErrLeaseHeld) {
+	if _, _, err := b.Hold(t.Context(), "bulk-file/F1"); !errors.Is(err, flows.ErrLeaseHeld) {
 		t.Fatalf("b's Hold while a holds it: %v, want ErrLeaseHeld", err)
 	}
-	other, err := b.Hold(t.Context(), "bulk-file/F2")
+	_, other, err := b.Hold(t.Context(), "bulk-file/F2")
 	if err != nil {
 		t.Fatalf("another name: %v", err)
 	}
 	other()
 	release()
-	again, err := b.Hold(t.Context(), "bulk-file/F1")
+	if held.Err() == nil {
+		t.Error("the held context outlived the release")
+	}
+	_, again, err := b.Hold(t.Context(), "bulk-file/F1")
 	if err != nil {
 		t.Fatalf("b's Hold after a released it: %v", err)
 	}
@@ -277,10 +280,91 @@ func TestReplicaHold(t *testing.T) {
 	alone := flows.New(flows.Config{Directory: flowstest.NewDirectory(), Store: flowstest.NewStore(), Notifier: &flowstest.Notifier{}})
 	defer alone.Close()
 	for range 2 {
-		rel, err := alone.Hold(t.Context(), "bulk-file/F1")
+		_, rel, err := alone.Hold(t.Context(), "bulk-file/F1")
 		if err != nil {
 			t.Fatalf("a process alone: %v", err)
 		}
 		defer rel()
+	}
+}
+
+// Ensure work under Hold stops when the lease is lost: it lapsed (the
+// holder was paused past the TTL) and another replica took it.
+func TestReplicaHoldLost(t *testing.T) {
+	r := newReplicas()
+	ttl := 300 * time.Millisecond // a renews every 100 ms
+	a := r.replica(t, "a", flowstest.NewDirectory(), ttl)
+	held, release, err := a.Hold(t.Context(), "bulk-file/F1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	r.advance(time.Hour) // a's hold lapsed on the store's clock
+	if _, err := r.store.AcquireLease(t.Context(), "bulk-file/F1", "b", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the work under the lost lease was not stopped")
+	}
+	if !errors.Is(context.Cause(held), flows.ErrLeaseHeld) {
+		t.Errorf("cause %v, want the lease held by b", context.Cause(held))
+	}
+}
+
+// Ensure an invitation created on a replica whose liveness lease is not
+// held (another replica took its name after a lapse) is left to the
+// leader without that replica's stamp: the leader runs it at once, even
+// though the replica will be alive again.
+func TestReplicaNotAliveLeavesNoStamp(t *testing.T) {
+	r := newReplicas()
+	adir, bdir := flowstest.NewDirectory(), flowstest.NewDirectory()
+	a := r.replica(t, "a", adir, time.Hour)
+	if _, err := r.store.AcquireLease(t.Context(), "replica/b", "a", time.Hour); err != nil {
+		t.Fatal(err) // the leader adopting b's work holds b's name
+	}
+	b := r.replica(t, "b", bdir, time.Hour)
+	inv := submit(t, b)
+	b.Wait()
+	if got := r.invitation(t, inv.ID); got.Runner != "" || got.State != flows.StateRequested {
+		t.Fatalf("after b refused to run it: state %s, runner %q; want requested, no runner", got.State, got.Runner)
+	}
+	if n, err := a.Resume(t.Context()); err != nil || n != 1 {
+		t.Fatalf("leader's Resume = %d, %v; want 1", n, err)
+	}
+	a.Wait()
+	if got := r.invitation(t, inv.ID); got.State != flows.StateNotified {
+		t.Fatalf("state %s, want notified", got.State)
+	}
+	if na, nb := adir.Count("Invite"), bdir.Count("Invite"); na != 1 || nb != 0 {
+		t.Fatalf("POST /invitations: leader %d, b %d; want 1 and 0", na, nb)
+	}
+}
+
+// Ensure a replica runs an unfinished invitation stamped with its name
+// that no run of its claims (a release that failed, a run that ended on a
+// store error): the leader leaves a live replica's invitations alone.
+func TestReplicaOwnRuns(t *testing.T) {
+	r := newReplicas()
+	bdir := flowstest.NewDirectory()
+	b := r.replica(t, "b", bdir, 200*time.Millisecond) // looks every 200 ms
+	now := time.Now()
+	if _, err := r.store.CreateInvitation(t.Context(), &flows.Invitation{ID: "inv_left", Inviter: inviter, Runner: "b",
+		Request: flows.Request{Email: "bob@fabrikam.com", DisplayName: "Bob", RedirectURL: "https://myapplications.microsoft.com",
+			Delivery: flows.DeliverySlackLink, UserType: flows.UserTypeGuest},
+		State: flows.StateInviting, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := r.note.WaitFor(ctx, func(ns []flows.Notice) bool {
+		return slices.ContainsFunc(ns, func(n flows.Notice) bool { return n.Kind == flows.NoticeDone })
+	}); err != nil {
+		t.Fatalf("b did not run the invitation it had left: %v", err)
+	}
+	b.Wait()
+	if got := r.invitation(t, "inv_left"); got.State != flows.StateNotified || bdir.Count("Invite") != 1 {
+		t.Fatalf("state %s after %d POSTs; want notified after 1", got.State, bdir.Count("Invite"))
 	}
 }

@@ -2,6 +2,7 @@ package flows_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,4 +132,38 @@ func TestStopGrace(t *testing.T) {
 			t.Fatalf("state after the stop = %s, want inviting (kept for the resumption)", got)
 		}
 	})
+}
+
+// Ensure a stop lets only the call in flight finish: a step with several
+// Graph calls (one per group) starts no new one after the stop.
+func TestStopStartsNoNewCall(t *testing.T) {
+	st, dir, note := flowstest.NewStore(), flowstest.NewDirectory(), &flowstest.Notifier{}
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	var calls atomic.Int32
+	dir.AddGroupMemberFunc = func(ctx context.Context, g, u string) error {
+		if calls.Add(1) == 1 {
+			entered <- struct{}{}
+			<-release
+		}
+		return dir.DefaultAddGroupMember(ctx, g, u)
+	}
+	svc := flows.New(flows.Config{Directory: dir, Store: st, Notifier: note, PollInterval: -1, StopGrace: time.Hour,
+		Policy: flows.Policy{Groups: []flows.Group{{Name: "Portal", ID: "g1"}, {Name: "Wiki", ID: "g2"}},
+			DefaultRedirectURL: "https://myapplications.microsoft.com"},
+		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }})
+	inv, err := svc.Submit(t.Context(), "V1", inviter, request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	svc.Stop()
+	close(release) // the first group's call finishes after the stop
+	svc.Close()
+	if n := calls.Load(); n != 1 {
+		t.Errorf("%d group calls, want 1 (the one in flight at the stop)", n)
+	}
+	got, err := st.Invitation(t.Context(), inv.ID)
+	if err != nil || got.State != flows.StateAttributesSet {
+		t.Fatalf("state %s (%v), want attributes_set: the step stopped, to be resumed", got.State, err)
+	}
 }
