@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -30,6 +31,7 @@ type socketConn struct {
 	ws     *websocket.Conn
 	writes chan []byte
 	done   chan struct{}
+	once   sync.Once // close may be called from the server, the reader and the writer at once
 }
 
 // Ack is an app's acknowledgement of one envelope.
@@ -82,11 +84,7 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *socketConn) close() {
-	select {
-	case <-c.done:
-	default:
-		close(c.done)
-	}
+	c.once.Do(func() { close(c.done) })
 	_ = c.ws.Close()
 }
 
