@@ -80,10 +80,12 @@ type Server struct {
 	changed  chan struct{}
 
 	// Socket Mode
-	tickets  map[string]bool // single-use connection tickets
-	conn     *socketConn     // the connected app, if any
-	connects int
-	pending  map[string]chan json.RawMessage // envelope ID → ack
+	tickets   map[string]bool // single-use connection tickets
+	conns     []*socketConn   // the app's open connections (replicas each hold one)
+	connects  int
+	pick      func(n int) int                 // which of n connections gets an envelope (SetSocketPicker)
+	delivered []int                           // envelopes sent per connection ever opened
+	pending   map[string]chan json.RawMessage // envelope ID → ack
 
 	uploads     fileUploads // files.getUploadURLExternal … completeUploadExternal
 	fileURLBase string      // SetFileURLBase
@@ -177,9 +179,9 @@ func (s *Server) APIURL() string { return s.ts.GetAPIURL() }
 // Close stops the fake.
 func (s *Server) Close() {
 	s.mu.Lock()
-	c := s.conn
+	conns := slices.Clone(s.conns)
 	s.mu.Unlock()
-	if c != nil {
+	for _, c := range conns {
 		c.close()
 	}
 	s.ts.Stop()

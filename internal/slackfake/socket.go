@@ -4,7 +4,9 @@ package slackfake
 // token) hands out a single-use wss URL; on connect Slack sends "hello",
 // pings periodically, delivers envelopes ({envelope_id, type, payload,
 // accepts_response_payload}) and expects {envelope_id, payload} acks; a
-// "disconnect" envelope asks the app to reconnect.
+// "disconnect" envelope asks the app to reconnect. An app may hold several
+// connections at once (Slack allows about 10; replicas of an app each hold
+// one), and Slack sends each envelope to one of them, at random.
 // https://api.slack.com/apis/socket-mode
 
 import (
@@ -14,8 +16,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,6 +36,7 @@ type socketConn struct {
 	writes chan []byte
 	done   chan struct{}
 	once   sync.Once // close may be called from the server, the reader and the writer at once
+	seq    int       // its index in Server.delivered
 }
 
 // Ack is an app's acknowledgement of one envelope.
@@ -64,6 +69,10 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &socketConn{ws: ws, writes: make(chan []byte, 16), done: make(chan struct{})}
+	s.mu.Lock()
+	c.seq = len(s.delivered)
+	s.delivered = append(s.delivered, 0)
+	s.mu.Unlock()
 	hello, _ := json.Marshal(map[string]any{
 		"type": "hello", "num_connections": 1,
 		"debug_info":      map[string]any{"host": "applink-fake", "approximate_connection_time": 18060},
@@ -72,14 +81,10 @@ func (s *Server) serveSocket(w http.ResponseWriter, r *http.Request) {
 	c.writes <- hello
 	go c.writeLoop()
 	s.mu.Lock()
-	old := s.conn
-	s.conn = c
+	s.conns = append(s.conns, c)
 	s.connects++
 	s.signal()
 	s.mu.Unlock()
-	if old != nil {
-		old.close()
-	}
 	s.readLoop(c)
 }
 
@@ -116,9 +121,7 @@ func (s *Server) readLoop(c *socketConn) {
 	defer func() {
 		c.close()
 		s.mu.Lock()
-		if s.conn == c {
-			s.conn = nil
-		}
+		s.conns = slices.DeleteFunc(s.conns, func(o *socketConn) bool { return o == c })
 		s.mu.Unlock()
 	}()
 	for {
@@ -155,8 +158,25 @@ func (s *Server) WaitConnected(ctx context.Context, n int) error {
 	return s.WaitFor(ctx, func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.connects >= n && s.conn != nil
+		return s.connects >= n && len(s.conns) > 0
 	})
+}
+
+// SetSocketPicker replaces the random choice of the connection that gets
+// an envelope: pick(n) returns an index among the n open connections, in
+// the order they connected. Tests use it to reach each replica in turn.
+func (s *Server) SetSocketPicker(pick func(n int) int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pick = pick
+}
+
+// SocketDeliveries returns how many envelopes each connection ever
+// opened was sent, in the order they connected.
+func (s *Server) SocketDeliveries() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.delivered)
 }
 
 // Deliver sends an envelope of the given type ("slash_commands",
@@ -179,9 +199,15 @@ func (s *Server) deliver(ctx context.Context, typ string, payload any, attempt i
 	})
 	ch := make(chan json.RawMessage, 1)
 	s.mu.Lock()
-	c := s.conn
-	if c != nil {
+	var c *socketConn
+	if n := len(s.conns); n > 0 {
+		i := mrand.IntN(n)
+		if s.pick != nil {
+			i = s.pick(n) % n
+		}
+		c = s.conns[i]
 		s.pending[id] = ch
+		s.delivered[c.seq]++
 	}
 	s.mu.Unlock()
 	if c == nil {
@@ -208,21 +234,24 @@ func (s *Server) deliver(ctx context.Context, typ string, payload any, attempt i
 
 // Disconnect sends Slack's "disconnect" envelope (reason
 // "refresh_requested"), after which a well-behaved app reconnects.
+// Every open connection gets it.
 func (s *Server) Disconnect() error {
 	s.mu.Lock()
-	c := s.conn
+	conns := slices.Clone(s.conns)
 	s.mu.Unlock()
-	if c == nil {
+	if len(conns) == 0 {
 		return errors.New("slackfake: no app connected over Socket Mode")
 	}
 	msg, _ := json.Marshal(map[string]any{"type": "disconnect", "reason": "refresh_requested",
 		"debug_info": map[string]any{"host": "applink-fake"}})
-	select {
-	case c.writes <- msg:
-		return nil
-	case <-c.done:
-		return errors.New("slackfake: socket closed")
+	for _, c := range conns {
+		select {
+		case c.writes <- msg:
+		case <-c.done:
+			return errors.New("slackfake: socket closed")
+		}
 	}
+	return nil
 }
 
 func randomHex(n int) string {
