@@ -76,3 +76,19 @@ func Fence(ctx context.Context) (Lease, bool) {
 	l, ok := ctx.Value(fenceKey).(Lease)
 	return l, ok
 }
+
+// LeaseSweeper is implemented by a Leaser whose leases outlive the
+// process (a store's), so that the rows of leases nobody will take again
+// can be deleted: a replica's liveness lease (replica/<name>) once the
+// replica is gone, a bulk file's (bulk-file/<file ID>) once its run is
+// over. Deleting a lease's row resets its epoch: the next holder gets
+// epoch 1 again. That is safe for these names only, and the reasons are
+// in sweepLeases; the background lease is never deleted.
+type LeaseSweeper interface {
+	// DeleteStaleLeases deletes at most limit leases whose name starts
+	// with prefix and that have had no holder (released, or expired) for
+	// at least age, on the store's clock, and returns how many it deleted.
+	// A lease held and unexpired, or released or expired for less than
+	// age, is kept, and so is LeaseBackground whatever the prefix.
+	DeleteStaleLeases(ctx context.Context, prefix string, age time.Duration, limit int) (int, error)
+}

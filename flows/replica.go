@@ -409,3 +409,63 @@ func (s *Service) Hold(ctx context.Context, name string) (held context.Context, 
 		}
 	}, nil
 }
+
+// Sweeping the leases that replicas leave behind: every process start adds
+// a liveness lease (replicaLease) and every bulk file shared adds one
+// (bot's "bulk-file/<file ID>", through Hold), and a released lease keeps
+// its row (with its epoch). The leader deletes those that have had no
+// holder for LeaseSweepAge, at most leaseSweepBatches batches of
+// leaseSweepBatch per tracking cycle, each its own short statement.
+//
+// Deleting a row resets the lease's epoch (the next holder gets 1 again),
+// which is safe for these names because their epoch fences nothing:
+//
+//   - A replica's name (host, process ID and a random part) is new at each
+//     process start and never reused, so a row replica/<name> held by
+//     <name> is that one process's. Its work is fenced by the invitations'
+//     Runner (runnerStore), not by the lease's epoch; the epoch is only
+//     used by the replica's own renewals and release. If an invitation
+//     still names a replica whose row was deleted, alive takes the lease
+//     afresh and answers "not alive", as it would on the expired row.
+//   - A bulk file's lease only excludes a second run while it is held: the
+//     run's writes are not fenced with it (Hold does not use WithFence),
+//     and a released lease is free to take, whether its row is there or
+//     not.
+//
+// The background lease, whose epoch fences the leader's writes
+// (WithFence), is never deleted, nor is any lease under another prefix.
+const (
+	LeaseSweepAge     = time.Hour
+	leaseSweepBatch   = 500
+	leaseSweepBatches = 10
+)
+
+// sweptLeases are the name prefixes of the leases sweepLeases deletes.
+var sweptLeases = []string{replicaLease(""), "bulk-file/"}
+
+// sweepLeases deletes the leases of sweptLeases that have had no holder
+// for LeaseSweepAge, if the store keeps leases. It runs in each tracking
+// cycle, so on the replica that runs the background work only. It returns
+// how many it deleted.
+func (s *Service) sweepLeases(ctx context.Context) int {
+	if s.sweeper == nil {
+		return 0
+	}
+	total := 0
+	for _, prefix := range sweptLeases {
+		for range leaseSweepBatches {
+			n, err := s.sweeper.DeleteStaleLeases(ctx, prefix, LeaseSweepAge, leaseSweepBatch)
+			total += n
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.WarnContext(ctx, "delete stale leases", "prefix", prefix, "err", err)
+				}
+				break
+			}
+			if n < leaseSweepBatch {
+				break
+			}
+		}
+	}
+	return total
+}

@@ -149,6 +149,7 @@ type Service struct {
 	grace      time.Duration // Config.StopGrace; 0: none
 	replica    string
 	leaser     Leaser
+	sweeper    LeaseSweeper // the store's, if it is one (sweepLeases)
 	replicaTTL time.Duration
 	claims     map[string]int
 	beating    atomic.Bool
@@ -186,6 +187,7 @@ func New(cfg Config) *Service {
 		s.grace = cfg.StopGrace
 	}
 	s.store = observedStore{Store: cfg.Store, obs: s.obs, grace: s.grace}
+	s.sweeper, _ = cfg.Store.(LeaseSweeper)
 	if s.replica != "" {
 		l, ok := cfg.Store.(Leaser)
 		if !ok {

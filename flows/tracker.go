@@ -25,7 +25,10 @@ type TrackStats struct {
 	// SignInsSwept counts expired sign-in records deleted (connect links
 	// and sign-ins in progress).
 	SignInsSwept int
-	Duration     time.Duration
+	// LeasesSwept counts leases deleted: replicas' liveness leases and
+	// bulk files' leases no longer held (sweepLeases).
+	LeasesSwept int
+	Duration    time.Duration
 }
 
 // errUnchanged tells UpdateInvitation that nothing needs writing.
@@ -44,6 +47,7 @@ func (s *Service) Track(ctx context.Context) (TrackStats, error) {
 	s.resumeSignIns(ctx) // connected meanwhile, or waited too long
 	var st TrackStats
 	st.SignInsSwept = s.sweepSignIns(ctx)
+	st.LeasesSwept = s.sweepLeases(ctx)
 	invs, err := s.store.Invitations(ctx, InvitationFilter{Tracked: true})
 	if err != nil {
 		return st, fmt.Errorf("track: %w", err)

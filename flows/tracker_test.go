@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/invitebot/invitebot/flows"
+	"github.com/invitebot/invitebot/flows/flowstest"
 )
 
 // pending submits a request for email and returns the notified invitation.
@@ -740,5 +741,58 @@ func TestShutdownDuringOutcomeDMIsNotAFailure(t *testing.T) {
 	e.svc.Wait()
 	if got := e.load(t, inv.ID); got.State != flows.StateNotified {
 		t.Errorf("after the restart: %s, want notified", got.State)
+	}
+}
+
+// Ensure a tracking cycle deletes the replica and bulk-file leases that
+// have had no holder for LeaseSweepAge, in as many batches as it takes,
+// and keeps the background lease, a lease still held, leases released
+// more recently and leases under other names.
+func TestTrackSweepsStaleLeases(t *testing.T) {
+	ctx := t.Context()
+	clk := newFakeClock()
+	st := flowstest.NewStore()
+	st.Now = clk.Now
+	svc := flows.New(flows.Config{Directory: flowstest.NewDirectory(), Store: st, Notifier: &flowstest.Notifier{},
+		PollInterval: time.Hour})
+	t.Cleanup(svc.Close)
+	take := func(name string, ttl time.Duration) flows.Lease {
+		t.Helper()
+		l, err := st.AcquireLease(ctx, name, "r1", ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	release := func(name string) {
+		t.Helper()
+		if err := st.ReleaseLease(ctx, take(name, time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const files = 1201 // more than two batches
+	for i := range files {
+		release(fmt.Sprintf("bulk-file/F%04d", i))
+	}
+	release("replica/gone")
+	take("replica/lapsed", time.Minute)
+	release(flows.LeaseBackground)
+	release("other/x")
+	take("replica/held", 3*time.Hour)
+	clk.Advance(flows.LeaseSweepAge + 2*time.Minute)
+	release("replica/recent")
+	stats, err := svc.Track(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := files + 2; stats.LeasesSwept != want {
+		t.Errorf("LeasesSwept = %d, want %d", stats.LeasesSwept, want)
+	}
+	want := []string{flows.LeaseBackground, "other/x", "replica/held", "replica/recent"}
+	if got := st.Leases(); !slices.Equal(got, want) {
+		t.Errorf("%d leases left (the first: %v), want %v", len(got), got[:min(len(got), 8)], want)
+	}
+	if stats, err := svc.Track(ctx); err != nil || stats.LeasesSwept != 0 {
+		t.Errorf("next cycle = %+v, %v; want nothing more swept", stats, err)
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -38,8 +39,8 @@ import (
 	"github.com/invitebot/invitebot/flows"
 )
 
-// Store is an in-memory flows.Store and flows.Leaser. Values are copied in
-// and out.
+// Store is an in-memory flows.Store, flows.Leaser and flows.LeaseSweeper.
+// Values are copied in and out.
 type Store struct {
 	// Now, if set, is the leases' clock; nil: time.Now.
 	Now func() time.Time
@@ -52,8 +53,9 @@ type Store struct {
 }
 
 var (
-	_ flows.Store  = (*Store)(nil)
-	_ flows.Leaser = (*Store)(nil)
+	_ flows.Store        = (*Store)(nil)
+	_ flows.Leaser       = (*Store)(nil)
+	_ flows.LeaseSweeper = (*Store)(nil)
 )
 
 // NewStore returns an empty Store.
@@ -227,9 +229,47 @@ func (s *Store) ReleaseLease(_ context.Context, l flows.Lease) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if cur := s.leases[l.Name]; cur.Holder == l.Holder && cur.Epoch == l.Epoch {
-		s.leases[l.Name] = flows.Lease{Name: l.Name, Epoch: cur.Epoch}
+		s.leases[l.Name] = flows.Lease{Name: l.Name, Epoch: cur.Epoch, Expires: s.now()}
 	}
 	return nil
+}
+
+// DeleteStaleLeases implements flows.LeaseSweeper, earliest expiry first.
+func (s *Store) DeleteStaleLeases(_ context.Context, prefix string, age time.Duration, limit int) (int, error) {
+	if prefix == "" {
+		return 0, errors.New("flowstest: delete stale leases: empty prefix")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	before := s.now().Add(-age)
+	var stale []flows.Lease
+	for name, l := range s.leases {
+		if strings.HasPrefix(name, prefix) && name != flows.LeaseBackground && l.Expires.Before(before) {
+			stale = append(stale, l)
+		}
+	}
+	slices.SortFunc(stale, func(a, b flows.Lease) int { return a.Expires.Compare(b.Expires) })
+	if len(stale) > limit {
+		stale = stale[:limit]
+	}
+	for _, l := range stale {
+		delete(s.leases, l.Name)
+	}
+	return len(stale), nil
+}
+
+// Leases returns the names of the leases the store keeps, held or not.
+func (s *Store) Leases() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.leases))
+}
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // fenced returns ErrFenced if ctx is fenced with a lease that changed

@@ -52,6 +52,15 @@ func TestStore(t *testing.T, open func(t *testing.T) flows.Store) {
 		}
 		testFence(t, s)
 	})
+	t.Run("LeaseSweep", func(t *testing.T) {
+		s := open(t)
+		l, ok := s.(flows.Leaser)
+		sw, ok2 := s.(flows.LeaseSweeper)
+		if !ok || !ok2 {
+			t.Skip("the store does not implement flows.Leaser and flows.LeaseSweeper")
+		}
+		testLeaseSweep(t, l, sw)
+	})
 }
 
 // base is the suite's creation time: whole seconds, UTC, so every backend

@@ -156,3 +156,88 @@ func testFence(t *testing.T, s flows.Store) {
 		t.Errorf("an unfenced create: %v", err)
 	}
 }
+
+// Ensure DeleteStaleLeases deletes the leases under its prefix that were
+// released or expired at least age ago, at most limit per call, and keeps
+// a lease held and unexpired, the background lease, leases under other
+// prefixes and those released more recently than age. A deleted lease is
+// seen by its epoch starting again at 1; a kept one's goes on.
+func testLeaseSweep(t *testing.T, l flows.Leaser, sw flows.LeaseSweeper) {
+	ctx := t.Context()
+	released := func(name string) flows.Lease {
+		t.Helper()
+		got := acquire(t, l, name, "r1", time.Minute)
+		if err := l.ReleaseLease(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	sweep := func(prefix string, age time.Duration, limit int) int {
+		t.Helper()
+		n, err := sw.DeleteStaleLeases(ctx, prefix, age, limit)
+		if err != nil {
+			t.Fatalf("DeleteStaleLeases(%q, %s, %d): %v", prefix, age, limit, err)
+		}
+		if n > limit {
+			t.Fatalf("DeleteStaleLeases(%q, %s, %d) deleted %d, more than the limit", prefix, age, limit, n)
+		}
+		return n
+	}
+	// nextEpoch is the epoch another holder gets on taking name now.
+	nextEpoch := func(name string) int64 {
+		t.Helper()
+		return acquire(t, l, name, "r9", time.Minute).Epoch
+	}
+	start := time.Now()
+	released(flows.LeaseBackground)
+	held := acquire(t, l, "replica/held", "r1", time.Minute)
+	released("replica/gone")
+	acquire(t, l, "replica/lapsed", "r1", leaseTTL) // expires, never released
+	released("replicas")                            // not under "replica/"
+	released("other/x")
+	for _, f := range []string{"F1", "F2", "F3"} {
+		released("bulk-file/" + f)
+	}
+	if _, err := sw.DeleteStaleLeases(ctx, "", 0, 10); err == nil {
+		t.Error("DeleteStaleLeases with an empty prefix: no error")
+	}
+	// Released or expired less than age ago: kept.
+	if n := sweep("replica/", time.Hour, 100); n != 0 {
+		t.Errorf("deleted %d leases released moments ago, with an hour's age", n)
+	}
+	// With age 0, the released one goes at once and the lapsed one once
+	// it expires; one per call (the limit).
+	deleted := 0
+	for deleted < 2 {
+		deleted += sweep("replica/", 0, 1)
+		if time.Since(start) > 30*time.Second { // generous: a loaded machine
+			t.Fatalf("deleted %d of the two stale replica/ leases in 30s", deleted)
+		}
+		if deleted < 2 && flows.SleepContext(ctx, leaseTTL/10) != nil {
+			t.Fatal(ctx.Err())
+		}
+	}
+	if n := sweep("replica/", 0, 100); n != 0 {
+		t.Errorf("deleted %d more replica/ leases; only the held one is left", n)
+	}
+	// The limit: three stale bulk-file leases, two then one.
+	if n := sweep("bulk-file/", 0, 2); n != 2 {
+		t.Errorf("bulk-file/ sweep with limit 2 deleted %d, want 2", n)
+	}
+	if n := sweep("bulk-file/", 0, 2); n != 1 {
+		t.Errorf("second bulk-file/ sweep deleted %d, want 1", n)
+	}
+	// The background lease is never deleted, even under its own name.
+	if n := sweep(flows.LeaseBackground, 0, 100); n != 0 {
+		t.Errorf("deleted the background lease (%d)", n)
+	}
+	refused(t, l, "replica/held", "r9", held)
+	for name, want := range map[string]int64{
+		"replica/gone": 1, "replica/lapsed": 1, "bulk-file/F1": 1, "bulk-file/F2": 1, "bulk-file/F3": 1,
+		flows.LeaseBackground: 2, "replicas": 2, "other/x": 2,
+	} {
+		if got := nextEpoch(name); got != want {
+			t.Errorf("lease %s taken again at epoch %d, want %d (1: deleted, 2: kept)", name, got, want)
+		}
+	}
+}

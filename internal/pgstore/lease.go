@@ -71,3 +71,34 @@ func (db *DB) Lease(ctx context.Context, name string) (l flows.Lease, held bool,
 	}
 	return l, held, err
 }
+
+var _ flows.LeaseSweeper = (*DB)(nil)
+
+// DeleteStaleLeases implements flows.LeaseSweeper with one DELETE on the
+// database's clock, as AcquireLease: a released lease's expires is the
+// time of its release (ReleaseLease), so one condition on expires covers
+// released and expired leases. It reads the leases table rather than a
+// range of its primary key (a text range's order depends on the
+// database's collation); swept each tracking cycle, the table holds no
+// more than the replicas and bulk files of about the last LeaseSweepAge.
+// Rows another transaction holds (a lease being taken) are left for the
+// next call.
+func (db *DB) DeleteStaleLeases(ctx context.Context, prefix string, age time.Duration, limit int) (int, error) {
+	if prefix == "" {
+		return 0, errors.New("delete stale leases: empty prefix")
+	}
+	var n int
+	err := db.tx(ctx, pgx.TxOptions{}, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM leases WHERE name IN (
+			SELECT name FROM leases
+			WHERE starts_with(name, $1) AND name <> $2 AND expires < now() - $3 * interval '1 microsecond'
+			ORDER BY expires LIMIT $4 FOR UPDATE SKIP LOCKED)`,
+			prefix, flows.LeaseBackground, age.Microseconds(), max(limit, 0))
+		n = int(tag.RowsAffected())
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delete stale leases %q: %w", prefix, err)
+	}
+	return n, nil
+}
