@@ -156,17 +156,18 @@ func (s *Service) alive(ctx context.Context, name string) (bool, error) {
 
 // claim claims invitation id for a run on this replica and returns the
 // context the run uses and the function that ends the claim; ok is false
-// if another live replica runs it (or this replica's liveness is not
-// established: the leader then adopts it).
-func (s *Service) claim(ctx context.Context, id string) (_ context.Context, release func(), ok bool) {
+// if another live replica runs it (busy: it may be claimed once that run
+// ends), or this replica's liveness is not established (the leader then
+// adopts it).
+func (s *Service) claim(ctx context.Context, id string) (_ context.Context, release func(), ok, busy bool) {
 	if s.replica == "" {
-		return ctx, func() {}, true
+		return ctx, func() {}, true, false
 	}
 	s.startBeat()
 	select {
 	case <-s.firstBeat:
 	case <-ctx.Done():
-		return ctx, nil, false
+		return ctx, nil, false, false
 	}
 	defer s.lock("claim:" + id)()
 	s.mu.Lock()
@@ -183,39 +184,40 @@ func (s *Service) claim(ctx context.Context, id string) (_ context.Context, rele
 			// leader off it).
 			s.log.WarnContext(ctx, "not running an invitation: this replica's liveness lease is not held", "invitation_id", id)
 			s.unstamp(id)
-			return ctx, nil, false
+			return ctx, nil, false, false
 		}
-		if !s.takeRun(ctx, id) {
-			return ctx, nil, false
+		if ok, busy := s.takeRun(ctx, id); !ok {
+			return ctx, nil, false, busy
 		}
 		s.mu.Lock()
 		s.claims[id]++
 		s.mu.Unlock()
 	}
-	return withClaim(ctx, id), func() { s.unclaim(id) }, true
+	return withClaim(ctx, id), func() { s.unclaim(id) }, true, false
 }
 
-// takeRun sets the invitation's Runner to this replica if it is free.
-func (s *Service) takeRun(ctx context.Context, id string) bool {
+// takeRun sets the invitation's Runner to this replica if it is free;
+// busy says another live replica has it.
+func (s *Service) takeRun(ctx context.Context, id string) (ok, busy bool) {
 	cur, err := s.store.Invitation(ctx, id)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.ErrorContext(ctx, "load invitation", "id", id, "err", err)
 		}
-		return false
+		return false, false
 	}
 	if cur.Runner == s.replica {
-		return true // recorded at creation; an adopter's later claim fences this run's writes
+		return true, false // recorded at creation; an adopter's later claim fences this run's writes
 	}
 	if cur.Runner != "" {
 		live, err := s.alive(ctx, cur.Runner)
 		if err != nil {
 			s.log.WarnContext(ctx, "is the invitation's replica alive?", "invitation_id", id, "runner", cur.Runner, "err", err)
-			return false
+			return false, false
 		}
 		if live {
 			s.log.DebugContext(ctx, "invitation runs on another replica", "invitation_id", id, "runner", cur.Runner)
-			return false
+			return false, true
 		}
 		s.log.InfoContext(ctx, "adopting the invitation of a replica that stopped", "invitation_id", id, "runner", cur.Runner)
 	}
@@ -231,12 +233,14 @@ func (s *Service) takeRun(ctx context.Context, id string) bool {
 	})
 	switch {
 	case err == nil, errors.Is(err, errUnchanged):
-		return true
-	case errors.Is(err, ErrWrongState), ctx.Err() != nil:
+		return true, false
+	case errors.Is(err, ErrWrongState):
+		return false, true // another replica claimed it meanwhile
+	case ctx.Err() != nil:
 	default:
 		s.log.ErrorContext(ctx, "claim invitation", "invitation_id", id, "err", err)
 	}
-	return false
+	return false, false
 }
 
 // unclaim ends one run's claim; the last run on this replica clears the

@@ -368,3 +368,54 @@ func TestReplicaOwnRuns(t *testing.T) {
 		t.Fatalf("state %s after %d POSTs; want notified after 1", got.State, bdir.Count("Invite"))
 	}
 }
+
+// Ensure an approval decided on one replica while another live replica
+// still works on the invitation (here: delivering the approval requests)
+// runs as soon as that work ends, on the replica that was asked, without
+// waiting for the leader.
+func TestReplicaDecisionWaitsForTheLiveRun(t *testing.T) {
+	r := newReplicas()
+	adir, bdir := flowstest.NewDirectory(), flowstest.NewDirectory()
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	var once sync.Once
+	r.note.NotifyFunc = func(ctx context.Context, n flows.Notice) error {
+		if n.Kind == flows.NoticeApprovalRequested {
+			once.Do(func() {
+				entered <- struct{}{}
+				<-release // b's delivery of the request is slow
+			})
+		}
+		return nil
+	}
+	a := r.replica(t, "a", adir, time.Hour)
+	b := r.replica(t, "b", bdir, time.Hour)
+	for _, svc := range []*flows.Service{a, b} {
+		p := svc.Policy()
+		p.Approvers = []string{"UAPPR"}
+		p.Domains = flows.DomainPolicy{Default: flows.DomainApprove}
+		svc.SetPolicy(p)
+	}
+	req := request()
+	req.Email, req.Justification = "bob@unknown.org", "Bob reviews our Q4 contracts."
+	inv, err := b.Submit(t.Context(), "V1", inviter, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-entered // b delivers the approval request, holding the invitation
+	if _, err := a.Decide(t.Context(), inv.ID, flows.Inviter{TeamID: inviter.TeamID, UserID: "UAPPR"}, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := r.note.WaitFor(ctx, func(ns []flows.Notice) bool {
+		return slices.ContainsFunc(ns, func(n flows.Notice) bool { return n.Kind == flows.NoticeDone && n.Invitation.ID == inv.ID })
+	}); err != nil {
+		t.Fatalf("the approved invitation did not run (no leader here: the replica asked must run it): %v", err)
+	}
+	a.Wait()
+	b.Wait()
+	if na, nb := adir.Count("Invite"), bdir.Count("Invite"); na != 1 || nb != 0 {
+		t.Fatalf("POST /invitations: a %d, b %d; want 1 by a, which was asked", na, nb)
+	}
+}

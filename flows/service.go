@@ -680,7 +680,13 @@ func (s *Service) goOnce(ctx context.Context, kind, id string, fn func(context.C
 			defer sc.wg.Done()
 		}
 		for {
-			cctx, release, claimed := s.claim(rctx, id)
+			cctx, release, claimed, busy := s.claim(rctx, id)
+			if busy && !scoped && SleepContext(rctx, claimRetry) == nil {
+				// Asked for here (a button, an approval) while another
+				// live replica runs the invitation: run once it is done.
+				// (The background work comes back on its own.)
+				continue
+			}
 			if claimed {
 				s.runAgain(cctx, key, fn)
 				release()
@@ -703,6 +709,10 @@ func (s *Service) goOnce(ctx context.Context, kind, id string, fn func(context.C
 		s.mu.Unlock()
 	}()
 }
+
+// claimRetry is how often a run asked for on this replica tries again to
+// claim an invitation another live replica runs.
+const claimRetry = time.Second
 
 // runAgain runs fn, and again as long as a run of key was asked for
 // while it ran.
